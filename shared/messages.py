@@ -1,0 +1,108 @@
+"""Every message that crosses Redis, with explicit msgpack encode/decode.
+
+Each payload carries its type and a wire version. Unknown fields are ignored so a
+newer sender can add fields; a missing required field raises WireError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import msgpack
+
+WIRE_VERSION = 1
+
+T = TypeVar("T")
+
+
+class WireError(ValueError):
+    """A payload could not be decoded into the expected message."""
+
+
+class Tier(StrEnum):
+    AUTO = "auto"
+    DRAFTER = "drafter"
+    HEAVYWEIGHT = "heavyweight"
+
+
+class ReplyKind(StrEnum):
+    HEAD = "head"  # routing decision; sent before any content
+    CHUNK = "chunk"  # one chat.completion.chunk (streaming answers)
+    COMPLETION = "completion"  # a whole chat.completion (non-streaming answers)
+    ERROR = "error"  # an OpenAI error object and its HTTP status
+    END = "end"  # no more replies for this request
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """Gateway -> router: one client request to answer."""
+
+    request_id: str
+    reply_to: str
+    body: dict[str, Any]
+    tier: str = Tier.AUTO
+    deadline: float = 0.0
+    tenant: str = ""
+    cache_store: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Router -> gateway: one step of an answer; seq orders and dedupes them."""
+
+    request_id: str
+    seq: int
+    kind: str
+    decision: str | None = None
+    draft_entropy: float | None = None
+    speculation: str | None = None
+    tier: str | None = None
+    status: int | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheWrite:
+    """Router -> cache service: an accepted draft worth remembering."""
+
+    request_id: str
+    body: dict[str, Any]
+    completion: dict[str, Any]
+    tenant: str = ""
+    created: float = field(default=0.0)
+
+
+_TYPE_NAMES: dict[type, str] = {ChatRequest: "chat_request", Reply: "reply", CacheWrite: "cache_write"}
+_FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {cls: dataclasses.fields(cls) for cls in _TYPE_NAMES}
+
+
+def encode(message: ChatRequest | Reply | CacheWrite) -> bytes:
+    cls = type(message)
+    payload: dict[str, Any] = {"v": WIRE_VERSION, "type": _TYPE_NAMES[cls]}
+    for f in _FIELDS[cls]:
+        payload[f.name] = getattr(message, f.name)
+    return msgpack.packb(payload, use_bin_type=True)
+
+
+def decode(cls: type[T], raw: bytes) -> T:
+    try:
+        payload = msgpack.unpackb(raw, raw=False)
+    except (msgpack.UnpackException, ValueError, TypeError) as exc:
+        raise WireError(f"not a msgpack payload: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise WireError("payload is not a map")
+    expected = _TYPE_NAMES[cls]
+    if payload.get("type") != expected:
+        raise WireError(f"expected a {expected} message, got {payload.get('type')!r}")
+    if payload.get("v") != WIRE_VERSION:
+        raise WireError(f"unsupported wire version {payload.get('v')!r} for {expected}")
+    kwargs = {}
+    for f in _FIELDS[cls]:
+        if f.name in payload:
+            kwargs[f.name] = payload[f.name]
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise WireError(f"{expected} message is missing required field {f.name!r}")
+    return cls(**kwargs)
