@@ -75,11 +75,21 @@ class CacheWrite:
     created: float = field(default=0.0)
 
 
-_TYPE_NAMES: dict[type, str] = {ChatRequest: "chat_request", Reply: "reply", CacheWrite: "cache_write"}
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Gateway -> every router (pub/sub): the client went away, stop working on this request."""
+
+    request_id: str
+
+
+Message = ChatRequest | Reply | CacheWrite | Cancel
+
+_TYPE_NAMES: dict[type, str] = {ChatRequest: "chat_request", Reply: "reply", CacheWrite: "cache_write",
+                                Cancel: "cancel"}
 _FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {cls: dataclasses.fields(cls) for cls in _TYPE_NAMES}
 
 
-def encode(message: ChatRequest | Reply | CacheWrite) -> bytes:
+def encode(message: Message) -> bytes:
     cls = type(message)
     payload: dict[str, Any] = {"v": WIRE_VERSION, "type": _TYPE_NAMES[cls]}
     for f in _FIELDS[cls]:

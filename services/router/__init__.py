@@ -1,0 +1,1 @@
+"""The router: drafts every request cheaply, escalates to the heavyweight on entropy."""

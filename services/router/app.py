@@ -1,0 +1,91 @@
+"""create_app(config): the router process — the stream worker plus /health and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.router.drafting import RoutingContext
+from services.router.metrics import create_metrics
+from services.router.speculation import SpeculationBudget
+from services.router.upstream import create_tier
+from services.router.worker import Worker
+from shared import bus
+from shared.config import Config
+from shared.http import error_middleware
+from shared.keys import CACHE_WRITE_STREAM
+from shared.messages import CacheWrite, encode
+from shared.metrics import add_metrics_route
+
+log = structlog.get_logger(__name__)
+
+CONFIG = web.AppKey("config", Config)
+REDIS = web.AppKey("redis", Redis)
+WORKER = web.AppKey("worker", Worker)
+STARTED = web.AppKey("started", float)
+
+
+def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Application:
+    app = web.Application(middlewares=[error_middleware])
+    app[CONFIG] = config
+    app[STARTED] = time.time()
+    registry = CollectorRegistry()
+    add_metrics_route(app, registry)
+    metrics = create_metrics(registry)
+
+    async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[REDIS] = Redis.from_url(config.redis.url)
+        yield
+        await app[REDIS].aclose()
+
+    async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
+        environ = os.environ if env is None else env
+        drafter = create_tier("drafter", config.drafter, environ)
+        heavyweight = create_tier("heavyweight", config.heavyweight, environ)
+        redis = app[REDIS]
+
+        async def write_cache(message: CacheWrite) -> None:
+            try:
+                await bus.publish(redis, CACHE_WRITE_STREAM, encode(message), config.bus.request_stream_maxlen)
+            except RedisError as exc:
+                log.warning("cache write not queued", error=str(exc))
+
+        ctx = RoutingContext(drafter=drafter, heavyweight=heavyweight, routing=config.routing, metrics=metrics,
+                             budget=SpeculationBudget(config.routing.max_concurrent_speculations),
+                             write_cache=write_cache)
+        worker = Worker(redis=redis, ctx=ctx, config=config.bus, consumer=_consumer_name(),
+                        max_in_flight=config.router.max_in_flight)
+        app[WORKER] = worker
+        task = asyncio.create_task(worker.run())
+        log.info("router started", consumer=worker.consumer, drafter=f"{drafter.model} @ {config.drafter.base_url}",
+                 heavyweight=f"{heavyweight.model} @ {config.heavyweight.base_url}")
+        yield
+        await worker.shutdown(config.router.shutdown_grace_s)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await drafter.client.close()
+        await heavyweight.client.close()
+
+    app.cleanup_ctx.extend([redis_ctx, worker_ctx])
+    app.router.add_get("/health", health)
+    return app
+
+
+async def health(request: web.Request) -> web.Response:
+    worker = request.app[WORKER]
+    return web.json_response({"status": "ok", "consumer": worker.consumer, "in_flight": len(worker.in_flight),
+                              "uptime_s": round(time.time() - request.app[STARTED], 3)})
+
+
+def _consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

@@ -1,0 +1,225 @@
+"""One request's flow: draft, judge every token, then accept the draft or escalate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from services.router.assemble import (
+    assemble_completion,
+    client_top_logprobs,
+    content_tokens,
+    is_usage_chunk,
+    shape_chunk,
+    wants_usage,
+)
+from services.router.entropy import Decision, EntropyWindow, token_entropy_bits
+from services.router.failures import UPSTREAM_ERRORS, upstream_error_reply
+from services.router.metrics import RouterMetrics
+from services.router.replies import ReplyWriter
+from services.router.speculation import Speculation, SpeculationBudget
+from services.router.upstream import Tier, open_chunks, stream_params
+from shared.config import RoutingConfig
+from shared.messages import CacheWrite, ChatRequest
+from shared.messages import Tier as RequestedTier
+
+log = structlog.get_logger(__name__)
+
+CacheWriter = Callable[[CacheWrite], Awaitable[None]]
+
+
+@dataclass
+class RoutingContext:
+    """Everything one router process needs to answer requests."""
+
+    drafter: Tier
+    heavyweight: Tier
+    routing: RoutingConfig
+    metrics: RouterMetrics
+    budget: SpeculationBudget
+    write_cache: CacheWriter
+    warned_models: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Draft:
+    chunks: list[dict[str, Any]]
+    window: EntropyWindow
+    escalate_reason: str | None = None
+    speculation: Speculation | None = None
+
+
+async def answer(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) -> None:
+    if request.tier == RequestedTier.HEAVYWEIGHT:
+        await _serve_tier(ctx, ctx.heavyweight, request, out, out.head("escalate", None, "none", "heavyweight"))
+    elif request.tier == RequestedTier.DRAFTER:
+        await _serve_tier(ctx, ctx.drafter, request, out, out.head("accept", None, "none", "drafter"))
+    else:
+        await _route(ctx, request, out)
+
+
+async def _route(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) -> None:
+    draft = await _draft(ctx, request.body)
+    ctx.metrics.draft_entropy.observe(draft.window.metric)
+    speculation = draft.speculation
+    try:
+        if draft.escalate_reason is None:
+            state = "none"
+            if speculation is not None:
+                ctx.metrics.speculation_wasted_tokens.inc(await speculation.cancel())
+                ctx.metrics.speculations_cancelled.inc()
+                state = "cancelled"
+            speculation = None
+            await _accept(ctx, request, out, draft, state)
+            return
+        ctx.metrics.escalation_reasons.labels(draft.escalate_reason).inc()
+        if speculation is not None:
+            ctx.metrics.speculations_used.inc()
+            ctx.metrics.speculation_saved.observe(time.monotonic() - speculation.started)
+            head = out.head("escalate", draft.window.metric, "used", "heavyweight")
+            await _deliver(ctx, ctx.heavyweight, speculation.follow(), request, out, head)
+        else:
+            await _serve_tier(ctx, ctx.heavyweight, request, out,
+                              out.head("escalate", draft.window.metric, "none", "heavyweight"))
+    finally:
+        if speculation is not None:
+            await speculation.cancel()
+
+
+async def _draft(ctx: RoutingContext, body: dict[str, Any]) -> Draft:
+    """Stream the drafter and judge each token; stops reading (closing the connection) on escalation."""
+    routing = ctx.routing
+    draft = Draft(chunks=[], window=EntropyWindow(routing.entropy_threshold, routing.window,
+                                                  routing.early_exit_tokens, routing.speculation_threshold))
+    params = stream_params(body, ctx.drafter.model, routing.top_logprobs)
+    try:
+        async with open_chunks(ctx.drafter, params) as chunks:
+            async for chunk in chunks:
+                draft.chunks.append(chunk)
+                verdict = _judge(chunk, draft.window, routing.top_logprobs)
+                if verdict is None:
+                    _warn_no_logprobs(ctx, chunk)
+                    draft.escalate_reason = "no_logprobs"
+                    break
+                if verdict is Decision.ESCALATE:
+                    draft.escalate_reason = "entropy"
+                    break
+                if verdict is Decision.SPECULATE and draft.speculation is None:
+                    draft.speculation = _speculate(ctx, body)
+    except UPSTREAM_ERRORS as exc:
+        ctx.metrics.upstream_errors.labels("drafter").inc()
+        log.warning("drafter failed, escalating", error=str(exc))
+        draft.escalate_reason = "drafter_error"
+    except BaseException:
+        if draft.speculation is not None:
+            await draft.speculation.cancel()
+        raise
+    ctx.metrics.upstream_tokens.labels("drafter").inc(sum(content_tokens(c) for c in draft.chunks))
+    if draft.escalate_reason is None and draft.window.tokens == 0:
+        draft.escalate_reason = "unjudged"
+    return draft
+
+
+def _judge(chunk: dict[str, Any], window: EntropyWindow, top_k: int) -> Decision | None:
+    """Feed the chunk's tokens to the window. None: content arrived without any log-probs.
+
+    Some servers send more than k alternatives (llama.cpp adds the sampled token): the k
+    most likely are the distribution the threshold was calibrated on."""
+    decision = Decision.CONTINUE
+    for choice in chunk.get("choices") or ():
+        logprobs = choice.get("logprobs")
+        entries = logprobs.get("content") if logprobs else None
+        if entries is None:
+            if (choice.get("delta") or {}).get("content"):
+                return None
+            continue
+        for entry in entries:
+            alternatives = sorted((alt.get("logprob") for alt in entry.get("top_logprobs") or ()
+                                   if isinstance(alt.get("logprob"), int | float)), reverse=True)
+            bits = token_entropy_bits(alternatives[:top_k])
+            if bits is None:
+                continue
+            verdict = window.add(bits)
+            if verdict is Decision.ESCALATE:
+                return verdict
+            if verdict is Decision.SPECULATE:
+                decision = verdict
+    return decision
+
+
+def _warn_no_logprobs(ctx: RoutingContext, chunk: dict[str, Any]) -> None:
+    model = chunk.get("model") or ctx.drafter.model
+    if model not in ctx.warned_models:
+        ctx.warned_models.add(model)
+        log.warning("drafter returned no log-probs; every request will escalate", model=model)
+
+
+def _speculate(ctx: RoutingContext, body: dict[str, Any]) -> Speculation | None:
+    if not ctx.budget.try_acquire():
+        ctx.metrics.speculations_skipped.inc()
+        return None
+    ctx.metrics.speculations_started.inc()
+    return Speculation(ctx.heavyweight, stream_params(body, ctx.heavyweight.model), ctx.budget)
+
+
+async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, draft: Draft, state: str) -> None:
+    body = request.body
+    top = client_top_logprobs(body)
+    cached = assemble_completion(draft.chunks, None)
+    head = out.head("accept", draft.window.metric, state, "drafter")
+    if body.get("stream"):
+        usage = wants_usage(body)
+        payloads = [out.chunk(shape_chunk(c, top)) for c in draft.chunks if usage or not is_usage_chunk(c)]
+        await out.send(head, *payloads, out.end())
+    else:
+        completion = cached if top is None else assemble_completion(draft.chunks, top)
+        await out.send(head, out.completion(completion), out.end())
+    ctx.metrics.decisions.labels("accept", "drafter").inc()
+    if request.cache_store:
+        await ctx.write_cache(CacheWrite(request_id=request.request_id, body=body, completion=cached,
+                                         tenant=request.tenant, created=time.time()))
+
+
+async def _serve_tier(ctx: RoutingContext, tier: Tier, request: ChatRequest, out: ReplyWriter, head: bytes) -> None:
+    try:
+        async with open_chunks(tier, stream_params(request.body, tier.model)) as chunks:
+            await _deliver(ctx, tier, chunks, request, out, head)
+    except UPSTREAM_ERRORS as exc:
+        await _fail(ctx, tier, out, exc)
+
+
+async def _deliver(ctx: RoutingContext, tier: Tier, chunks: AsyncIterator[dict[str, Any]], request: ChatRequest,
+                   out: ReplyWriter, head: bytes) -> None:
+    """Pass a tier's chunks on as they arrive (or as one completion); the head goes with the first."""
+    body = request.body
+    top = client_top_logprobs(body)
+    usage = wants_usage(body)
+    pending = [head]
+    received: list[dict[str, Any]] = []
+    try:
+        async for chunk in chunks:
+            received.append(chunk)
+            if body.get("stream") and (usage or not is_usage_chunk(chunk)):
+                pending.append(out.chunk(shape_chunk(chunk, top)))
+                await out.send(*pending)
+                pending = []
+        if not body.get("stream"):
+            pending.append(out.completion(assemble_completion(received, top)))
+        await out.send(*pending, out.end())
+    except UPSTREAM_ERRORS as exc:
+        await _fail(ctx, tier, out, exc)
+        return
+    finally:
+        ctx.metrics.upstream_tokens.labels(tier.name).inc(sum(content_tokens(c) for c in received))
+    ctx.metrics.decisions.labels("accept" if tier is ctx.drafter else "escalate", tier.name).inc()
+
+
+async def _fail(ctx: RoutingContext, tier: Tier, out: ReplyWriter, exc: BaseException) -> None:
+    ctx.metrics.upstream_errors.labels(tier.name).inc()
+    log.warning("upstream failed", tier=tier.name, error=str(exc))
+    status, error = upstream_error_reply(tier.name, exc)
+    await out.send(out.error(status, error), out.end())

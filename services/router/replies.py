@@ -1,0 +1,44 @@
+"""Writes one request's replies to its gateway's stream, numbered so the gateway can dedupe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from shared import bus
+from shared.messages import Reply, ReplyKind, encode
+
+
+@dataclass
+class ReplyWriter:
+    redis: Redis
+    stream: str
+    request_id: str
+    maxlen: int
+    ttl_s: int
+    seq: int = 0
+
+    def head(self, decision: str, entropy: float | None, speculation: str, tier: str) -> bytes:
+        return self._reply(ReplyKind.HEAD, decision=decision, draft_entropy=entropy, speculation=speculation,
+                           tier=tier)
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        return self._reply(ReplyKind.CHUNK, data=chunk)
+
+    def completion(self, completion: dict[str, Any]) -> bytes:
+        return self._reply(ReplyKind.COMPLETION, data=completion)
+
+    def error(self, status: int, body: dict[str, Any]) -> bytes:
+        return self._reply(ReplyKind.ERROR, status=status, data=body)
+
+    def end(self) -> bytes:
+        return self._reply(ReplyKind.END)
+
+    async def send(self, *payloads: bytes) -> None:
+        await bus.reply(self.redis, self.stream, payloads, self.maxlen, self.ttl_s)
+
+    def _reply(self, kind: ReplyKind, **fields: Any) -> bytes:
+        self.seq += 1
+        return encode(Reply(request_id=self.request_id, seq=self.seq, kind=kind, **fields))

@@ -1,0 +1,75 @@
+"""Speculative heavyweight calls: started early, held, then either used or cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from services.router.assemble import content_tokens
+from services.router.upstream import Tier, open_chunks
+
+
+@dataclass
+class SpeculationBudget:
+    """Bounds parallel heavyweight calls per router so uncertain bursts cannot stampede it."""
+
+    limit: int
+    active: int = 0
+
+    def try_acquire(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def release(self) -> None:
+        self.active -= 1
+
+
+class Speculation:
+    """A heavyweight stream running beside the draft, holding its chunks until it is needed."""
+
+    def __init__(self, tier: Tier, params: dict[str, Any], budget: SpeculationBudget) -> None:
+        self.started = time.monotonic()
+        self.chunks: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self._done = False
+        self._arrived = asyncio.Event()
+        self._budget = budget
+        self._task = asyncio.create_task(self._run(tier, params))
+
+    async def _run(self, tier: Tier, params: dict[str, Any]) -> None:
+        try:
+            async with open_chunks(tier, params) as chunks:
+                async for chunk in chunks:
+                    self.chunks.append(chunk)
+                    self._arrived.set()
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self._done = True
+            self._arrived.set()
+            self._budget.release()
+
+    async def cancel(self) -> int:
+        """Close the heavyweight connection now; returns the tokens it had produced (waste)."""
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        return sum(content_tokens(chunk) for chunk in self.chunks)
+
+    async def follow(self) -> AsyncIterator[dict[str, Any]]:
+        """The held chunks at once, then the live ones as they arrive."""
+        sent = 0
+        while True:
+            while sent < len(self.chunks):
+                sent += 1
+                yield self.chunks[sent - 1]
+            if self._done:
+                if self.error is not None:
+                    raise self.error
+                return
+            self._arrived.clear()
+            await self._arrived.wait()
