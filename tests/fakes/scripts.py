@@ -1,0 +1,115 @@
+"""Pure scripting for the fake upstream: what a scripted answer says and how sure it sounds.
+
+The router decides from the entropy of `top_logprobs`, so each token carries a target entropy in
+bits and `top_logprobs_for` turns it into log-probabilities whose renormalised entropy is exactly that.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_BITS = 0.05
+# Distribution size behind the chosen token's logprob when the request asks for no alternatives.
+DEFAULT_K = 5
+SENTINEL_LOGPROB = -9999.0
+_MIN_P = 1e-30
+_TOKEN_RE = re.compile(r"\s*\S+|\s+")
+
+
+@dataclass(frozen=True)
+class Script:
+    """One scripted answer: its tokens, how sure each one is, and how fast and how it is delivered."""
+
+    tokens: list[str]
+    entropies: list[float] | None = None
+    ttft_s: float = 0.0
+    tokens_per_s: float | None = None
+    status: int = 200
+    logprobs: bool = True
+    sentinel: bool = False
+    finish_reason: str = "stop"
+
+    def __post_init__(self) -> None:
+        if self.entropies is not None and len(self.entropies) != len(self.tokens):
+            raise ValueError(f"{len(self.entropies)} entropies for {len(self.tokens)} tokens")
+        if self.tokens_per_s is not None and self.tokens_per_s <= 0:
+            raise ValueError("tokens_per_s must be positive or None")
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+    @property
+    def bits(self) -> list[float]:
+        return list(self.entropies) if self.entropies is not None else [DEFAULT_BITS] * len(self.tokens)
+
+
+def split_tokens(text: str) -> list[str]:
+    """Word-ish tokens that keep their leading space ("Hello", " world"); joining them gives `text` back."""
+    return _TOKEN_RE.findall(text)
+
+
+def confident(text: str, **kw: Any) -> Script:
+    return Script(tokens=split_tokens(text), **kw)
+
+
+def uncertain(text: str, bits: float = 3.0, **kw: Any) -> Script:
+    tokens = split_tokens(text)
+    return Script(tokens=tokens, entropies=[bits] * len(tokens), **kw)
+
+
+def entropy_bits(logprobs: list[float]) -> float:
+    """Shannon entropy in bits of the renormalised distribution behind natural-log probabilities."""
+    probs = [math.exp(lp) for lp in logprobs]
+    total = sum(probs)
+    return -sum(p / total * math.log2(p / total) for p in probs if p > 0)
+
+
+def _family_bits(p1: float, k: int) -> float:
+    """Entropy of (p1, rest, ..., rest) with k-1 equal rests; decreasing in p1 over [1/k, 1]."""
+    rest = (1.0 - p1) / (k - 1)
+    bits = -p1 * math.log2(p1) if p1 > 0 else 0.0
+    if rest > 0:
+        bits -= (k - 1) * rest * math.log2(rest)
+    return bits
+
+
+def top_logprobs_for(bits: float, k: int) -> list[float]:
+    """k descending natural-log probabilities whose distribution has entropy `bits` (clamped to [0, log2 k])."""
+    if k <= 0:
+        return []
+    if k == 1:
+        return [0.0]
+    target = min(max(bits, 0.0), math.log2(k))
+    lo, hi = 1.0 / k, 1.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _family_bits(mid, k) > target:
+            lo = mid
+        else:
+            hi = mid
+    p1 = (lo + hi) / 2
+    rest = max((1.0 - p1) / (k - 1), _MIN_P)
+    return [math.log(p1)] + [math.log(rest)] * (k - 1)
+
+
+def sentinel_count(k: int) -> int:
+    """How many trailing top_logprobs a sentinel-padding server replaces (at least one when k >= 2)."""
+    return max(1, k // 4) if k >= 2 else 0
+
+
+def token_alternatives(token: str, bits: float, k: int, sentinel: bool) -> tuple[float, list[tuple[str, float]]]:
+    """The chosen token's logprob and its k (token, logprob) alternatives, the chosen token first.
+
+    With `sentinel` the head carries the target distribution and the tail is -9999.0 padding, so the
+    head's entropy is capped at log2(k - sentinel_count(k)).
+    """
+    pads = sentinel_count(k) if sentinel else 0
+    head = top_logprobs_for(bits, k - pads) if k else top_logprobs_for(bits, DEFAULT_K)[:1]
+    names = [token] + [f"<alt{i}>" for i in range(1, len(head))]
+    alternatives = list(zip(names, head, strict=True)) if k else []
+    alternatives += [(f"<pad{i}>", SENTINEL_LOGPROB) for i in range(pads)]
+    return head[0], alternatives

@@ -1,0 +1,128 @@
+"""OpenAI wire bodies for the fake upstream, built with the openai package's own models.
+
+Streaming chunks are rendered once per (script, request shape) into JSON strings without `id` and
+`created`; each request only prepends those two, so the hot path does no pydantic work.
+Fields are dumped with `exclude_unset`, so the explicit nulls the real API sends (`finish_reason`,
+`logprobs`, `usage` when usage is requested) stay, and everything else is omitted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from openai.types import CompletionUsage, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, ChatCompletionTokenLogprob
+from openai.types.chat.chat_completion import Choice, ChoiceLogprobs
+from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
+from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from openai.types.chat.chat_completion_chunk import ChoiceLogprobs as ChunkLogprobs
+from openai.types.chat.chat_completion_token_logprob import TopLogprob
+
+from tests.fakes.scripts import Script, token_alternatives
+
+FINGERPRINT = "fp_fake"
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Everything in a request that changes the reply's bytes apart from id, time and usage."""
+
+    model: str
+    logprobs: bool
+    top_k: int
+    include_usage: bool
+    max_tokens: int | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A rendered streaming reply: role chunk, one chunk per token, final chunk (all without id/created)."""
+
+    role: str
+    tokens: list[str]
+    final: str
+
+
+def _rest(model: ChatCompletionChunk | ChatCompletion) -> str:
+    body = model.model_dump(mode="json", exclude_unset=True)
+    del body["id"], body["created"]
+    return json.dumps(body, separators=(",", ":"))[1:]
+
+
+def sse(cid: str, created: int, rest: str) -> bytes:
+    return f'data: {{"id":"{cid}","created":{created},{rest}\n\n'.encode()
+
+
+def _logprob(token: str, bits: float, k: int, sentinel: bool) -> ChatCompletionTokenLogprob:
+    chosen, alternatives = token_alternatives(token, bits, k, sentinel)
+    tops = [TopLogprob(token=t, logprob=lp, bytes=list(t.encode())) for t, lp in alternatives]
+    return ChatCompletionTokenLogprob(token=token, logprob=chosen, bytes=list(token.encode()), top_logprobs=tops)
+
+
+def _logprobs(script: Script, shape: Shape, tokens: list[str]) -> list[ChatCompletionTokenLogprob] | None:
+    if not (shape.logprobs and script.logprobs):
+        return None
+    return [_logprob(t, b, shape.top_k, script.sentinel) for t, b in zip(tokens, script.bits, strict=False)]
+
+
+def planned_tokens(script: Script, shape: Shape) -> tuple[list[str], str]:
+    """The tokens this request gets and its finish_reason (`length` when max_tokens cuts the script)."""
+    if shape.max_tokens is not None and shape.max_tokens < len(script.tokens):
+        return script.tokens[: shape.max_tokens], "length"
+    return list(script.tokens), script.finish_reason
+
+
+def _chunk(shape: Shape, choice: ChunkChoice) -> str:
+    extra = {"usage": None} if shape.include_usage else {}
+    chunk = ChatCompletionChunk(id="", created=0, model=shape.model, object="chat.completion.chunk",
+                                system_fingerprint=FINGERPRINT, choices=[choice], **extra)
+    return _rest(chunk)
+
+
+def stream_plan(script: Script, shape: Shape) -> Plan:
+    tokens, finish = planned_tokens(script, shape)
+    logprobs = _logprobs(script, shape, tokens)
+    role = ChunkChoice(index=0, delta=ChoiceDelta(role="assistant", content=""), logprobs=None, finish_reason=None)
+    chunks = []
+    for i, token in enumerate(tokens):
+        lp = ChunkLogprobs(content=[logprobs[i]], refusal=None) if logprobs is not None else None
+        chunks.append(_chunk(shape, ChunkChoice(index=0, delta=ChoiceDelta(content=token), logprobs=lp,
+                                                finish_reason=None)))
+    final = ChunkChoice(index=0, delta=ChoiceDelta(), logprobs=None, finish_reason=finish)  # type: ignore[arg-type]
+    return Plan(role=_chunk(shape, role), tokens=chunks, final=_chunk(shape, final))
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> CompletionUsage:
+    return CompletionUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                           total_tokens=prompt_tokens + completion_tokens)
+
+
+def usage_chunk(model: str, usage: CompletionUsage) -> str:
+    chunk = ChatCompletionChunk(id="", created=0, model=model, object="chat.completion.chunk",
+                                system_fingerprint=FINGERPRINT, choices=[], usage=usage)
+    return _rest(chunk)
+
+
+def completion_body(script: Script, shape: Shape, cid: str, created: int, prompt_tokens: int) -> bytes:
+    tokens, finish = planned_tokens(script, shape)
+    logprobs = _logprobs(script, shape, tokens)
+    message = ChatCompletionMessage(role="assistant", content="".join(tokens), refusal=None, annotations=[])
+    choice = Choice(index=0, message=message, finish_reason=finish,  # type: ignore[arg-type]
+                    logprobs=ChoiceLogprobs(content=logprobs, refusal=None) if logprobs is not None else None)
+    completion = ChatCompletion(id=cid, created=created, model=shape.model, object="chat.completion",
+                                system_fingerprint=FINGERPRINT, choices=[choice],
+                                usage=usage(prompt_tokens, len(tokens)))
+    return completion.model_dump_json(exclude_unset=True).encode()
+
+
+def error_body(status: int, message: str, param: str | None = None) -> bytes:
+    kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
+    return json.dumps({"error": {"message": message, "type": kind, "param": param, "code": None}}).encode()
+
+
+def models_body(names: list[str], created: int) -> bytes:
+    models = [Model(id=n, created=created, object="model", owned_by="draftgate-fake") for n in names]
+    data = [m.model_dump(exclude_unset=True) for m in models]
+    return json.dumps({"object": "list", "data": data}).encode()
