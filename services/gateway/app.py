@@ -1,0 +1,70 @@
+"""create_app(config): the gateway process — routes, shared resources and the reply reader."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.gateway import handlers
+from services.gateway.auth import load_api_keys
+from services.gateway.chat import chat_completions
+from services.gateway.metrics import create_metrics
+from services.gateway.replies import ReplyReader
+from services.gateway.state import API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES, STARTED
+from shared.config import Config
+from shared.http import error_middleware
+from shared.keys import reply_stream
+from shared.metrics import add_metrics_route
+
+
+def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Application:
+    # aiohttp enforces the body limit itself; a little headroom lets the handler answer 413.
+    app = web.Application(middlewares=[error_middleware], client_max_size=config.gateway.max_body_bytes + 1)
+    app[CONFIG] = config
+    app[STARTED] = time.time()
+    app[API_KEYS] = load_api_keys(config.gateway, os.environ if env is None else env)
+    registry = CollectorRegistry()
+    app[METRICS] = create_metrics(registry)
+    add_metrics_route(app, registry)
+    app.cleanup_ctx.extend([_redis_ctx, _replies_ctx, _http_ctx])
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_get("/health", handlers.health)
+    app.router.add_get("/ready", handlers.ready)
+    app.router.add_get("/cache/stats", handlers.cache_proxy)
+    app.router.add_post("/cache/flush", handlers.cache_proxy)
+    return app
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[REDIS] = Redis.from_url(app[CONFIG].redis.url)
+    yield
+    await app[REDIS].aclose()
+
+
+async def _replies_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One reader per gateway process, on a stream named after this process."""
+    reader = ReplyReader(app[REDIS], reply_stream(uuid.uuid4().hex))
+    app[REPLIES] = reader
+    task = asyncio.create_task(reader.run())
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    with contextlib.suppress(RedisError):
+        await app[REDIS].delete(reader.stream)
+
+
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession() as session:
+        app[HTTP] = session
+        yield

@@ -1,0 +1,241 @@
+"""POST /v1/chat/completions: validate, try the cache, hand the request to a router over
+Redis, then answer from the replies — one JSON body or a live SSE stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from services.gateway import cache_client
+from services.gateway.auth import authenticate
+from services.gateway.headers import headers_for_head, routing_headers
+from services.gateway.protocol import validate_chat_request
+from services.gateway.replies import Waiter
+from services.gateway.sse import DONE, completion_to_chunks, frame
+from services.gateway.state import API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES
+from shared import bus
+from shared.config import Config
+from shared.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge, TimedOut, Unavailable
+from shared.http import error_response
+from shared.keys import CANCEL_CHANNEL, REQUEST_STREAM
+from shared.messages import Cancel, ChatRequest, Reply, ReplyKind, Tier, encode
+
+log = structlog.get_logger(__name__)
+
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
+               "X-Accel-Buffering": "no"}
+
+
+@dataclass
+class Call:
+    """One client request on its way through the gateway."""
+
+    request: web.Request
+    request_id: str
+    started: float
+    body: dict[str, Any]
+    tier: str
+    tenant: str
+    directives: frozenset[str]
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    started = time.monotonic()
+    request_id = request.headers.get("X-Request-ID") or f"req_{uuid.uuid4().hex}"
+    metrics = request.app[METRICS]
+    metrics.in_flight.inc()
+    try:
+        call = await _accept_call(request, request_id, started)
+        response = await _answer_from_cache(call) or await _answer_from_router(call)
+    except ApiError as exc:
+        metrics.requests.labels("error", str(exc.status)).inc()
+        return error_response(exc, headers={"X-Request-ID": request_id})
+    finally:
+        metrics.in_flight.dec()
+    decision = response.headers.get("X-Routing-Decision", "error")
+    metrics.requests.labels(decision, str(response.status)).inc()
+    metrics.latency.labels(decision).observe(time.monotonic() - started)
+    return response
+
+
+async def _accept_call(request: web.Request, request_id: str, started: float) -> Call:
+    config = request.app[CONFIG]
+    tenant = authenticate(request.headers, request.app[API_KEYS])
+    body = await _read_json(request, config.gateway.max_body_bytes)
+    chat = validate_chat_request(body)
+    return Call(request=request, request_id=request_id, started=started, body=body,
+                tier=resolve_tier(chat.model, config), tenant=tenant,
+                directives=cache_client.cache_directives(request.headers.get("Cache-Control")))
+
+
+async def _read_json(request: web.Request, max_bytes: int) -> Any:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"Request body is larger than the {max_bytes}-byte limit.", code="payload_too_large")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"Request body is larger than the {max_bytes}-byte limit.",
+                              code="payload_too_large") from None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("We could not parse the JSON body of your request.", code="invalid_json") from None
+
+
+def resolve_tier(model: str | None, config: Config) -> str:
+    """'auto' (or no model) routes by entropy; a tier name or a tier's model forces that tier."""
+    if model in (None, "", Tier.AUTO):
+        return Tier.AUTO
+    if model in (Tier.DRAFTER, config.drafter.model):
+        return Tier.DRAFTER
+    if model in (Tier.HEAVYWEIGHT, config.heavyweight.model):
+        return Tier.HEAVYWEIGHT
+    raise NotFound(f"The model `{model}` does not exist. Use auto, drafter, heavyweight, "
+                   f"{config.drafter.model} or {config.heavyweight.model}.", param="model", code="model_not_found")
+
+
+async def _answer_from_cache(call: Call) -> web.StreamResponse | None:
+    app = call.request.app
+    config = app[CONFIG]
+    if not config.gateway.cache_url or cache_client.CACHE_CONTROL_NO_CACHE in call.directives:
+        return None
+    try:
+        hit = await cache_client.lookup(app[HTTP], config.gateway.cache_url, call.tenant, call.body,
+                                        config.gateway.cache_timeout_s)
+    except cache_client.CacheUnavailable as exc:
+        app[METRICS].cache_lookups.labels("error").inc()
+        log.warning("cache lookup failed, treating as a miss", error=str(exc))
+        return None
+    app[METRICS].cache_lookups.labels(hit.tier if hit else "miss").inc()
+    if hit is None:
+        return None
+    completion = cache_client.served_from_cache(hit.completion)
+    headers = routing_headers(call.request_id, call.started, "cache_hit")
+    headers.update({"X-Cache": hit.tier, "X-Cache-Similarity": f"{hit.similarity:.4f}"})
+    if not call.stream:
+        return web.json_response(completion, headers=headers)
+    response = web.StreamResponse(headers={**headers, **SSE_HEADERS})
+    await response.prepare(call.request)
+    include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
+    await response.write(b"".join(frame(c) for c in completion_to_chunks(completion, include_usage)) + DONE)
+    await response.write_eof()
+    return response
+
+
+async def _answer_from_router(call: Call) -> web.StreamResponse:
+    app = call.request.app
+    config = app[CONFIG]
+    replies = app[REPLIES]
+    waiter = replies.expect(call.request_id)
+    deadline = time.monotonic() + config.gateway.request_timeout_s
+    message = ChatRequest(request_id=call.request_id, reply_to=replies.stream, body=call.body, tier=call.tier,
+                          deadline=time.time() + config.gateway.request_timeout_s, tenant=call.tenant,
+                          cache_store=cache_client.CACHE_CONTROL_NO_STORE not in call.directives)
+    try:
+        try:
+            await bus.publish(app[REDIS], REQUEST_STREAM, encode(message), config.bus.request_stream_maxlen)
+        except RedisError as exc:
+            raise Unavailable("The gateway cannot reach its message bus; try again shortly.",
+                              code="bus_unavailable") from exc
+        if call.stream:
+            return await _stream(call, waiter, config.gateway.request_timeout_s)
+        return await _plain(call, waiter, deadline)
+    except TimedOut:
+        await _cancel(app, call.request_id)
+        raise
+    except asyncio.CancelledError:
+        app[METRICS].client_disconnects.inc()
+        await asyncio.shield(_cancel(app, call.request_id))
+        raise
+    finally:
+        replies.forget(call.request_id)
+
+
+async def _next(waiter: Waiter, timeout_s: float) -> Reply:
+    try:
+        return await asyncio.wait_for(waiter.queue.get(), timeout=max(timeout_s, 0.0))
+    except TimeoutError:
+        raise TimedOut("The request timed out before an answer was ready.", code="timeout") from None
+
+
+async def _plain(call: Call, waiter: Waiter, deadline: float) -> web.Response:
+    head = await _next(waiter, deadline - time.monotonic())
+    if head.kind == ReplyKind.ERROR:
+        return _router_error(call, head)
+    reply = await _next(waiter, deadline - time.monotonic())
+    if reply.kind != ReplyKind.COMPLETION:
+        return _router_error(call, reply)
+    return web.json_response(reply.data, headers=headers_for_head(call.request_id, call.started, head))
+
+
+async def _stream(call: Call, waiter: Waiter, idle_timeout_s: float) -> web.StreamResponse:
+    """Headers go out with the routing decision; chunks follow as routers write them."""
+    head = await _next(waiter, idle_timeout_s)
+    if head.kind == ReplyKind.ERROR:
+        return _router_error(call, head)
+    response = web.StreamResponse(headers={**headers_for_head(call.request_id, call.started, head),
+                                           **SSE_HEADERS})
+    await response.prepare(call.request)
+    try:
+        await _relay(response, waiter, idle_timeout_s)
+    except TimedOut as exc:
+        await _cancel(call.request.app, call.request_id)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(frame(exc.body()))
+    except ConnectionResetError:
+        call.request.app[METRICS].client_disconnects.inc()
+        await _cancel(call.request.app, call.request_id)
+    return response
+
+
+async def _relay(response: web.StreamResponse, waiter: Waiter, idle_timeout_s: float) -> None:
+    """Write replies as they come, batching whatever already arrived into one write."""
+    finished = False
+    while not finished:
+        replies = [await _next(waiter, idle_timeout_s)]
+        while not waiter.queue.empty():
+            replies.append(waiter.queue.get_nowait())
+        payload, finished = _sse_payload(replies)
+        await response.write(payload)
+    await response.write_eof()
+
+
+def _sse_payload(replies: list[Reply]) -> tuple[bytes, bool]:
+    """Frame a batch of replies; True once the stream is over (END or ERROR)."""
+    parts = []
+    for reply in replies:
+        if reply.kind == ReplyKind.CHUNK and reply.data is not None:
+            parts.append(frame(reply.data))
+        elif reply.kind == ReplyKind.ERROR and reply.data is not None:
+            parts.append(frame(reply.data))
+            return b"".join(parts), True
+        elif reply.kind == ReplyKind.END:
+            parts.append(DONE)
+            return b"".join(parts), True
+    return b"".join(parts), False
+
+
+def _router_error(call: Call, reply: Reply) -> web.Response:
+    body = reply.data or {"error": {"message": "The router failed.", "type": "server_error", "param": None,
+                                    "code": None}}
+    return web.json_response(body, status=reply.status or 502, headers={"X-Request-ID": call.request_id})
+
+
+async def _cancel(app: web.Application, request_id: str) -> None:
+    try:
+        await app[REDIS].publish(CANCEL_CHANNEL, encode(Cancel(request_id=request_id)))
+    except RedisError as exc:
+        log.warning("could not cancel the router's work", request_id=request_id, error=str(exc))

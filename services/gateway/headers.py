@@ -1,0 +1,27 @@
+"""The routing headers on every answer. Pure."""
+
+from __future__ import annotations
+
+import time
+
+from shared.messages import Reply
+
+
+def routing_headers(request_id: str, started: float, decision: str, entropy: float | None = None,
+                    speculation: str = "none", tier: str | None = None) -> dict[str, str]:
+    """X-Draft-Entropy is 0.000 when no draft was judged (forced tier, cache hit)."""
+    headers = {
+        "X-Request-ID": request_id,
+        "X-Request-Duration-Ms": f"{(time.monotonic() - started) * 1000:.1f}",
+        "X-Routing-Decision": decision,
+        "X-Draft-Entropy": f"{entropy or 0.0:.3f}",
+        "X-Speculation": speculation,
+    }
+    if tier:
+        headers["X-Routing-Tier"] = tier
+    return headers
+
+
+def headers_for_head(request_id: str, started: float, head: Reply) -> dict[str, str]:
+    return routing_headers(request_id, started, head.decision or "", head.draft_entropy,
+                           head.speculation or "none", head.tier)

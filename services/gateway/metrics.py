@@ -1,0 +1,33 @@
+"""The gateway's Prometheus metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True)
+class GatewayMetrics:
+    requests: Counter
+    latency: Histogram
+    cache_lookups: Counter
+    in_flight: Gauge
+    client_disconnects: Counter
+
+
+def create_metrics(registry: CollectorRegistry) -> GatewayMetrics:
+    return GatewayMetrics(
+        requests=Counter("draftgate_requests_total", "Chat completion requests by outcome",
+                         ["decision", "status"], registry=registry),
+        latency=Histogram("draftgate_request_duration_seconds",
+                          "Time until the answer (streams: until its headers) by decision", ["decision"],
+                          buckets=LATENCY_BUCKETS, registry=registry),
+        cache_lookups=Counter("draftgate_cache_lookups_total", "Cache lookups by result (hit tier, miss, error)",
+                              ["result"], registry=registry),
+        in_flight=Gauge("draftgate_gateway_in_flight", "Requests being answered", registry=registry),
+        client_disconnects=Counter("draftgate_client_disconnects_total", "Clients that left before the answer",
+                                   registry=registry),
+    )

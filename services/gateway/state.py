@@ -1,0 +1,19 @@
+"""Typed keys for what the gateway's handlers share."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.replies import ReplyReader
+from shared.config import Config
+
+CONFIG = web.AppKey("config", Config)
+REDIS = web.AppKey("redis", Redis)
+REPLIES = web.AppKey("replies", ReplyReader)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+API_KEYS = web.AppKey("api_keys", frozenset)
+STARTED = web.AppKey("started", float)
