@@ -46,8 +46,8 @@ def redis_server() -> Iterator[str]:
 
 @pytest.fixture
 def redis_url(redis_server: str) -> str:
-    """A clean database for each test."""
-    redis.Redis.from_url(redis_server).flushall()
+    """A clean database 0 for each test (stacks of services use databases 1-15)."""
+    redis.Redis.from_url(f"{redis_server}/0").flushdb()
     return f"{redis_server}/0"
 
 

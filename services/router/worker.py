@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from services.router.drafting import RoutingContext, answer
 from services.router.replies import ReplyWriter
@@ -72,6 +72,12 @@ class Worker:
             try:
                 entries = await bus.read_group(self.redis, REQUEST_STREAM, ROUTER_GROUP, self.consumer,
                                                count=min(free, 64), block_ms=READ_BLOCK_MS)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("consumer group vanished (Redis flushed?); recreating it")
+                await bus.ensure_group(self.redis, REQUEST_STREAM, ROUTER_GROUP)
+                continue
             except RedisError as exc:
                 log.warning("reading requests failed", error=str(exc))
                 await asyncio.sleep(RETRY_PAUSE_S)
