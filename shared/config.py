@@ -88,6 +88,7 @@ class CacheConfig:
     host: str = "0.0.0.0"
     port: int = 8083
     embedder_url: str = "http://127.0.0.1:8084"
+    embedder_timeout_s: float = 1.0
     similarity_threshold: float = 0.95
     ttl_s: int = 3600
     max_temperature: float = 1.0
@@ -269,6 +270,7 @@ def _validate(config: Config) -> None:
         ("bus.reply_stream_ttl_s", config.bus.reply_stream_ttl_s >= 1, "must be >= 1"),
         ("cache.similarity_threshold", 0 < config.cache.similarity_threshold <= 1, "must be in (0, 1]"),
         ("cache.ttl_s", config.cache.ttl_s >= 1, "must be >= 1"),
+        ("cache.embedder_timeout_s", config.cache.embedder_timeout_s > 0, "must be > 0"),
         ("embedder.backend", config.embedder.backend in ("local", "openai"), "must be 'local' or 'openai'"),
         ("embedder.max_wait_ms", config.embedder.max_wait_ms >= 0, "must be >= 0"),
         ("embedder.max_batch", config.embedder.max_batch >= 1, "must be >= 1"),
