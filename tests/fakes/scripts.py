@@ -113,3 +113,11 @@ def token_alternatives(token: str, bits: float, k: int, sentinel: bool) -> tuple
     alternatives = list(zip(names, head, strict=True)) if k else []
     alternatives += [(f"<pad{i}>", SENTINEL_LOGPROB) for i in range(pads)]
     return head[0], alternatives
+
+
+def tokens_due(sent: int, n: int, gap: float, elapsed: float) -> int:
+    """How many of n tokens are due `elapsed` seconds after the first, one per `gap` (0: all at once).
+
+    Never fewer than sent + 1, since it is asked right after waiting for the next token."""
+    due = n if not gap else min(n, int(elapsed / gap) + 1)
+    return min(n, max(due, sent + 1))

@@ -14,17 +14,18 @@ import time
 from aiohttp import web
 
 from tests.fakes import wire
-from tests.fakes.scripts import Script
+from tests.fakes.scripts import Script, tokens_due
 from tests.fakes.state import BadRequest, Seen, State, parse_shape, prompt_words
 
 STATE = web.AppKey("state", State)
 
 
-async def _write(request: web.Request, resp: web.StreamResponse, data: bytes) -> None:
+async def _write(request: web.Request, resp: web.StreamResponse, data: bytes, last: bool = False) -> None:
+    """Write now, or fail at once if the client has gone; the last write carries the end of the body."""
     transport = request.transport
     if transport is None or transport.is_closing():
         raise ConnectionResetError("client closed the connection")
-    await resp.write(data)
+    await (resp.write_eof(data) if last else resp.write(data))
 
 
 async def _pause(seconds: float) -> None:
@@ -40,38 +41,48 @@ async def _send(request: web.Request, resp: web.Response, status: int, body: byt
     await resp.write_eof()
 
 
-async def _stream(request: web.Request, resp: web.StreamResponse, seen: Seen, script: Script,
+async def _stream(request: web.Request, resp: web.StreamResponse, seen: Seen, plan: wire.Plan, script: Script,
                   shape: wire.Shape) -> None:
+    """Write tokens on an absolute schedule: the first after ttft, then one every 1/tokens_per_s.
+
+    Every token that is due goes out in one write, so a loaded server catches up instead of drifting
+    slower than scripted, and a script without a token rate costs a single write.
+    """
     state = request.app[STATE]
-    plan = state.plan(script, shape)
     cid, created = state.next_id(), int(time.time())
     resp.content_type = "text/event-stream"
     resp.headers["Cache-Control"] = "no-cache"
     await resp.prepare(request)
     await _pause(script.ttft_s)
-    await _write(request, resp, wire.sse(cid, created, plan.role))
-    gap = 1 / script.tokens_per_s if script.tokens_per_s else 0.0
-    for i, chunk in enumerate(plan.tokens):
-        if i:
-            await _pause(gap)
-        await _write(request, resp, wire.sse(cid, created, chunk))
-        seen.tokens_sent = i + 1
-    await _write(request, resp, wire.sse(cid, created, plan.final))
+    loop = asyncio.get_running_loop()
+    first, gap, n = loop.time(), 1 / script.tokens_per_s if script.tokens_per_s else 0.0, len(plan.tokens)
+    pending = [plan.role]
+    while seen.tokens_sent < n:
+        await _pause(first + seen.tokens_sent * gap - loop.time())
+        due = tokens_due(seen.tokens_sent, n, gap, loop.time() + state.tick_s - first)
+        if due == n:
+            break
+        chunks = [*pending, *plan.tokens[seen.tokens_sent:due]]
+        await _write(request, resp, b"".join(wire.sse(cid, created, c) for c in chunks))
+        pending, seen.tokens_sent = [], due
+    tail = [*pending, *plan.tokens[seen.tokens_sent:], plan.final]
     if shape.include_usage:
-        usage = wire.usage(prompt_words(seen.body["messages"]), len(plan.tokens))
-        await _write(request, resp, wire.sse(cid, created, wire.usage_chunk(shape.model, usage)))
+        tail.append(wire.usage_chunk(shape.model, wire.usage(prompt_words(seen.body["messages"]), n)))
+    written, seen.tokens_sent = seen.tokens_sent, n
     state.finish(seen, completed=True)
-    await _write(request, resp, wire.DONE)
-    await resp.write_eof()
+    try:
+        await _write(request, resp, b"".join(wire.sse(cid, created, c) for c in tail) + wire.DONE, last=True)
+    except ConnectionResetError:
+        seen.tokens_sent = written
+        raise
 
 
-async def _complete(request: web.Request, resp: web.Response, seen: Seen, script: Script,
-                    shape: wire.Shape) -> None:
-    n = len(wire.planned_tokens(script, shape)[0])
+async def _complete(request: web.Request, resp: web.Response, seen: Seen, plan: wire.Plan, script: Script) -> None:
+    n = len(plan.tokens)
     generation = (n - 1) / script.tokens_per_s if script.tokens_per_s and n > 1 else 0.0
     await _pause(script.ttft_s + generation)
-    body = wire.completion_body(script, shape, request.app[STATE].next_id(), int(time.time()),
-                                prompt_words(seen.body["messages"]))
+    usage = wire.usage(prompt_words(seen.body["messages"]), n)
+    body = wire.whole(request.app[STATE].next_id(), int(time.time()), usage, plan.whole)
     seen.tokens_sent = n
     request.app[STATE].finish(seen, completed=True)
     await _send(request, resp, 200, body)
@@ -108,15 +119,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     assert isinstance(body, dict)
     script = state.pick(shape.model, body["messages"])
     seen = state.record(shape.model, body, body.get("stream") is True, status=script.status)
-    planned = 0 if script.status != 200 else len(wire.planned_tokens(script, shape)[0])
+    plan = state.plan(script, shape)
+    planned = 0 if script.status != 200 else len(plan.tokens)
     try:
         if script.status != 200:
             await _fail(request, resp, seen, script)
         elif seen.stream:
             resp = web.StreamResponse()
-            await _stream(request, resp, seen, script, shape)
+            await _stream(request, resp, seen, plan, script, shape)
         else:
-            await _complete(request, resp, seen, script, shape)
+            await _complete(request, resp, seen, plan, script)
     except (ConnectionResetError, asyncio.CancelledError) as exc:
         state.finish(seen, completed=False, closed_early=seen.tokens_sent < planned)
         if isinstance(exc, asyncio.CancelledError):

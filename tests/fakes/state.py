@@ -83,8 +83,10 @@ def parse_shape(body: Any) -> wire.Shape:
 class State:
     """Scripts, rules and the record of requests, shared between the server loop and the test thread."""
 
-    def __init__(self, default: Script | None = None) -> None:
+    def __init__(self, default: Script | None = None, tick_s: float = 0.0) -> None:
         self.default = default or confident("Hello from the fake upstream.")
+        # Tokens due within tick_s of a write join it: fewer writes per second for throughput benchmarks.
+        self.tick_s = tick_s
         self._lock = threading.Lock()
         self._prompt_rules: list[tuple[str, Script]] = []
         self._model_rules: dict[str, Script] = {}
@@ -140,7 +142,7 @@ class State:
         if cached is None:
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()
-            cached = self._plans[key] = (script, wire.stream_plan(script, shape))
+            cached = self._plans[key] = (script, wire.render(script, shape))
         return cached[1]
 
     def reset(self) -> None:

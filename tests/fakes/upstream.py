@@ -113,13 +113,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--entropy", type=float, default=0.05, help="bits per token of the default answer")
     parser.add_argument("--uncertain-marker", default=None, help="prompts containing it get the uncertain answer")
     parser.add_argument("--uncertain-bits", type=float, default=3.0)
+    parser.add_argument("--tick-ms", type=float, default=0.0,
+                        help="send tokens due within this many ms together (fewer writes under load)")
     return parser.parse_args(argv)
 
 
 def cli_state(args: argparse.Namespace) -> State:
     words = ["The" if i == 0 else f" word{i}" for i in range(args.tokens)]
     timing = {"ttft_s": args.ttft_ms / 1000, "tokens_per_s": args.tokens_per_s or None}
-    state = State(Script(tokens=words, entropies=[args.entropy] * len(words), **timing))
+    state = State(Script(tokens=words, entropies=[args.entropy] * len(words), **timing), tick_s=args.tick_ms / 1000)
     if args.uncertain_marker:
         state.add_prompt_rule(args.uncertain_marker,
                               Script(tokens=words, entropies=[args.uncertain_bits] * len(words), **timing))

@@ -38,11 +38,13 @@ class Shape:
 
 @dataclass(frozen=True)
 class Plan:
-    """A rendered streaming reply: role chunk, one chunk per token, final chunk (all without id/created)."""
+    """A rendered reply without id/created: the streaming chunks (role, one per token, final) and the
+    whole `chat.completion` without usage."""
 
     role: str
     tokens: list[str]
     final: str
+    whole: str
 
 
 def _rest(model: ChatCompletionChunk | ChatCompletion) -> str:
@@ -53,6 +55,10 @@ def _rest(model: ChatCompletionChunk | ChatCompletion) -> str:
 
 def sse(cid: str, created: int, rest: str) -> bytes:
     return f'data: {{"id":"{cid}","created":{created},{rest}\n\n'.encode()
+
+
+def whole(cid: str, created: int, usage: CompletionUsage, rest: str) -> bytes:
+    return f'{{"id":"{cid}","created":{created},"usage":{usage.model_dump_json()},{rest}'.encode()
 
 
 def _logprob(token: str, bits: float, k: int, sentinel: bool) -> ChatCompletionTokenLogprob:
@@ -81,7 +87,7 @@ def _chunk(shape: Shape, choice: ChunkChoice) -> str:
     return _rest(chunk)
 
 
-def stream_plan(script: Script, shape: Shape) -> Plan:
+def render(script: Script, shape: Shape) -> Plan:
     tokens, finish = planned_tokens(script, shape)
     logprobs = _logprobs(script, shape, tokens)
     role = ChunkChoice(index=0, delta=ChoiceDelta(role="assistant", content=""), logprobs=None, finish_reason=None)
@@ -91,7 +97,8 @@ def stream_plan(script: Script, shape: Shape) -> Plan:
         chunks.append(_chunk(shape, ChunkChoice(index=0, delta=ChoiceDelta(content=token), logprobs=lp,
                                                 finish_reason=None)))
     final = ChunkChoice(index=0, delta=ChoiceDelta(), logprobs=None, finish_reason=finish)  # type: ignore[arg-type]
-    return Plan(role=_chunk(shape, role), tokens=chunks, final=_chunk(shape, final))
+    return Plan(role=_chunk(shape, role), tokens=chunks, final=_chunk(shape, final),
+                whole=_completion(script, shape))
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> CompletionUsage:
@@ -105,16 +112,15 @@ def usage_chunk(model: str, usage: CompletionUsage) -> str:
     return _rest(chunk)
 
 
-def completion_body(script: Script, shape: Shape, cid: str, created: int, prompt_tokens: int) -> bytes:
+def _completion(script: Script, shape: Shape) -> str:
     tokens, finish = planned_tokens(script, shape)
     logprobs = _logprobs(script, shape, tokens)
     message = ChatCompletionMessage(role="assistant", content="".join(tokens), refusal=None, annotations=[])
     choice = Choice(index=0, message=message, finish_reason=finish,  # type: ignore[arg-type]
                     logprobs=ChoiceLogprobs(content=logprobs, refusal=None) if logprobs is not None else None)
-    completion = ChatCompletion(id=cid, created=created, model=shape.model, object="chat.completion",
-                                system_fingerprint=FINGERPRINT, choices=[choice],
-                                usage=usage(prompt_tokens, len(tokens)))
-    return completion.model_dump_json(exclude_unset=True).encode()
+    completion = ChatCompletion(id="", created=0, model=shape.model, object="chat.completion",
+                                system_fingerprint=FINGERPRINT, choices=[choice])
+    return _rest(completion)
 
 
 def error_body(status: int, message: str, param: str | None = None) -> bytes:

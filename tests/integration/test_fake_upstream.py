@@ -91,8 +91,9 @@ async def test_async_client_streams_and_reads_whole_answers(fake: FakeUpstream) 
     assert "".join(pieces) == whole.choices[0].message.content == "Paris is the capital of France."
 
 
-def test_raw_stream_frames_validate_as_chunks(fake: FakeUpstream) -> None:
-    fake.script("capital", Script(tokens=["a", " b"], entropies=[0.5, 2.0], sentinel=True))
+@pytest.mark.parametrize("tokens_per_s", [None, 1000.0])
+def test_raw_stream_frames_validate_as_chunks(fake: FakeUpstream, tokens_per_s: float | None) -> None:
+    fake.script("capital", Script(tokens=["a", " b"], entropies=[0.5, 2.0], sentinel=True, tokens_per_s=tokens_per_s))
     request = {"model": "fake-drafter", "messages": USER, "stream": True, "logprobs": True, "top_logprobs": 8,
                "stream_options": {"include_usage": True}}
     with httpx.stream("POST", f"{fake.url}/chat/completions", json=request) as response:
@@ -193,6 +194,14 @@ def test_first_token_waits_for_the_scripted_ttft(fake: FakeUpstream, client: ope
     stream = client.chat.completions.create(model="fake-drafter", messages=USER, stream=True)
     next(c for c in stream if c.choices and c.choices[0].delta.content)
     assert time.monotonic() - started >= 0.3
+
+
+def test_tokens_arrive_no_faster_than_the_scripted_rate(fake: FakeUpstream, client: openai.OpenAI) -> None:
+    fake.script("capital", confident(" ".join(["tick"] * 11), tokens_per_s=50))
+    stream = client.chat.completions.create(model="fake-drafter", messages=USER, stream=True)
+    arrivals = [time.monotonic() for c in stream if c.choices and c.choices[0].delta.content]
+    assert len(arrivals) == 11
+    assert arrivals[-1] - arrivals[0] >= 0.2 - 0.005
 
 
 def test_models_lists_tiers_and_requested_models(fake: FakeUpstream, client: openai.OpenAI) -> None:

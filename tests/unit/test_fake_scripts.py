@@ -15,6 +15,7 @@ from tests.fakes.scripts import (
     sentinel_count,
     split_tokens,
     token_alternatives,
+    tokens_due,
     top_logprobs_for,
     uncertain,
 )
@@ -84,3 +85,11 @@ def test_no_alternatives_still_gives_the_chosen_token_a_logprob() -> None:
     chosen, alternatives = token_alternatives("x", 3.0, 0, sentinel=False)
     assert alternatives == []
     assert chosen == top_logprobs_for(3.0, 5)[0]
+
+
+def test_tokens_due_follow_the_schedule_and_catch_up() -> None:
+    assert tokens_due(0, 10, 0.0, 0.0) == 10
+    assert tokens_due(0, 10, 0.1, 0.0) == 1
+    assert tokens_due(3, 10, 0.1, 0.2999) == 4
+    assert tokens_due(3, 10, 0.1, 0.55) == 6
+    assert tokens_due(3, 10, 0.1, 5.0) == 10
