@@ -1,0 +1,69 @@
+"""Config: YAML, environment overrides, derived defaults, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.config import LOCAL_MODEL_URL, OPENAI_URL, ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file_use_the_local_model(tmp_path: Path) -> None:
+    config = load_config(tmp_path / "missing.yaml", env={})
+    assert config.gateway.port == 8080 and config.gateway.max_body_bytes == 1_048_576
+    assert config.routing.entropy_threshold == 2.0 and config.routing.window == 10
+    assert config.routing.top_logprobs == 5 and config.routing.early_exit_tokens == 10
+    assert config.drafter.base_url == LOCAL_MODEL_URL and config.heavyweight.model == "smollm2"
+
+
+def test_openai_key_switches_unset_tiers_to_openai(tmp_path: Path) -> None:
+    config = load_config(tmp_path / "missing.yaml", env={"OPENAI_API_KEY": "sk-test"})
+    assert (config.drafter.base_url, config.drafter.model) == (OPENAI_URL, "gpt-4.1-nano")
+    assert (config.heavyweight.model, config.heavyweight.api_key_env) == ("gpt-4.1", "OPENAI_API_KEY")
+
+
+def test_environment_overrides_yaml_with_typed_values(tmp_path: Path) -> None:
+    path = write(tmp_path, "routing:\n  window: 8\ndrafter:\n  base_url: http://a/v1\n  model: m\n")
+    config = load_config(path, env={"DRAFTGATE_ROUTING_WINDOW": "12", "DRAFTGATE_LOGGING_JSON": "true",
+                                    "DRAFTGATE_DRAFTER_BASE_URL": "http://b/v1"})
+    assert config.routing.window == 12
+    assert config.logging.json is True
+    assert config.drafter.base_url == "http://b/v1" and config.drafter.model == "m"
+
+
+def test_speculation_threshold_defaults_to_seventy_percent_and_null_turns_it_off(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "routing:\n  entropy_threshold: 3.0\n"), env={}) \
+        .routing.speculation_threshold == pytest.approx(2.1)
+    assert load_config(write(tmp_path, "routing:\n  speculation_threshold: null\n"), env={}) \
+        .routing.speculation_threshold is None
+    assert load_config(tmp_path / "none.yaml", env={"DRAFTGATE_ROUTING_SPECULATION_THRESHOLD": "null"}) \
+        .routing.speculation_threshold is None
+
+
+def test_config_file_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "gateway:\n  port: 9999\n")
+    assert load_config(env={"DRAFTGATE_CONFIG": str(path)}).gateway.port == 9999
+
+
+@pytest.mark.parametrize(("yaml_text", "env", "message"), [
+    ("", {"DRAFTGATE_GATEWAY_PORT": "eighty"}, "gateway.port: expected int, got 'eighty'"),
+    ("gateway:\n  port: 70000\n", {}, "gateway.port: must be a port number"),
+    ("routing:\n  entropy_threshold: -1\n", {}, "routing.entropy_threshold: must be > 0"),
+    ("routing:\n  windw: 3\n", {}, "routing.windw: unknown key"),
+    ("routng: {}\n", {}, "routng: unknown section"),
+    ("redis:\n  url: localhost:6379\n", {}, "redis.url: must start with"),
+    ("drafter:\n  base_url: http://x/v1\n", {}, "drafter.model: must be set"),
+    ("routing:\n  speculation_threshold: 5\n", {}, "routing.speculation_threshold:"),
+    ("gateway: [1]\n", {}, "gateway: must be a mapping"),
+    ("gateway:\n  host: 5\n", {}, "gateway.host: expected str, got 5"),
+])
+def test_invalid_values_name_the_key(tmp_path: Path, yaml_text: str, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(write(tmp_path, yaml_text), env=env)

@@ -1,0 +1,42 @@
+"""Wire messages: explicit msgpack round trips, tolerant of new fields, strict on missing ones."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from shared.messages import WIRE_VERSION, CacheWrite, Cancel, ChatRequest, Reply, ReplyKind, WireError, decode, encode
+
+
+@pytest.mark.parametrize("message", [
+    ChatRequest(request_id="r", reply_to="s", body={"messages": [{"role": "user", "content": "hi"}]},
+                tier="auto", deadline=1.5, tenant="t", cache_store=False),
+    Reply(request_id="r", seq=3, kind=ReplyKind.CHUNK, data={"choices": []}),
+    Reply(request_id="r", seq=1, kind=ReplyKind.HEAD, decision="accept", draft_entropy=0.25, speculation="none"),
+    CacheWrite(request_id="r", body={"a": 1}, completion={"b": 2}, tenant="t", created=2.0),
+    Cancel(request_id="r"),
+])
+def test_round_trip(message: object) -> None:
+    assert decode(type(message), encode(message)) == message
+
+
+def test_unknown_fields_are_ignored() -> None:
+    raw = msgpack.packb({"v": WIRE_VERSION, "type": "cancel", "request_id": "r", "added_later": True})
+    assert decode(Cancel, raw) == Cancel(request_id="r")
+
+
+def test_missing_required_field_is_a_clear_error() -> None:
+    raw = msgpack.packb({"v": WIRE_VERSION, "type": "reply", "request_id": "r", "kind": "end"})
+    with pytest.raises(WireError, match="missing required field 'seq'"):
+        decode(Reply, raw)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b"\xc1", "not a msgpack payload"),
+    (msgpack.packb([1, 2]), "not a map"),
+    (msgpack.packb({"v": WIRE_VERSION, "type": "reply", "request_id": "r"}), "expected a cancel message"),
+    (msgpack.packb({"v": 99, "type": "cancel", "request_id": "r"}), "unsupported wire version 99"),
+])
+def test_bad_payloads_raise_wire_error(raw: bytes, message: str) -> None:
+    with pytest.raises(WireError, match=message):
+        decode(Cancel, raw)
