@@ -55,7 +55,8 @@ async def _stream(request: web.Request, resp: web.StreamResponse, seen: Seen, pl
     await resp.prepare(request)
     await _pause(script.ttft_s)
     loop = asyncio.get_running_loop()
-    first, gap, n = loop.time(), 1 / script.tokens_per_s if script.tokens_per_s else 0.0, len(plan.tokens)
+    first, n = loop.time(), len(plan.tokens)
+    gap = 1 / script.tokens_per_s if script.tokens_per_s else 0.0
     pending = [plan.role]
     while seen.tokens_sent < n:
         await _pause(first + seen.tokens_sent * gap - loop.time())
@@ -156,7 +157,7 @@ def create_app(state: State) -> web.Application:
 
 async def start_runner(state: State, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve `state` on host:port (0 = a free port); returns the runner and the bound port."""
-    runner = web.AppRunner(create_app(state), handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(create_app(state), handler_cancellation=True, access_log=None, shutdown_timeout=0.25)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -90,7 +90,8 @@ def _chunk(shape: Shape, choice: ChunkChoice) -> str:
 def render(script: Script, shape: Shape) -> Plan:
     tokens, finish = planned_tokens(script, shape)
     logprobs = _logprobs(script, shape, tokens)
-    role = ChunkChoice(index=0, delta=ChoiceDelta(role="assistant", content=""), logprobs=None, finish_reason=None)
+    role = ChunkChoice(index=0, delta=ChoiceDelta(role="assistant", content="", refusal=None), logprobs=None,
+                       finish_reason=None)
     chunks = []
     for i, token in enumerate(tokens):
         lp = ChunkLogprobs(content=[logprobs[i]], refusal=None) if logprobs is not None else None
