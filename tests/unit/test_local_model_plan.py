@@ -31,7 +31,7 @@ def test_only_a_local_plain_redis_url_is_ours_to_start():
 
 def test_the_started_redis_persists_nothing(tmp_path: Path):
     spec = redis_process("/usr/bin/redis-server", RedisTarget("127.0.0.1", 6390), tmp_path)
-    expected = f"/usr/bin/redis-server --bind 127.0.0.1 --port 6390 --save '' --appendonly no --dir {tmp_path}"
+    expected = f"exec /usr/bin/redis-server --bind 127.0.0.1 --port 6390 --save '' --appendonly no --dir {tmp_path}"
     assert spec.shell == expected
 
 
