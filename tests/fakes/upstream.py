@@ -128,9 +128,10 @@ def cli_state(args: argparse.Namespace) -> State:
     return state
 
 
-async def _serve_until_signalled(args: argparse.Namespace) -> None:
-    runner, port = await start_runner(cli_state(args), args.host, args.port)
-    print(f"listening http://{args.host}:{port}/v1", flush=True)
+async def serve_until_signalled(state: State, host: str = "127.0.0.1", port: int = 0) -> None:
+    """Serve `state` in this process until SIGTERM/SIGINT; the first stdout line gives the URL."""
+    runner, port = await start_runner(state, host, port)
+    print(f"listening http://{host}:{port}/v1", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -140,7 +141,8 @@ async def _serve_until_signalled(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    asyncio.run(_serve_until_signalled(_parse_args(argv)))
+    args = _parse_args(argv)
+    asyncio.run(serve_until_signalled(cli_state(args), args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""What draftgate adds: gateway -> Redis -> router -> fake upstream, against the fake called
+directly, at 1 client (added latency p50/p99) and at 32 clients (requests/s), accept path.
+
+`python -m bench.overhead`; results in bench/results/overhead.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.harness import draftgate, fake_upstream, redis_server, summarize, write_result
+
+SEQUENTIAL_REQUESTS = 1000
+CONCURRENT_CLIENTS = 32
+CONCURRENT_REQUESTS = 4000
+WARMUP_REQUESTS = 100
+ANSWER_TOKENS = "16"
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+async def one(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> float:
+    started = time.perf_counter()
+    async with session.post(url, json=body) as response:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url} answered {response.status}")
+    return (time.perf_counter() - started) * 1000
+
+
+async def sequential(session: aiohttp.ClientSession, url: str, body: dict[str, Any], count: int) -> list[float]:
+    return [await one(session, url, body) for _ in range(count)]
+
+
+async def concurrent(session: aiohttp.ClientSession, url: str, body: dict[str, Any], clients: int,
+                     total: int) -> dict[str, float]:
+    remaining = total
+    latencies: list[float] = []
+
+    async def client() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            latencies.append(await one(session, url, body))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    return {"requests_per_s": round(len(latencies) / elapsed, 1), **summarize(latencies)}
+
+
+async def measure(upstream_url: str, gateway_url: str) -> dict[str, Any]:
+    direct = (f"{upstream_url}/chat/completions", {"model": "fake-drafter", "messages": MESSAGES})
+    through = (f"{gateway_url}/v1/chat/completions", {"model": "auto", "messages": MESSAGES})
+    connector = aiohttp.TCPConnector(limit=CONCURRENT_CLIENTS * 2)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for url, body in (direct, through):
+            await sequential(session, url, body, WARMUP_REQUESTS)
+        direct_one = summarize(await sequential(session, *direct, SEQUENTIAL_REQUESTS))
+        through_one = summarize(await sequential(session, *through, SEQUENTIAL_REQUESTS))
+        direct_many = await concurrent(session, *direct, CONCURRENT_CLIENTS, CONCURRENT_REQUESTS)
+        through_many = await concurrent(session, *through, CONCURRENT_CLIENTS, CONCURRENT_REQUESTS)
+    return {
+        "one_client": {"direct": direct_one, "draftgate": through_one,
+                       "added_p50_ms": round(through_one["p50_ms"] - direct_one["p50_ms"], 3),
+                       "added_p99_ms": round(through_one["p99_ms"] - direct_one["p99_ms"], 3)},
+        f"{CONCURRENT_CLIENTS}_clients": {"direct": direct_many, "draftgate": through_many},
+        "targets": {"added_p50_ms_max": 2.0, "draftgate_requests_per_s_min": 1500},
+    }
+
+
+def main() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="draftgate-bench-") as tmp:
+        workdir = Path(tmp)
+        with redis_server(workdir) as redis_url, \
+                fake_upstream("--port", "0", "--tokens", ANSWER_TOKENS) as upstream_url, \
+                draftgate(redis_url, upstream_url, upstream_url, workdir) as deployment:
+            result = asyncio.run(measure(upstream_url, deployment.gateway))
+    path = write_result("overhead", result)
+    one_client, many = result["one_client"], result[f"{CONCURRENT_CLIENTS}_clients"]
+    print(f"overhead: added latency p50 {one_client['added_p50_ms']} ms, p99 {one_client['added_p99_ms']} ms "
+          f"(1 client); {many['draftgate']['requests_per_s']} req/s through draftgate vs "
+          f"{many['direct']['requests_per_s']} direct ({CONCURRENT_CLIENTS} clients) -> {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
