@@ -1,0 +1,517 @@
+"""deploy/ stays in step with the code: schemas, metric names, config keys, ports and commands.
+
+Kubernetes manifests: kubernetes-validate's bundled (offline) strict schemas. docker-compose.yml:
+the compose-spec schema vendored in check-jsonschema. Metric names and labels come from the code's
+prometheus_client constructor calls, so renaming a metric breaks this test, not the dashboard.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from check_jsonschema.builtin_schemas import get_builtin_schema
+
+from shared.config import Config, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+K8S = DEPLOY / "k8s"
+K8S_VERSION = "1.33.0"
+SERVICES = ("gateway", "router", "cache", "embedder")
+DEFAULTS = Config()
+PORTS = {name: getattr(DEFAULTS, name).port for name in SERVICES}
+BACKING_PORTS = {"redis": 6379, "qdrant": 6333, "model": 8090}
+# Series each prometheus_client metric type exposes, as suffixes of its name.
+METRIC_KINDS = {"Counter": ("_total", "_created"), "Gauge": ("",), "Enum": ("",), "Info": ("_info",),
+                "Histogram": ("_bucket", "_sum", "_count", "_created"), "Summary": ("", "_sum", "_count", "_created")}
+BUILTIN_SERIES = {"up"}
+ALWAYS_LABELS = {"job", "instance"}
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def compose() -> dict[str, Any]:
+    return load_yaml(DEPLOY / "docker-compose.yml")
+
+
+def k8s_docs() -> list[tuple[str, dict[str, Any]]]:
+    return [(path.name, doc) for path in sorted(K8S.glob("*.yaml")) if path.name != "kustomization.yaml"
+            for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def k8s_objects(kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for _, doc in k8s_docs() if doc["kind"] == kind}
+
+
+def k8s_config(tmp_path: Path) -> Config:
+    configmap = k8s_objects("ConfigMap")["draftgate-config"]
+    path = tmp_path / "config.yaml"
+    path.write_text(configmap["data"]["config.yaml"])
+    return load_config(path, env={})
+
+
+# Metric definitions, read from the code
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str
+    kind: str
+    labels: frozenset[str]
+    service: str  # services/<service>/...; "shared" for shared/
+
+    @property
+    def exposed(self) -> set[str]:
+        base = self.name.removesuffix("_total") if self.kind == "Counter" else self.name
+        return {base + suffix for suffix in METRIC_KINDS[self.kind]}
+
+
+def metric_definitions() -> list[MetricDef]:
+    found = []
+    for path in sorted([*REPO.glob("services/**/*.py"), *REPO.glob("shared/**/*.py")]):
+        tree = ast.parse(path.read_text())
+        if not any(isinstance(n, ast.ImportFrom) and n.module == "prometheus_client" for n in ast.walk(tree)):
+            continue
+        parts = path.relative_to(REPO).parts
+        service = parts[1] if parts[0] == "services" else "shared"
+        found += [_metric(call, service) for call in ast.walk(tree) if _is_metric_call(call)]
+    return found
+
+
+def _is_metric_call(node: ast.AST) -> bool:
+    if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+        return False
+    func = node.func
+    return (func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)) in METRIC_KINDS
+
+
+def _metric(call: ast.Call, service: str) -> MetricDef:
+    kind = call.func.id if isinstance(call.func, ast.Name) else call.func.attr  # type: ignore[union-attr]
+    labels_node = call.args[2] if len(call.args) > 2 else next(
+        (k.value for k in call.keywords if k.arg == "labelnames"), None)
+    labels = set(ast.literal_eval(labels_node)) if labels_node is not None else set()
+    if kind == "Histogram":
+        labels.add("le")
+    return MetricDef(call.args[0].value, kind, frozenset(labels), service)  # type: ignore[union-attr]
+
+
+# PromQL references, checked against the definitions
+
+SELECTOR = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}")
+NAME = re.compile(r"\bdraftgate_[a-z0-9_]+\b")
+MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"([^\"]*)\"")
+GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+
+
+def check_expr(expr: str, defs: list[MetricDef], jobs: set[str]) -> list[str]:
+    """Problems with one PromQL expression: unknown metrics, labels, or a job that lacks the metric."""
+    by_name: dict[str, list[MetricDef]] = {}
+    for d in defs:
+        for exposed in d.exposed:
+            by_name.setdefault(exposed, []).append(d)
+    errors: list[str] = []
+    used: list[MetricDef] = []
+    for name, body in SELECTOR.findall(expr):
+        found, problems = _select(name, dict(MATCHER.findall(body)), by_name.get(name, []), jobs)
+        used += found
+        errors += problems
+    selected = {name for name, _ in SELECTOR.findall(expr)}
+    for name in set(NAME.findall(expr)) - selected:
+        if name not in by_name:
+            errors.append(f"{name}: no such metric in the code")
+        used += by_name.get(name, [])
+    known = ALWAYS_LABELS.union(*(d.labels for d in used))
+    for group in GROUPING.findall(expr):
+        errors += [f"{expr!r}: groups by unknown label {label}" for label in _names(group) if label not in known]
+    return errors
+
+
+def _select(name: str, matchers: dict[str, str], candidates: list[MetricDef],
+            jobs: set[str]) -> tuple[list[MetricDef], list[str]]:
+    """The definitions one selector can mean (narrowed by its job), and what is wrong with it."""
+    job = matchers.get("job")
+    if name in BUILTIN_SERIES:
+        return [], [f"{name}: job {job!r} is not scraped"] if job is not None and job not in jobs else []
+    if job is not None:
+        candidates = [d for d in candidates if d.service in (job, "shared")]
+    if not candidates:
+        return [], [f"{name}: no such metric in the code" + (f" of the {job} service" if job else "")]
+    labels = ALWAYS_LABELS.union(*(d.labels for d in candidates))
+    return candidates, [f"{name}: no label {label}" for label in matchers if label not in labels]
+
+
+def _names(text: str) -> list[str]:
+    return [label.strip() for label in text.split(",") if label.strip()]
+
+
+def prometheus_jobs() -> set[str]:
+    return {job["job_name"] for job in load_yaml(DEPLOY / "prometheus" / "prometheus.yml")["scrape_configs"]}
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads((DEPLOY / "grafana" / "dashboards" / "draftgate.json").read_text())
+
+
+def dashboard_panels() -> list[dict[str, Any]]:
+    panels = dashboard()["panels"]
+    return [*panels, *(inner for p in panels for inner in p.get("panels", []))]
+
+
+def dashboard_exprs() -> list[str]:
+    return [t["expr"] for p in dashboard_panels() for t in p.get("targets", [])]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(DEPLOY / "prometheus" / "alerts.yml")["groups"] for rule in group["rules"]]
+
+
+# Metrics: dashboard and alerts use only what the code defines
+
+
+def test_metric_definitions_are_read_from_every_service():
+    defs = {d.name: d for d in metric_definitions()}
+    assert defs["draftgate_draft_entropy_bits"].service == "router"
+    assert defs["draftgate_request_duration_seconds"].labels == {"decision", "le"}
+    assert {d.service for d in defs.values()} >= {"gateway", "router"}
+
+
+def test_the_metric_check_catches_renamed_metrics_and_labels():
+    defs, jobs = metric_definitions(), prometheus_jobs()
+    assert check_expr('sum by (decision) (rate(draftgate_requests_total{job="gateway"}[5m]))', defs, jobs) == []
+    assert check_expr("rate(draftgate_request_total[5m])", defs, jobs)
+    assert check_expr('rate(draftgate_requests_total{decison="accept"}[5m])', defs, jobs)
+    assert check_expr('rate(draftgate_requests_total{job="router"}[5m])', defs, jobs)
+    assert check_expr("sum by (tier) (rate(draftgate_requests_total[5m]))", defs, jobs)
+    assert check_expr('up{job="nobody"}', defs, jobs)
+    assert check_expr('sum by (tier) (rate(draftgate_cache_lookups_total{job="gateway"}[5m]))', defs, jobs)
+
+
+def test_dashboard_queries_use_only_metrics_and_labels_the_code_defines():
+    defs, jobs = metric_definitions(), prometheus_jobs()
+    errors = [error for expr in dashboard_exprs() for error in check_expr(expr, defs, jobs)]
+    assert errors == []
+
+
+def test_dashboard_legends_name_labels_the_query_keeps():
+    for panel in dashboard_panels():
+        for target in panel.get("targets", []):
+            kept = {"le", *ALWAYS_LABELS, *(label for g in GROUPING.findall(target["expr"]) for label in _names(g))}
+            legend = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
+            assert legend <= kept, f"{panel['title']}: legend uses {legend - kept}"
+
+
+def test_alert_expressions_use_only_metrics_and_labels_the_code_defines():
+    defs, jobs = metric_definitions(), prometheus_jobs()
+    rules = alert_rules()
+    assert rules
+    for rule in rules:
+        assert rule["alert"].startswith("Draftgate") and rule["labels"]["severity"]
+        assert check_expr(rule["expr"], defs, jobs) == [], rule["alert"]
+        grouped = {label for g in GROUPING.findall(rule["expr"]) for label in _names(g)}
+        used = set(re.findall(r"\$labels\.(\w+)", json.dumps(rule.get("annotations", {}))))
+        assert used <= grouped, f"{rule['alert']}: annotations use {used - grouped}"
+
+
+def test_dashboard_covers_the_routing_speculation_cache_and_capacity_metrics():
+    text = " ".join(dashboard_exprs())
+    for name in ("draftgate_requests_total", "draftgate_router_decisions_total",
+                 "draftgate_request_duration_seconds_bucket", "draftgate_draft_entropy_bits_bucket",
+                 "draftgate_speculations_started_total", "draftgate_speculations_cancelled_total",
+                 "draftgate_speculations_used_total", "draftgate_speculation_wasted_tokens_total",
+                 "draftgate_cache_lookups_total", "draftgate_upstream_errors_total", "draftgate_router_in_flight"):
+        assert name in text, name
+    assert "histogram_quantile(0.99" in text and "histogram_quantile(0.5" in text
+
+
+def test_dashboard_is_a_well_formed_grafana_dashboard():
+    board = dashboard()
+    assert board["uid"] and board["title"] and isinstance(board["schemaVersion"], int)
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    provisioned = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+    assert variables["datasource"]["current"]["value"] == provisioned["datasources"][0]["uid"]
+    panels = dashboard_panels()
+    assert len({p["id"] for p in panels}) == len(panels)
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert panel["title"] and grid["x"] >= 0 and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+        if panel["type"] == "row":
+            continue
+        assert panel["type"] in {"timeseries", "stat", "heatmap", "gauge", "bargauge", "table"}
+        refs = [t["refId"] for t in panel["targets"]]
+        assert refs and len(set(refs)) == len(refs)
+        assert all(t["datasource"]["uid"] == "${datasource}" and t["expr"].strip() for t in panel["targets"])
+
+
+# Config keys and environment variables
+
+CONFIG_ENV = {f"DRAFTGATE_{section.upper()}_{f.name.upper()}"
+              for section, cls in typing.get_type_hints(Config).items() for f in dataclasses.fields(cls)}
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def test_every_draftgate_variable_in_deploy_files_names_a_real_config_key():
+    assert "DRAFTGATE_CONFIG" in (REPO / "shared" / "config.py").read_text()
+    files = [REPO / "Dockerfile", *(p for p in DEPLOY.rglob("*") if p.is_file())]
+    used = {(p.name, name) for p in files for name in re.findall(r"DRAFTGATE_[A-Z0-9_]*[A-Z0-9]", p.read_text())}
+    assert len(used) > 10
+    assert sorted(pair for pair in used if pair[1] not in CONFIG_ENV | {"DRAFTGATE_CONFIG"}) == []
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def service_env(service: dict[str, Any], shell: dict[str, str]) -> dict[str, str]:
+    """A compose service's environment after ${VAR:-default} interpolation from `shell`."""
+    def substitute(match: re.Match[str]) -> str:
+        return shell.get(match[1]) or match[2] or ""
+
+    return {key: INTERPOLATION.sub(substitute, str(value)) for key, value in service.get("environment", {}).items()}
+
+
+@pytest.mark.parametrize("shell_env", ["none", "openai", "local-model.env"])
+def test_compose_environments_load_as_a_valid_config(shell_env: str):
+    shells = {"none": {}, "openai": {"OPENAI_API_KEY": "sk-test"}}
+    shell = shells[shell_env] if shell_env in shells else env_file(DEPLOY / shell_env)
+    for name in SERVICES:
+        env = service_env(compose()["services"][name], shell)
+        config = load_config(REPO / "config.yaml", env=env)
+        assert config.redis.url == "redis://redis:6379/0"
+        assert config.logging.json
+    gateway = load_config(REPO / "config.yaml", env=service_env(compose()["services"]["gateway"], shell))
+    if shell_env == "local-model.env":
+        assert gateway.drafter.base_url == "http://model:8090/v1" and gateway.heavyweight.model == "smollm2"
+
+
+def test_k8s_configmap_is_a_valid_config_with_cluster_addresses(tmp_path: Path):
+    config = k8s_config(tmp_path)
+    assert {name: getattr(config, name).port for name in SERVICES} == PORTS
+    assert config.router.shutdown_grace_s == DEFAULTS.router.shutdown_grace_s
+    services = {name: doc["spec"]["ports"][0]["port"] for name, doc in k8s_objects("Service").items()}
+    for url in (config.redis.url, config.gateway.cache_url, config.cache.embedder_url, config.cache.qdrant_url):
+        parts = urlsplit(url)
+        assert services.get(parts.hostname) == parts.port, url
+
+
+# docker-compose.yml
+
+
+def healthcheck_url(service: dict[str, Any]) -> str:
+    match = re.search(r"https?://[^'\" ]+", " ".join(service["healthcheck"]["test"]))
+    assert match, service["healthcheck"]
+    return match[0]
+
+
+def test_compose_file_matches_the_compose_spec_schema():
+    validator = jsonschema.Draft202012Validator(get_builtin_schema("vendor.compose-spec"),
+                                                format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(compose())]
+    assert errors == []
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_runs_each_service_module_with_a_health_check_on_its_port(name: str):
+    service = compose()["services"][name]
+    assert service["command"] == ["python", "-m", f"services.{name}"]
+    assert (REPO / "services" / name / "__main__.py").is_file()
+    url = urlsplit(healthcheck_url(service))
+    assert (url.port, url.path) == (PORTS[name], "/health")
+    assert all(dep.get("condition") for dep in service.get("depends_on", {}).values())
+
+
+def test_compose_service_urls_point_at_services_on_their_ports():
+    services = compose()["services"]
+    listening = {**PORTS, **BACKING_PORTS}
+    values = [v for s in services.values() for v in service_env(s, {}).values()]
+    values += list(env_file(DEPLOY / "local-model.env").values())
+    urls = [urlsplit(v) for v in values if re.match(r"(https?|redis)://", v)]
+    assert len(urls) >= 4
+    for url in urls:
+        assert url.hostname in services and listening[url.hostname] == url.port, url.geturl()
+    assert urlsplit(healthcheck_url(services["model"])).port == BACKING_PORTS["model"]
+
+
+def test_compose_router_scales_and_outlives_its_shutdown_grace():
+    router = compose()["services"]["router"]
+    assert "container_name" not in router and "ports" not in router
+    grace = re.fullmatch(r"(\d+)s", router["stop_grace_period"])
+    assert grace and int(grace[1]) > DEFAULTS.router.shutdown_grace_s
+
+
+def test_compose_publishes_the_gateway_and_mounts_existing_files():
+    services = compose()["services"]
+    assert f"{PORTS['gateway']}:{PORTS['gateway']}" in services["gateway"]["ports"]
+    assert "OPENAI_API_KEY" in services["router"]["environment"]
+    mounts = [v.split(":") for s in services.values() for v in s.get("volumes", []) if v.startswith(".")]
+    assert ["../config.yaml", "/app/config.yaml", "ro"] in mounts
+    for source, *_ in mounts:
+        assert (DEPLOY / source).exists(), source
+
+
+def dockerfile_stages() -> set[str]:
+    return set(re.findall(r"^FROM \S+ AS (\S+)$", (REPO / "Dockerfile").read_text(), re.MULTILINE))
+
+
+def test_dockerfile_copies_files_that_exist_and_are_not_docker_ignored():
+    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    copies = re.findall(r"^COPY (?!--from)(.+) \S+$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    sources = [source for line in copies for source in line.split()]
+    assert {"requirements.txt", "requirements-ml.txt", "shared", "services", "config.yaml"} <= set(sources)
+    for source in sources:
+        assert (REPO / source).exists() and source not in ignored, source
+
+
+def test_dockerfile_model_stage_uses_what_scripts_local_model_provides():
+    import scripts.local_model
+
+    command = re.search(r"from scripts\.local_model import ([\w, ]+);", (REPO / "Dockerfile").read_text())
+    assert command, "the model stage's CMD builds its command line with scripts.local_model"
+    missing = [name for name in _names(command[1]) if not hasattr(scripts.local_model, name)]
+    assert missing == []
+
+
+def test_compose_builds_dockerfile_stages_and_k8s_runs_the_compose_images():
+    services = compose()["services"]
+    targets = {s["build"]["target"] for s in services.values() if "build" in s}
+    assert targets <= dockerfile_stages() and {"core", "embedder"} <= targets
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "requirements-ml.txt" in dockerfile.split("AS embedder", 1)[1].split("FROM", 1)[0]
+    assert "requirements-ml.txt" not in dockerfile.split("AS core", 1)[1]
+    images = {s["image"] for s in services.values() if "build" in s}
+    k8s_images = {c["image"] for doc in k8s_objects("Deployment").values()
+                  for c in doc["spec"]["template"]["spec"]["containers"] if c["image"].startswith("draftgate")}
+    assert k8s_images and k8s_images <= images
+
+
+# Kubernetes manifests
+
+
+@pytest.mark.parametrize(("filename", "doc"), k8s_docs(), ids=lambda v: v if isinstance(v, str) else v["kind"])
+def test_k8s_manifest_matches_the_kubernetes_schema(filename: str, doc: dict[str, Any]):
+    try:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"{filename} {doc['kind']}/{doc['metadata']['name']}: "
+                    f"{'.'.join(map(str, exc.path))}: {exc.message}")
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        pytest.fail(exc.message)
+    assert doc["metadata"].get("namespace", "draftgate") == "draftgate"
+
+
+def test_kustomization_lists_every_manifest_but_the_example_secret():
+    kustomization = load_yaml(K8S / "kustomization.yaml")
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+    assert set(kustomization["resources"]) == files
+    assert kustomization["namespace"] == "draftgate"
+    secret = k8s_objects("Secret")["draftgate-upstream"]
+    assert all("REPLACE-ME" in value for value in secret["stringData"].values())
+
+
+def pod_spec(component: str) -> dict[str, Any]:
+    workloads = {**k8s_objects("Deployment"), **k8s_objects("StatefulSet")}
+    return workloads[component]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_k8s_deployment_runs_the_service_on_its_config_port(name: str):
+    deployment = k8s_objects("Deployment")[name]
+    template = deployment["spec"]["template"]
+    [container] = template["spec"]["containers"]
+    assert container["command"] == ["python", "-m", f"services.{name}"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": PORTS[name]}
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(PORTS[name])
+    assert template["metadata"]["labels"]["app.kubernetes.io/component"] == name
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert Path(env["DRAFTGATE_CONFIG"]).parent == Path(mounts["config"])
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "draftgate-config"
+    service = k8s_objects("Service")[name]
+    assert service["spec"]["ports"][0]["port"] == PORTS[name] and service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+
+
+def test_k8s_probes_use_ready_for_the_gateway_and_health_elsewhere():
+    for name in SERVICES:
+        [container] = pod_spec(name)["containers"]
+        ready = "/ready" if name == "gateway" else "/health"
+        assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+
+
+def test_k8s_containers_have_requests_and_limits():
+    for workload in [*k8s_objects("Deployment").values(), *k8s_objects("StatefulSet").values()]:
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= resources["requests"].keys() and {"cpu", "memory"} <= resources["limits"].keys()
+
+
+def test_k8s_routers_scale_and_outlive_their_shutdown_grace(tmp_path: Path):
+    router = k8s_objects("Deployment")["router"]
+    labels = router["spec"]["template"]["metadata"]["labels"]
+    assert router["spec"]["replicas"] >= 2
+    grace = router["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > k8s_config(tmp_path).router.shutdown_grace_s
+    hpa = k8s_objects("HorizontalPodAutoscaler")["router"]["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "router" and hpa["minReplicas"] >= 2
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    pdb = k8s_objects("PodDisruptionBudget")["router"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_k8s_qdrant_is_a_statefulset_with_a_volume_claim():
+    qdrant = k8s_objects("StatefulSet")["qdrant"]["spec"]
+    assert qdrant["volumeClaimTemplates"][0]["metadata"]["name"] == "storage"
+    assert k8s_objects("Service")[qdrant["serviceName"]]["spec"]["clusterIP"] == "None"
+
+
+# Prometheus
+
+
+def test_prometheus_scrapes_every_service_on_its_port():
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(SERVICES) <= jobs.keys()
+    for name in SERVICES:
+        if name == "router":
+            [sd] = jobs[name]["dns_sd_configs"]
+            assert sd["names"] == ["router"] and sd["port"] == PORTS["router"] and sd["type"] == "A"
+            continue
+        [static] = jobs[name]["static_configs"]
+        assert static["targets"] == [f"{name}:{PORTS[name]}"]
+    mounted = [v.split(":")[1] for v in compose()["services"]["prometheus"]["volumes"]]
+    assert set(config["rule_files"]) <= set(mounted)
+
+
+def test_kubernetes_scrape_config_names_jobs_after_the_component_label():
+    [job] = load_yaml(DEPLOY / "prometheus" / "kubernetes-scrape.yml")["scrape_configs"]
+    relabels = {r.get("target_label"): r for r in job["relabel_configs"]}
+    assert relabels["job"]["source_labels"] == ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]
+    annotated = {doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+                 for doc in [*k8s_objects("Deployment").values(), *k8s_objects("StatefulSet").values()]
+                 if doc["spec"]["template"]["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true"}
+    assert annotated == prometheus_jobs()
+
+
+def test_grafana_provider_loads_the_mounted_dashboards_folder():
+    provider = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "draftgate.yml")["providers"][0]
+    mounts = dict(v.split(":")[:2] for v in compose()["services"]["grafana"]["volumes"] if v.startswith("."))
+    assert mounts["./grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
