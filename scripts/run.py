@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import redis
@@ -23,7 +24,7 @@ from honcho.manager import Manager
 from honcho.printer import Message
 
 from scripts import pidfile
-from scripts.local_model import local_endpoints
+from scripts.local_model import TIERS, is_loopback, is_ours, local_endpoints
 from scripts.plan import (
     ProcessSpec,
     banner,
@@ -33,7 +34,7 @@ from scripts.plan import (
     redis_target,
     service_processes,
 )
-from shared.config import Config, ConfigError, load_config
+from shared.config import Config, ConfigError, UpstreamConfig, load_config
 
 DATA_DIR = pidfile.REPO / ".data"
 READY_TIMEOUT_S = 600.0
@@ -94,7 +95,19 @@ def plan(config: Config) -> tuple[list[ProcessSpec], list[str]]:
             to_start.append(endpoint)
     specs += model_processes(sys.executable, to_start)
     specs += service_processes(sys.executable, config)
-    return specs, notes
+    return specs, notes + missing_upstream_notes(config)
+
+
+def missing_upstream_notes(config: Config) -> list[str]:
+    """Warn about a tier pointing at the user's own local server (vLLM, Ollama) that is not up."""
+    notes = []
+    for name in TIERS:
+        tier: UpstreamConfig = getattr(config, name)
+        if tier.base_url and is_loopback(tier.base_url) and not is_ours(tier):
+            url = urlsplit(tier.base_url)
+            if not port_in_use(url.hostname or "127.0.0.1", url.port or 80):
+                notes.append(f"warning: nothing listens at {tier.base_url} ({name}) yet: start that server")
+    return notes
 
 
 def announce(manager: Manager, text: str) -> None:

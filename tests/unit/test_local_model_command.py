@@ -50,16 +50,22 @@ def test_without_an_openai_key_both_tiers_share_one_local_endpoint(tmp_path: Pat
 def test_with_an_openai_key_there_is_nothing_to_serve_locally(tmp_path: Path):
     config = config_with(tmp_path, OPENAI_API_KEY="sk-test")
     assert local_endpoints(config) == []
-    with pytest.raises(LocalModelError, match="not on this machine"):
+    with pytest.raises(LocalModelError, match="not a local SmolLM2 server"):
         select_endpoint(config, None)
 
 
-def test_a_drafter_on_a_local_port_is_served_there_under_its_model_name(tmp_path: Path):
-    config = config_with(tmp_path, OPENAI_API_KEY="sk-test",
-                         DRAFTGATE_DRAFTER_BASE_URL="http://localhost:9123/v1", DRAFTGATE_DRAFTER_MODEL="tiny")
-    assert select_endpoint(config, None) == LocalEndpoint("localhost", 9123, "tiny", ("drafter",))
+def test_a_drafter_on_another_local_port_is_served_there_under_its_model_name(tmp_path: Path):
+    config = config_with(tmp_path, OPENAI_API_KEY="sk-test", DRAFTGATE_DRAFTER_BASE_URL="http://localhost:9123/v1",
+                         DRAFTGATE_DRAFTER_MODEL="smollm2-drafter")
+    assert select_endpoint(config, None) == LocalEndpoint("localhost", 9123, "smollm2-drafter", ("drafter",))
     with pytest.raises(LocalModelError, match="heavyweight"):
         select_endpoint(config, "heavyweight")
+
+
+def test_a_users_own_local_server_is_never_impersonated(tmp_path: Path):
+    config = config_with(tmp_path, OPENAI_API_KEY="sk-test", DRAFTGATE_DRAFTER_BASE_URL="http://127.0.0.1:11434/v1",
+                         DRAFTGATE_DRAFTER_MODEL="llama3.2")
+    assert local_endpoints(config) == []
 
 
 def test_a_remote_server_is_never_treated_as_local(tmp_path: Path):
