@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import aiohttp
+import httpx2
 from openai import APIError, APIStatusError, APITimeoutError
 
 from shared.errors import error_body
 
-UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (APIError, httpx.HTTPError, json.JSONDecodeError)
+# The SDK wraps most failures in APIError; a stream that breaks mid-read surfaces its
+# transport's own errors (httpx2 over aiohttp).
+UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (APIError, httpx2.HTTPError, aiohttp.ClientError,
+                                                    json.JSONDecodeError)
 
 _RELAYED_STATUSES = frozenset({400, 409, 413, 422, 429})
 

@@ -162,7 +162,7 @@ def test_the_metric_check_catches_renamed_metrics_and_labels():
     assert check_expr('rate(draftgate_requests_total{job="router"}[5m])', defs, jobs)
     assert check_expr("sum by (tier) (rate(draftgate_requests_total[5m]))", defs, jobs)
     assert check_expr('up{job="nobody"}', defs, jobs)
-    assert check_expr('sum by (tier) (rate(draftgate_cache_lookups_total{job="gateway"}[5m]))', defs, jobs)
+    assert check_expr('sum by (tier) (rate(draftgate_gateway_cache_lookups_total{job="gateway"}[5m]))', defs, jobs)
 
 
 def test_dashboard_queries_use_only_metrics_and_labels_the_code_defines():
