@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 
 from bench.harness import draftgate, fake_upstream, redis_server, summarize, write_result
+from services.router.upstream import create_tier, open_chunks, stream_params
+from shared.config import UpstreamConfig
 
 SEQUENTIAL_REQUESTS = 1000
 CONCURRENT_CLIENTS = 32
@@ -54,6 +56,24 @@ async def concurrent(session: aiohttp.ClientSession, url: str, body: dict[str, A
     return {"requests_per_s": round(len(latencies) / elapsed, 1), **summarize(latencies)}
 
 
+async def sdk_stream_calls(upstream_url: str, count: int) -> list[float]:
+    """The router's own upstream call (openai SDK, streamed with log-probs) made directly: the
+    share of the added latency that the mandated client costs by itself."""
+    tier = create_tier("drafter", UpstreamConfig(base_url=upstream_url, model="fake-drafter"), {})
+    params = stream_params({"messages": MESSAGES}, tier.model, min_top_logprobs=5)
+    latencies = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            async with open_chunks(tier, params) as chunks:
+                async for _chunk in chunks:
+                    pass
+            latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        await tier.client.close()
+    return latencies
+
+
 async def measure(upstream_url: str, gateway_url: str) -> dict[str, Any]:
     direct = (f"{upstream_url}/chat/completions", {"model": "fake-drafter", "messages": MESSAGES})
     through = (f"{gateway_url}/v1/chat/completions", {"model": "auto", "messages": MESSAGES})
@@ -62,11 +82,13 @@ async def measure(upstream_url: str, gateway_url: str) -> dict[str, Any]:
         for url, body in (direct, through):
             await sequential(session, url, body, WARMUP_REQUESTS)
         direct_one = summarize(await sequential(session, *direct, SEQUENTIAL_REQUESTS))
+        await sdk_stream_calls(upstream_url, WARMUP_REQUESTS)
+        sdk_one = summarize(await sdk_stream_calls(upstream_url, SEQUENTIAL_REQUESTS))
         through_one = summarize(await sequential(session, *through, SEQUENTIAL_REQUESTS))
         direct_many = await concurrent(session, *direct, CONCURRENT_CLIENTS, CONCURRENT_REQUESTS)
         through_many = await concurrent(session, *through, CONCURRENT_CLIENTS, CONCURRENT_REQUESTS)
     return {
-        "one_client": {"direct": direct_one, "draftgate": through_one,
+        "one_client": {"direct": direct_one, "draftgate": through_one, "openai_sdk_stream_direct": sdk_one,
                        "added_p50_ms": round(through_one["p50_ms"] - direct_one["p50_ms"], 3),
                        "added_p99_ms": round(through_one["p99_ms"] - direct_one["p99_ms"], 3)},
         f"{CONCURRENT_CLIENTS}_clients": {"direct": direct_many, "draftgate": through_many},
@@ -84,7 +106,9 @@ def main() -> dict[str, Any]:
     path = write_result("overhead", result)
     one_client, many = result["one_client"], result[f"{CONCURRENT_CLIENTS}_clients"]
     print(f"overhead: added latency p50 {one_client['added_p50_ms']} ms, p99 {one_client['added_p99_ms']} ms "
-          f"(1 client); {many['draftgate']['requests_per_s']} req/s through draftgate vs "
+          f"(1 client; the openai SDK's streamed call alone: p50 "
+          f"{one_client['openai_sdk_stream_direct']['p50_ms']} ms); "
+          f"{many['draftgate']['requests_per_s']} req/s through draftgate vs "
           f"{many['direct']['requests_per_s']} direct ({CONCURRENT_CLIENTS} clients) -> {path}")
     return result
 
