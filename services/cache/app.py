@@ -77,7 +77,8 @@ async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _qdrant_client(config: Config) -> AsyncQdrantClient:
     if config.cache.qdrant_url:
-        return AsyncQdrantClient(url=config.cache.qdrant_url, timeout=5)
+        # No version probe at construction: it would block start-up and only warn when Qdrant is down.
+        return AsyncQdrantClient(url=config.cache.qdrant_url, timeout=5, check_compatibility=False)
     Path(config.cache.qdrant_path).mkdir(parents=True, exist_ok=True)
     return AsyncQdrantClient(path=config.cache.qdrant_path)
 

