@@ -26,11 +26,11 @@ $(VENV)/.ml: requirements-ml.txt $(VENV)/.core
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-ml.txt
 	touch $@
 
-# llama-cpp-python compiles llama.cpp (about 5 minutes on 2 cores): build the wheel once
+# llama-cpp-python compiles llama.cpp (5 to 10 minutes on 2 cores): build the wheel once
 # per version into $(DRAFTGATE_CACHE), then every later venv installs it in seconds.
 $(VENV)/.llama: $(VENV)/.core
 	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
-		echo ">>> building llama-cpp-python $(LLAMA_CPP_VERSION) from source (about 5 minutes, once per machine)"; \
+		echo ">>> building llama-cpp-python $(LLAMA_CPP_VERSION) from source (5 to 10 minutes on 2 cores, once per machine and version)"; \
 		mkdir -p $(LLAMA_WHEELS); \
 		CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
 			$(BIN)/pip wheel --disable-pip-version-check --no-deps --progress-bar on \
