@@ -1,0 +1,141 @@
+"""The semantic cache seen from the client: real gateway, router, cache and embedder processes,
+the real MiniLM model, Redis and embedded Qdrant."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.fakes.scripts import confident, uncertain
+from tests.fakes.upstream import FakeUpstream
+from tests.integration.stack import Stack, start_stack
+from tests.support import Service, free_port
+
+SYSTEM = "You are a concise geography assistant."
+FIRST = "what's the capital city of France"
+PARAPHRASE = "What is the capital of France?"
+ANSWER = "Paris is the capital of France."
+
+
+def chat(question: str, system: str = SYSTEM) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+@pytest.fixture(scope="module")
+def cached_stack(redis_server: str, fake: FakeUpstream,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Service]]:
+    logs = tmp_path_factory.mktemp("cached")
+    cache_port, embedder_port = free_port(), free_port()
+    stack = start_stack(redis_server, logs, fake, DRAFTGATE_GATEWAY_CACHE_URL=f"http://127.0.0.1:{cache_port}",
+                        DRAFTGATE_GATEWAY_CACHE_TIMEOUT_S="10")
+    env = {**stack.env, "DRAFTGATE_CACHE_PORT": str(cache_port), "DRAFTGATE_EMBEDDER_PORT": str(embedder_port),
+           "DRAFTGATE_CACHE_EMBEDDER_URL": f"http://127.0.0.1:{embedder_port}",
+           "DRAFTGATE_CACHE_QDRANT_PATH": str(logs / "qdrant"), "DRAFTGATE_CACHE_EMBEDDER_TIMEOUT_S": "10"}
+    embedder = Service("services.embedder", env, embedder_port, logs / "embedder.log").start(timeout_s=180)
+    cache = Service("services.cache", env, cache_port, logs / "cache.log").start(timeout_s=60)
+    yield stack, cache
+    for service in (cache, embedder):
+        service.stop()
+    stack.stop()
+
+
+def wait_for_entries(stack: Stack, count: int, timeout_s: float = 30) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = httpx.get(f"{stack.url}/cache/stats", timeout=10).json()
+        if stats_entries(stats) >= count or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.1)
+
+
+def stats_entries(stats: dict) -> int:
+    return int(stats["exact"]["entries"])
+
+
+def test_accepted_answers_are_served_again_from_the_cache(cached_stack: tuple[Stack, Service],
+                                                          fake: FakeUpstream) -> None:
+    stack, _ = cached_stack
+    httpx.post(f"{stack.url}/cache/flush", timeout=10).raise_for_status()
+    fake.script("capital", confident(ANSWER))
+    client = stack.client()
+    first = client.chat.completions.with_raw_response.create(model="auto", messages=chat(FIRST))
+    assert first.headers["X-Routing-Decision"] == "accept"
+    assert wait_for_entries(stack, 1)["exact"]["entries"] >= 1
+    upstream_calls = len(fake.seen)
+
+    again = client.chat.completions.with_raw_response.create(model="auto", messages=chat(FIRST))
+    assert (again.headers["X-Routing-Decision"], again.headers["X-Cache"]) == ("cache_hit", "exact")
+    assert again.headers["X-Cache-Similarity"] == "1.0000"
+    assert again.headers["X-Draft-Entropy"] == "0.000" and "X-Request-ID" in again.headers
+    completion = again.parse()
+    assert completion.choices[0].message.content == ANSWER
+    assert completion.usage is not None and completion.usage.total_tokens == 0
+
+    paraphrased = client.chat.completions.with_raw_response.create(model="auto", messages=chat(PARAPHRASE))
+    assert (paraphrased.headers["X-Routing-Decision"], paraphrased.headers["X-Cache"]) == ("cache_hit", "semantic")
+    assert 0.95 <= float(paraphrased.headers["X-Cache-Similarity"]) <= 1.0
+    assert paraphrased.parse().choices[0].message.content == ANSWER
+
+    stream = client.chat.completions.with_raw_response.create(
+        model="auto", messages=chat(PARAPHRASE), stream=True, stream_options={"include_usage": True})
+    assert stream.headers["X-Routing-Decision"] == "cache_hit"
+    chunks = list(stream.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 0
+    assert len(fake.seen) == upstream_calls  # no model was called for any of the hits
+
+    other_context = client.chat.completions.with_raw_response.create(
+        model="auto", messages=chat(FIRST, system="You are a pirate."))
+    assert other_context.headers["X-Routing-Decision"] == "accept"
+
+
+def test_cache_control_skips_lookups_and_stores(cached_stack: tuple[Stack, Service], fake: FakeUpstream) -> None:
+    stack, _ = cached_stack
+    httpx.post(f"{stack.url}/cache/flush", timeout=10).raise_for_status()
+    client = stack.client()
+    client.chat.completions.create(model="auto", messages=chat("Name a river in Spain."),
+                                   extra_headers={"Cache-Control": "no-store"})
+    client.chat.completions.create(model="auto", messages=chat("Name a river in Italy."))
+    stats = wait_for_entries(stack, 1)
+    assert stats_entries(stats) == 1  # only the second one
+    raw = client.chat.completions.with_raw_response.create(model="auto", messages=chat("Name a river in Italy."),
+                                                           extra_headers={"Cache-Control": "no-cache"})
+    assert raw.headers["X-Routing-Decision"] == "accept"
+
+
+def test_escalated_answers_are_never_stored(cached_stack: tuple[Stack, Service], fake: FakeUpstream) -> None:
+    stack, _ = cached_stack
+    httpx.post(f"{stack.url}/cache/flush", timeout=10).raise_for_status()
+    fake.script("philosophy", uncertain("it depends on many things", bits=2.3))
+    client = stack.client()
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(model="auto", messages=chat("philosophy of rivers"))
+        assert raw.headers["X-Routing-Decision"] == "escalate"
+    time.sleep(1.0)
+    assert stats_entries(httpx.get(f"{stack.url}/cache/stats", timeout=10).json()) == 0
+
+
+def test_a_cache_outage_degrades_to_misses(cached_stack: tuple[Stack, Service], fake: FakeUpstream) -> None:
+    stack, cache = cached_stack
+    cache.stop()
+    try:
+        raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=chat(FIRST))
+        assert raw.headers["X-Routing-Decision"] == "accept"
+        assert httpx.get(f"{stack.url}/cache/stats", timeout=10).status_code == 503
+        metrics = httpx.get(f"{stack.url}/metrics").text
+        assert 'draftgate_gateway_cache_lookups_total{result="error"}' in metrics
+    finally:
+        cache.start(timeout_s=60)
+
+
+def test_operator_endpoints_are_proxied(cached_stack: tuple[Stack, Service]) -> None:
+    stack, _ = cached_stack
+    stats = httpx.get(f"{stack.url}/cache/stats", timeout=10)
+    assert stats.status_code == 200 and "semantic" in stats.json()
+    flushed = httpx.post(f"{stack.url}/cache/flush", json={"tenant": "nobody"}, timeout=10)
+    assert flushed.status_code == 200 and "flushed" in flushed.json()
+    bad = httpx.post(f"{stack.url}/cache/flush", content=b"{oops", timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
