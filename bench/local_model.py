@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -25,12 +23,11 @@ from typing import Any
 
 import httpx
 import openai
-import redis
 
+from bench.harness import draftgate, redis_server, write_result
 from shared.config import load_config
 from tests.support import Service, free_port
 
-RESULTS = Path(__file__).resolve().parent / "results" / "local_model.json"
 MODEL = "smollm2"
 MAX_TOKENS = 32
 PROMPTS = [
@@ -65,47 +62,20 @@ class Sample:
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """A private redis-server on a free port, nothing persisted."""
-    port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    try:
-        for _ in range(200):
-            with contextlib.suppress(redis.ConnectionError):
-                client.ping()
-                break
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(10)
-
-
-@contextlib.contextmanager
 def stack(workdir: Path) -> Iterator[tuple[str, str]]:
     """Model server, router and gateway as `make run` would start them; yields (model_url, gateway_url)."""
-    model_port, gateway_port, router_port = free_port(), free_port(), free_port()
-    model_url = f"http://127.0.0.1:{model_port}/v1"
+    port = free_port()
+    model_url = f"http://127.0.0.1:{port}/v1"
     tiers = {"DRAFTGATE_DRAFTER_BASE_URL": model_url, "DRAFTGATE_DRAFTER_MODEL": MODEL,
              "DRAFTGATE_HEAVYWEIGHT_BASE_URL": model_url, "DRAFTGATE_HEAVYWEIGHT_MODEL": MODEL}
-    with redis_server(workdir) as redis_url:
-        env = {**tiers, "DRAFTGATE_REDIS_URL": redis_url, "DRAFTGATE_GATEWAY_CACHE_URL": "null",
-               "DRAFTGATE_GATEWAY_PORT": str(gateway_port), "DRAFTGATE_ROUTER_PORT": str(router_port)}
-        services = [Service("scripts.local_model", tiers, model_port, workdir / "model.log"),
-                    Service("services.router", env, router_port, workdir / "router.log"),
-                    Service("services.gateway", env, gateway_port, workdir / "gateway.log")]
-        try:
-            services[0].start(wait_path="/v1/models", timeout_s=300)
-            services[1].start()
-            services[2].start()
-            yield model_url, f"{services[2].url}/v1"
-        finally:
-            for service in reversed(services):
-                service.stop()
+    model = Service("scripts.local_model", tiers, port, workdir / "model.log")
+    try:
+        model.start(wait_path="/v1/models", timeout_s=300)
+        with redis_server(workdir) as redis_url, \
+                draftgate(redis_url, model_url, model_url, workdir, **tiers) as deployment:
+            yield model_url, f"{deployment.gateway}/v1"
+    finally:
+        model.stop()
 
 
 def ask(client: openai.OpenAI, model: str, prompt: str, model_url: str, **extra: Any) -> Sample:
@@ -180,8 +150,7 @@ def run(model_url: str, gateway_url: str) -> dict[str, Any]:
 def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="draftgate-bench-") as tmp, stack(Path(tmp)) as (model_url, gateway_url):
         result = run(model_url, gateway_url)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("local_model", result)
     return result
 
 
