@@ -146,8 +146,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     config = Config(**sections)
     config = _resolve_tier_defaults(config, env)
     if "routing.speculation_threshold" not in given:
-        routing = dataclasses.replace(config.routing, speculation_threshold=0.7 * config.routing.entropy_threshold)
-        config = dataclasses.replace(config, routing=routing)
+        config = dataclasses.replace(config, routing=dataclasses.replace(
+            config.routing, speculation_threshold=_default_speculation_threshold(config)))
     _validate(config)
     return config
 
@@ -221,6 +221,13 @@ def _to_bool(value: Any) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError
+
+
+def _default_speculation_threshold(config: Config) -> float | None:
+    """0.7 x the entropy threshold; off when both tiers are the same model on the same server
+    (local mode), where a speculative call would only queue behind the draft it shadows."""
+    same = (config.drafter.base_url, config.drafter.model) == (config.heavyweight.base_url, config.heavyweight.model)
+    return None if same else 0.7 * config.routing.entropy_threshold
 
 
 def _resolve_tier_defaults(config: Config, env: Mapping[str, str]) -> Config:

@@ -60,6 +60,7 @@ class Reply:
     draft_entropy: float | None = None
     speculation: str | None = None
     tier: str | None = None
+    reason: str | None = None  # why an answer escalated: window_mean, early_token, no_logprobs, ...
     status: int | None = None
     data: dict[str, Any] | None = None
 

@@ -8,7 +8,7 @@ from shared.messages import Reply
 
 
 def routing_headers(request_id: str, started: float, decision: str, entropy: float | None = None,
-                    speculation: str = "none", tier: str | None = None) -> dict[str, str]:
+                    speculation: str = "none", tier: str | None = None, reason: str | None = None) -> dict[str, str]:
     """X-Draft-Entropy is 0.000 when no draft was judged (forced tier, cache hit)."""
     headers = {
         "X-Request-ID": request_id,
@@ -19,9 +19,11 @@ def routing_headers(request_id: str, started: float, decision: str, entropy: flo
     }
     if tier:
         headers["X-Routing-Tier"] = tier
+    if reason:
+        headers["X-Escalation-Reason"] = reason
     return headers
 
 
 def headers_for_head(request_id: str, started: float, head: Reply) -> dict[str, str]:
     return routing_headers(request_id, started, head.decision or "", head.draft_entropy,
-                           head.speculation or "none", head.tier)
+                           head.speculation or "none", head.tier, head.reason)

@@ -80,11 +80,11 @@ async def _route(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) ->
         if speculation is not None:
             ctx.metrics.speculations_used.inc()
             ctx.metrics.speculation_saved.observe(time.monotonic() - speculation.started)
-            head = out.head("escalate", draft.window.metric, "used", "heavyweight")
+            head = out.head("escalate", draft.window.metric, "used", "heavyweight", draft.escalate_reason)
             await _deliver(ctx, ctx.heavyweight, speculation.follow(), request, out, head)
         else:
             await _serve_tier(ctx, ctx.heavyweight, request, out,
-                              out.head("escalate", draft.window.metric, "none", "heavyweight"))
+                              out.head("escalate", draft.window.metric, "none", "heavyweight", draft.escalate_reason))
     finally:
         if speculation is not None:
             await speculation.cancel()
@@ -106,7 +106,7 @@ async def _draft(ctx: RoutingContext, body: dict[str, Any]) -> Draft:
                     draft.escalate_reason = "no_logprobs"
                     break
                 if verdict is Decision.ESCALATE:
-                    draft.escalate_reason = "entropy"
+                    draft.escalate_reason = draft.window.escalation
                     break
                 if verdict is Decision.SPECULATE and draft.speculation is None:
                     draft.speculation = _speculate(ctx, body)

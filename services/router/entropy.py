@@ -49,6 +49,7 @@ class EntropyWindow:
     early_exit_tokens: int
     speculation_threshold: float | None = None
     tokens: int = 0
+    escalation: str | None = None  # "window_mean" or "early_token" once ESCALATE was returned
     _window: deque[float] = field(default_factory=deque, repr=False)
     _max_full_mean: float | None = field(default=None, repr=False)
     _total: float = field(default=0.0, repr=False)
@@ -63,8 +64,10 @@ class EntropyWindow:
         if len(self._window) == self.size:
             self._max_full_mean = mean if self._max_full_mean is None else max(self._max_full_mean, mean)
             if mean > self.threshold:
+                self.escalation = "window_mean"
                 return Decision.ESCALATE
         if self.tokens <= self.early_exit_tokens and bits > self.threshold:
+            self.escalation = "early_token"
             return Decision.ESCALATE
         spec = self.speculation_threshold
         if spec is not None and (bits > spec or mean > spec):

@@ -20,9 +20,10 @@ class ReplyWriter:
     ttl_s: int
     seq: int = 0
 
-    def head(self, decision: str, entropy: float | None, speculation: str, tier: str) -> bytes:
+    def head(self, decision: str, entropy: float | None, speculation: str, tier: str,
+             reason: str | None = None) -> bytes:
         return self._reply(ReplyKind.HEAD, decision=decision, draft_entropy=entropy, speculation=speculation,
-                           tier=tier)
+                           tier=tier, reason=reason)
 
     def chunk(self, chunk: dict[str, Any]) -> bytes:
         return self._reply(ReplyKind.CHUNK, data=chunk)

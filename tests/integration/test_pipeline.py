@@ -53,6 +53,7 @@ def test_escalates_when_window_mean_exceeds_threshold(stack: Stack, fake: FakeUp
     raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("drifting topic"))
     assert raw.parse().choices[0].message.content == HEAVY_ANSWER
     assert raw.headers["X-Routing-Decision"] == "escalate"
+    assert raw.headers["X-Escalation-Reason"] == "window_mean"
     assert float(raw.headers["X-Draft-Entropy"]) > 2.0
     seen = fake.wait_for(lambda s: len(drafts(s)) == 1 and drafts(s)[0].ended is not None)
     # The window first exceeds 2.0 bits at the 21st token: 1 x 0.1 + 9 x 2.3 over 10 tokens.
@@ -73,6 +74,7 @@ def test_early_abort_closes_the_drafter_connection(stack: Stack, fake: FakeUpstr
     fake.script_model("fake-heavy", confident(HEAVY_ANSWER))
     raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("unsure"))
     assert raw.headers["X-Routing-Decision"] == "escalate"
+    assert raw.headers["X-Escalation-Reason"] == "early_token"
     assert raw.parse().choices[0].message.content == HEAVY_ANSWER
     seen = fake.wait_for(lambda s: any(d.ended for d in drafts(s)))
     (draft,) = drafts(seen)
@@ -151,6 +153,7 @@ def test_drafter_without_logprobs_escalates(stack: Stack, fake: FakeUpstream) ->
     for _ in range(2):
         raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("plain"))
         assert raw.headers["X-Routing-Decision"] == "escalate"
+        assert raw.headers["X-Escalation-Reason"] == "no_logprobs"
         assert raw.parse().choices[0].message.content == HEAVY_ANSWER
     warnings = [line for router in stack.routers for line in router.logs().splitlines()
                 if "returned no log-probs" in line]

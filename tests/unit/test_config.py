@@ -39,12 +39,20 @@ def test_environment_overrides_yaml_with_typed_values(tmp_path: Path) -> None:
 
 
 def test_speculation_threshold_defaults_to_seventy_percent_and_null_turns_it_off(tmp_path: Path) -> None:
-    assert load_config(write(tmp_path, "routing:\n  entropy_threshold: 3.0\n"), env={}) \
+    two_tiers = "drafter:\n  base_url: http://a/v1\n  model: small\n"
+    assert load_config(write(tmp_path, two_tiers + "routing:\n  entropy_threshold: 3.0\n"), env={}) \
         .routing.speculation_threshold == pytest.approx(2.1)
     assert load_config(write(tmp_path, "routing:\n  speculation_threshold: null\n"), env={}) \
         .routing.speculation_threshold is None
     assert load_config(tmp_path / "none.yaml", env={"DRAFTGATE_ROUTING_SPECULATION_THRESHOLD": "null"}) \
         .routing.speculation_threshold is None
+
+
+def test_speculation_defaults_off_when_both_tiers_are_the_same_model(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "none.yaml", env={}).routing.speculation_threshold is None
+    assert load_config(tmp_path / "none.yaml", env={"DRAFTGATE_ROUTING_SPECULATION_THRESHOLD": "1.0"}) \
+        .routing.speculation_threshold == 1.0
+    assert load_config(tmp_path / "none.yaml", env={"OPENAI_API_KEY": "k"}).routing.speculation_threshold == 1.4
 
 
 def test_config_file_from_the_environment(tmp_path: Path) -> None:

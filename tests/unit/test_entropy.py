@@ -48,6 +48,10 @@ def window_escalates_at(values: list[float], **overrides: float) -> int | None:
 def test_escalates_when_the_full_window_mean_exceeds_the_threshold() -> None:
     # Window of 4 after token 4: mean 1.5; after token 5: (0.1 + 3 x 2.9) / 4 = 2.2 > 2.0.
     assert window_escalates_at([0.1, 0.1, 2.9, 2.9, 2.9, 2.9]) == 5
+    rule = window()
+    for bits in (0.1, 0.1, 2.9, 2.9, 2.9):
+        rule.add(bits)
+    assert rule.escalation == "window_mean"
 
 
 def test_window_escalation_needs_a_full_window() -> None:
@@ -61,6 +65,9 @@ def test_mean_exactly_at_threshold_does_not_escalate() -> None:
 
 def test_single_token_above_threshold_escalates_only_early() -> None:
     assert window_escalates_at([0.0, 2.5]) == 2
+    rule = window()
+    rule.add(2.5)
+    assert rule.escalation == "early_token"
     assert window_escalates_at([0.0, 0.0, 2.5]) is None
 
 
