@@ -16,6 +16,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from services.cache.core import Cache
 from shared import bus
+from shared.aio import being_cancelled
 from shared.config import BusConfig
 from shared.keys import CACHE_WRITE_GROUP, CACHE_WRITE_STREAM
 from shared.messages import CacheWrite, WireError, decode
@@ -35,10 +36,10 @@ class Writer:
     bus: BusConfig
 
     async def run(self) -> None:
-        """Read, store, ack, forever; Redis outages pause the loop instead of ending it."""
+        """Read, store, ack until cancelled; Redis outages pause the loop instead of ending it."""
         await self._ensure_group()
         next_reclaim = 0.0
-        while True:
+        while not being_cancelled():
             try:
                 if time.monotonic() >= next_reclaim:
                     next_reclaim = time.monotonic() + self.bus.reclaim_interval_ms / 1000

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import bus
+from shared.aio import being_cancelled
 from shared.messages import Reply, ReplyKind, WireError, decode
 
 log = structlog.get_logger(__name__)
@@ -46,7 +47,7 @@ class ReplyReader:
 
     async def run(self) -> None:
         last_id: bytes | str = "0-0"
-        while True:
+        while not being_cancelled():
             try:
                 entries = await bus.read(self.redis, self.stream, last_id, count=READ_COUNT, block_ms=READ_BLOCK_MS)
             except RedisError as exc:

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError, ResponseError
 from services.router.drafting import RoutingContext, answer
 from services.router.replies import ReplyWriter
 from shared import bus
+from shared.aio import being_cancelled
 from shared.config import BusConfig
 from shared.errors import error_body
 from shared.keys import CANCEL_CHANNEL, REQUEST_STREAM, ROUTER_GROUP, ROUTERS_ALIVE
@@ -63,7 +64,7 @@ class Worker:
             await self.redis.zrem(ROUTERS_ALIVE, self.consumer)
 
     async def _read_loop(self) -> None:
-        while not self.stopping:
+        while not self.stopping and not being_cancelled():
             free = self.max_in_flight - len(self.in_flight)
             if free <= 0:
                 self._slot_freed.clear()
@@ -86,7 +87,7 @@ class Worker:
                 await self._start(entry_id, raw)
 
     async def _reclaim_loop(self) -> None:
-        while not self.stopping:
+        while not self.stopping and not being_cancelled():
             await asyncio.sleep(self.config.reclaim_interval_ms / 1000)
             try:
                 await bus.keep_claimed(self.redis, REQUEST_STREAM, ROUTER_GROUP, self.consumer,
@@ -105,7 +106,7 @@ class Worker:
                 await self._start(entry_id, raw)
 
     async def _heartbeat_loop(self) -> None:
-        while not self.stopping:
+        while not self.stopping and not being_cancelled():
             try:
                 now = time.time()
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -120,7 +121,7 @@ class Worker:
         """Clients that went away: their gateway publishes a Cancel; whoever holds it stops."""
         async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
             await pubsub.subscribe(CANCEL_CHANNEL)
-            while not self.stopping:
+            while not self.stopping and not being_cancelled():
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None:
                     continue
