@@ -57,7 +57,7 @@ class Writer:
                 await asyncio.sleep(RETRY_S)
 
     async def _ensure_group(self) -> None:
-        while True:
+        while not being_cancelled():
             try:
                 await bus.ensure_group(self.redis, CACHE_WRITE_STREAM, CACHE_WRITE_GROUP)
                 return
