@@ -15,7 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from services.cache.keys import request_keys
+from shared import bus
 from shared.config import CacheConfig
+from shared.keys import CACHE_WRITE_STREAM
 from tests.integration.cache_helpers import PARAPHRASE, PARIS, cache_app, chat, remember, written
 from tests.integration.minilm import embedder_app
 
@@ -176,9 +178,6 @@ async def test_stats_count_entries_hits_and_misses_per_tier(cache: TestClient, r
 
 async def test_undecodable_or_malformed_writes_are_dropped_and_later_ones_still_land(
         cache: TestClient, redis_client: Redis) -> None:
-    from shared import bus
-    from shared.keys import CACHE_WRITE_STREAM
-
     await bus.publish(redis_client, CACHE_WRITE_STREAM, b"not msgpack at all", maxlen=1000)
     await remember(redis_client, {"messages": "not a list"}, "?")
     await remember(redis_client, chat(PARIS), "Paris.")
