@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +15,11 @@ from tests.fakes.upstream import FakeUpstream
 from tests.support import Service, free_port
 
 _databases = itertools.cycle(range(1, 16))
+
+
+def ask(content: str) -> list[dict[str, str]]:
+    """One user message, as `messages`."""
+    return [{"role": "user", "content": content}]
 
 
 @dataclass
@@ -52,6 +59,15 @@ class Stack:
         for service in [self.gateway, *self.routers]:
             if service is not None:
                 service.stop()
+
+
+@contextlib.contextmanager
+def running_stack(redis_server: str, logs: Path, fake: FakeUpstream, **env: str) -> Iterator[Stack]:
+    stack = start_stack(redis_server, logs, fake, **env)
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 def start_stack(redis_server: str, logs: Path, fake: FakeUpstream, routers: int = 1,

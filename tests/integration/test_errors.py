@@ -11,14 +11,10 @@ import pytest
 
 from tests.fakes.scripts import Script, confident
 from tests.fakes.upstream import FakeUpstream
-from tests.integration.stack import Stack, start_stack
+from tests.integration.stack import Stack, ask, running_stack, start_stack
 from tests.support import Service, free_port
 
 HEAVY_ANSWER = "The heavyweight stepped in."
-
-
-def ask(content: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": content}]
 
 
 def assert_openai_error(response: httpx.Response, status: int, param: str | None = None) -> dict:
@@ -101,10 +97,9 @@ def test_upstream_rejecting_the_request_keeps_its_4xx(stack: Stack, fake: FakeUp
 
 @pytest.fixture(scope="module")
 def slow_stack(redis_server: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(redis_server, tmp_path_factory.mktemp("slow"), fake,
-                          DRAFTGATE_GATEWAY_REQUEST_TIMEOUT_S="1")
-    yield running
-    running.stop()
+    logs = tmp_path_factory.mktemp("slow")
+    with running_stack(redis_server, logs, fake, DRAFTGATE_GATEWAY_REQUEST_TIMEOUT_S="1") as running:
+        yield running
 
 
 @pytest.mark.parametrize("stream", [False, True])

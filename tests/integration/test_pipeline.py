@@ -12,13 +12,9 @@ from openai.types.chat import ChatCompletionChunk
 from tests.fakes.scripts import Script, confident, split_tokens, uncertain
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.conftest import DEFAULT_ANSWER
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, ask
 
 HEAVY_ANSWER = "The heavyweight model answers carefully and at length."
-
-
-def ask(content: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": content}]
 
 
 def drafts(seen: list) -> list:

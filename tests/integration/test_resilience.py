@@ -14,13 +14,9 @@ from shared.keys import reply_stream
 from shared.messages import Reply, ReplyKind, encode
 from tests.fakes.scripts import confident
 from tests.fakes.upstream import FakeUpstream
-from tests.integration.stack import start_stack
+from tests.integration.stack import ask, start_stack
 
 FAST_RECLAIM = {"DRAFTGATE_BUS_RECLAIM_IDLE_MS": "800", "DRAFTGATE_BUS_RECLAIM_INTERVAL_MS": "100"}
-
-
-def ask(content: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": content}]
 
 
 def decisions_served(router_url: str) -> float:

@@ -12,14 +12,10 @@ import pytest
 
 from tests.fakes.scripts import Script, confident
 from tests.fakes.upstream import FakeUpstream, Seen
-from tests.integration.stack import Stack, start_stack
+from tests.integration.stack import Stack, ask, running_stack
 
 HEAVY_TOKENS = [f" h{i}" for i in range(20)]
 HEAVY_TEXT = "".join(HEAVY_TOKENS)
-
-
-def ask(content: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": content}]
 
 
 def of(model: str, seen: list[Seen]) -> list[Seen]:
@@ -84,10 +80,9 @@ def test_escalation_is_served_from_the_running_speculation(stack: Stack, fake: F
 
 @pytest.fixture(scope="module")
 def bounded_stack(redis_server: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(redis_server, tmp_path_factory.mktemp("bounded"), fake,
-                          DRAFTGATE_ROUTING_MAX_CONCURRENT_SPECULATIONS="2")
-    yield running
-    running.stop()
+    logs = tmp_path_factory.mktemp("bounded")
+    with running_stack(redis_server, logs, fake, DRAFTGATE_ROUTING_MAX_CONCURRENT_SPECULATIONS="2") as running:
+        yield running
 
 
 def max_overlap(calls: list[Seen]) -> int:
@@ -117,10 +112,9 @@ async def test_concurrency_bound_holds_under_a_burst(bounded_stack: Stack, fake:
 
 @pytest.fixture(scope="module")
 def serial_stack(redis_server: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(redis_server, tmp_path_factory.mktemp("serial"), fake,
-                          DRAFTGATE_ROUTING_SPECULATION_THRESHOLD="null")
-    yield running
-    running.stop()
+    logs = tmp_path_factory.mktemp("serial")
+    with running_stack(redis_server, logs, fake, DRAFTGATE_ROUTING_SPECULATION_THRESHOLD="null") as running:
+        yield running
 
 
 def test_speculation_off_escalates_serially(serial_stack: Stack, fake: FakeUpstream) -> None:
