@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["overhead", "speculation", "embedder", "cache_lookup", "local_model"]
+BENCHMARKS = ["overhead", "speculation", "embedder", "cache_lookup", "cache_hit", "local_model"]
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ same 20 short prompts three ways and writes bench/results/local_model.json:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import statistics
 import tempfile
@@ -150,10 +149,13 @@ def run(model_url: str, gateway_url: str) -> dict[str, Any]:
 def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="draftgate-bench-") as tmp, stack(Path(tmp)) as (model_url, gateway_url):
         result = run(model_url, gateway_url)
-    write_result("local_model", result)
+    path = write_result("local_model", result)
+    direct, through = result["direct"], result["draftgate"]
+    print(f"local_model: median {direct['median_latency_ms']} ms / {direct['tokens_per_s']} tokens/s direct, "
+          f"{through['median_latency_ms']} ms / {through['tokens_per_s']} tokens/s through draftgate "
+          f"(added {result['median_added_latency_ms']['vs_direct']} ms; decisions {through['decisions']}) -> {path}")
     return result
 
 
 if __name__ == "__main__":
-    summary = main()
-    print(json.dumps({key: value for key, value in summary.items() if key != "samples"}, indent=2))
+    main()
