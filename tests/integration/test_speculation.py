@@ -102,7 +102,7 @@ async def test_concurrency_bound_holds_under_a_burst(bounded_stack: Stack, fake:
         model="auto", messages=ask(f"burst {i}")) for i in range(8)))
     assert all(a.parse().choices[0].message.content == HEAVY_TEXT for a in answers)
     used = [a.headers["X-Speculation"] for a in answers].count("used")
-    assert 1 <= used <= 8
+    assert used >= 1
     seen = fake.wait_for(lambda s: len(of("fake-heavy", s)) == 8 and all(x.ended for x in s))
     # Speculative calls (started before their draft escalated) never exceed the bound.
     speculative = [h for h in of("fake-heavy", seen) if h.started < min(d.ended for d in of("fake-drafter", seen))]
