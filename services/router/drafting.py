@@ -169,17 +169,18 @@ def _speculate(ctx: RoutingContext, body: dict[str, Any]) -> Speculation | None:
 async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, draft: Draft, state: str) -> None:
     body = request.body
     top = client_top_logprobs(body)
-    cached = assemble_completion(draft.chunks, None)
+    # Folded before shape_chunk strips the log-probs the cache has no use for anyway.
+    cached = assemble_completion(draft.chunks, None) if request.cache_store else None
     head = out.head("accept", draft.window.metric, state, "drafter")
     if body.get("stream"):
         usage = wants_usage(body)
         payloads = [out.chunk(shape_chunk(c, top)) for c in draft.chunks if usage or not is_usage_chunk(c)]
         await out.send(head, *payloads, out.end())
     else:
-        completion = cached if top is None else assemble_completion(draft.chunks, top)
+        completion = cached if cached is not None and top is None else assemble_completion(draft.chunks, top)
         await out.send(head, out.completion(completion), out.end())
     ctx.metrics.decisions.labels("accept", "drafter").inc()
-    if request.cache_store:
+    if cached is not None:
         await ctx.write_cache(CacheWrite(request_id=request.request_id, body=body, completion=cached,
                                          tenant=request.tenant, created=time.time()))
 
