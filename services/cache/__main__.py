@@ -1,10 +1,7 @@
 """python -m services.cache"""
 
-from aiohttp import web
-
 from services.cache.app import create_app
-from shared.service import start
+from shared.service import serve, start
 
 config = start("cache")
-web.run_app(create_app(config), host=config.cache.host, port=config.cache.port, print=None,
-            handler_cancellation=True)
+serve(create_app(config), config.cache.host, config.cache.port, handler_cancellation=True)
