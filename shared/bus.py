@@ -7,13 +7,32 @@ encodes and decodes them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from shared.keys import MESSAGE_FIELD
 
 Entry = tuple[bytes, bytes]  # (stream entry id, payload)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The group entry a reply answers: acknowledged in the same round trip as the last reply."""
+
+    stream: str
+    group: str
+    entry_id: bytes
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A best-effort append to another stream that rides along with the replies."""
+
+    stream: str
+    payload: bytes
+    maxlen: int
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:
@@ -29,16 +48,30 @@ async def publish(redis: Redis, stream: str, payload: bytes, maxlen: int) -> byt
     return await redis.xadd(stream, {MESSAGE_FIELD: payload}, maxlen=maxlen, approximate=True)
 
 
-async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], maxlen: int, ttl_s: int) -> None:
-    """Append replies to a gateway's stream and push back its expiry, in one round trip.
+async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], maxlen: int, ttl_s: int,
+                ack: Ack | None = None, also: Sequence[Publication] = ()) -> list[RedisError]:
+    """Append replies to a gateway's stream and push back its expiry, in one round trip; with
+    `ack`, acknowledge the request they finish, and append `also` to their streams, in it too.
 
-    A gateway that died stops reading; its stream then expires ttl_s after the last reply.
+    Raises if a reply or the ack was not written. `also` is best effort: its failures are
+    returned, not raised, so a side write never costs the client its answer. A gateway that
+    died stops reading; its stream then expires ttl_s after the last reply.
     """
     async with redis.pipeline(transaction=False) as pipe:
         for payload in payloads:
             pipe.xadd(stream, {MESSAGE_FIELD: payload}, maxlen=maxlen, approximate=True)
         pipe.expire(stream, ttl_s)
-        await pipe.execute()
+        if ack is not None:
+            pipe.xack(ack.stream, ack.group, ack.entry_id)
+        for publication in also:
+            pipe.xadd(publication.stream, {MESSAGE_FIELD: publication.payload}, maxlen=publication.maxlen,
+                      approximate=True)
+        results = await pipe.execute(raise_on_error=False)
+    required = len(payloads) + 1 + (ack is not None)
+    for result in results[:required]:
+        if isinstance(result, Exception):
+            raise result
+    return [result for result in results[required:] if isinstance(result, RedisError)]
 
 
 async def read_group(redis: Redis, stream: str, group: str, consumer: str, count: int,

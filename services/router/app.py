@@ -13,18 +13,14 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from services.router.drafting import RoutingContext
 from services.router.metrics import create_metrics
 from services.router.speculation import SpeculationBudget
 from services.router.upstream import create_tier
 from services.router.worker import Worker
-from shared import bus
 from shared.config import Config
 from shared.http import error_middleware
-from shared.keys import CACHE_WRITE_STREAM
-from shared.messages import CacheWrite, encode
 from shared.metrics import add_metrics_route
 
 log = structlog.get_logger(__name__)
@@ -54,15 +50,9 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
         heavyweight = create_tier("heavyweight", config.heavyweight, environ)
         redis = app[REDIS]
 
-        async def write_cache(message: CacheWrite) -> None:
-            try:
-                await bus.publish(redis, CACHE_WRITE_STREAM, encode(message), config.bus.request_stream_maxlen)
-            except RedisError as exc:
-                log.warning("cache write not queued", error=str(exc))
-
         ctx = RoutingContext(drafter=drafter, heavyweight=heavyweight, routing=config.routing, metrics=metrics,
                              budget=SpeculationBudget(config.routing.max_concurrent_speculations),
-                             write_cache=write_cache)
+                             cache_write_maxlen=config.bus.request_stream_maxlen)
         worker = Worker(redis=redis, ctx=ctx, config=config.bus, consumer=_consumer_name(),
                         max_in_flight=config.router.max_in_flight)
         app[WORKER] = worker

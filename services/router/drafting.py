@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +23,13 @@ from services.router.metrics import RouterMetrics
 from services.router.replies import ReplyWriter
 from services.router.speculation import Speculation, SpeculationBudget
 from services.router.upstream import Tier, open_chunks, stream_params
+from shared import bus
 from shared.config import RoutingConfig
-from shared.messages import CacheWrite, ChatRequest
+from shared.keys import CACHE_WRITE_STREAM
+from shared.messages import CacheWrite, ChatRequest, encode
 from shared.messages import Tier as RequestedTier
 
 log = structlog.get_logger(__name__)
-
-CacheWriter = Callable[[CacheWrite], Awaitable[None]]
 
 
 @dataclass
@@ -41,7 +41,7 @@ class RoutingContext:
     routing: RoutingConfig
     metrics: RouterMetrics
     budget: SpeculationBudget
-    write_cache: CacheWriter
+    cache_write_maxlen: int
     warned_models: set[str] = field(default_factory=set)
 
 
@@ -171,18 +171,22 @@ async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, d
     top = client_top_logprobs(body)
     # Folded before shape_chunk strips the log-probs the cache has no use for anyway.
     cached = assemble_completion(draft.chunks, None) if request.cache_store else None
+    cache_writes = [] if cached is None else [_cache_write(ctx, request, cached)]
     head = out.head("accept", draft.window.metric, state, "drafter")
     if body.get("stream"):
         usage = wants_usage(body)
         payloads = [out.chunk(shape_chunk(c, top)) for c in draft.chunks if usage or not is_usage_chunk(c)]
-        await out.send(head, *payloads, out.end())
+        await out.finish(head, *payloads, also=cache_writes)
     else:
         completion = cached if cached is not None and top is None else assemble_completion(draft.chunks, top)
-        await out.send(head, out.completion(completion), out.end())
+        await out.finish(head, out.completion(completion), also=cache_writes)
     ctx.metrics.decisions.labels("accept", "drafter").inc()
-    if cached is not None:
-        await ctx.write_cache(CacheWrite(request_id=request.request_id, body=body, completion=cached,
-                                         tenant=request.tenant, created=time.time()))
+
+
+def _cache_write(ctx: RoutingContext, request: ChatRequest, completion: dict[str, Any]) -> bus.Publication:
+    message = CacheWrite(request_id=request.request_id, body=request.body, completion=completion,
+                         tenant=request.tenant, created=time.time())
+    return bus.Publication(CACHE_WRITE_STREAM, encode(message), ctx.cache_write_maxlen)
 
 
 async def _serve_tier(ctx: RoutingContext, tier: Tier, request: ChatRequest, out: ReplyWriter, head: bytes) -> None:
@@ -210,7 +214,7 @@ async def _deliver(ctx: RoutingContext, tier: Tier, chunks: AsyncIterator[dict[s
                 pending = []
         if not body.get("stream"):
             pending.append(out.completion(assemble_completion(received, top)))
-        await out.send(*pending, out.end())
+        await out.finish(*pending)
     except UPSTREAM_ERRORS as exc:
         await _fail(ctx, tier, out, exc)
         return
@@ -223,4 +227,4 @@ async def _fail(ctx: RoutingContext, tier: Tier, out: ReplyWriter, exc: BaseExce
     ctx.metrics.upstream_errors.labels(tier.name).inc()
     log.warning("upstream failed", tier=tier.name, error=str(exc))
     status, error = upstream_error_reply(tier.name, exc)
-    await out.send(out.error(status, error), out.end())
+    await out.finish(out.error(status, error))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from redis.asyncio import Redis
 
 from shared import bus
 from shared.messages import Reply, ReplyKind, encode
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -18,6 +22,8 @@ class ReplyWriter:
     request_id: str
     maxlen: int
     ttl_s: int
+    ack: bus.Ack | None = None  # the request entry, acknowledged with the last reply
+    acked: bool = False
     seq: int = 0
 
     def head(self, decision: str, entropy: float | None, speculation: str, tier: str,
@@ -34,11 +40,17 @@ class ReplyWriter:
     def error(self, status: int, body: dict[str, Any]) -> bytes:
         return self._reply(ReplyKind.ERROR, status=status, data=body)
 
-    def end(self) -> bytes:
-        return self._reply(ReplyKind.END)
-
     async def send(self, *payloads: bytes) -> None:
         await bus.reply(self.redis, self.stream, payloads, self.maxlen, self.ttl_s)
+
+    async def finish(self, *payloads: bytes, also: Sequence[bus.Publication] = ()) -> None:
+        """The last replies and END, the request's ack and any side writes: one round trip,
+        because the router's cost per request is mostly round trips."""
+        failures = await bus.reply(self.redis, self.stream, (*payloads, self._reply(ReplyKind.END)), self.maxlen,
+                                   self.ttl_s, ack=self.ack, also=also)
+        self.acked = self.ack is not None
+        for error in failures:
+            log.warning("side write not queued", error=str(error))
 
     def _reply(self, kind: ReplyKind, **fields: Any) -> bytes:
         self.seq += 1

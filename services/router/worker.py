@@ -154,7 +154,7 @@ class Worker:
 
     async def _handle(self, entry_id: bytes, request: ChatRequest) -> None:
         out = ReplyWriter(self.redis, request.reply_to, request.request_id, self.config.reply_stream_maxlen,
-                          self.config.reply_stream_ttl_s)
+                          self.config.reply_stream_ttl_s, ack=bus.Ack(REQUEST_STREAM, ROUTER_GROUP, entry_id))
         structlog.contextvars.bind_contextvars(request_id=request.request_id)
         try:
             await answer(self.ctx, request, out)
@@ -169,11 +169,12 @@ class Worker:
             self.in_flight.pop(request.request_id, None)
             self.ctx.metrics.in_flight.dec()
             self._slot_freed.set()
-        await bus.ack(self.redis, REQUEST_STREAM, ROUTER_GROUP, entry_id)
+        if not out.acked:
+            await bus.ack(self.redis, REQUEST_STREAM, ROUTER_GROUP, entry_id)
 
     async def _send_server_error(self, out: ReplyWriter) -> None:
         body = error_body("The router had an error while processing your request.", "server_error")
         try:
-            await out.send(out.error(500, body), out.end())
+            await out.finish(out.error(500, body))
         except RedisError:
             log.warning("could not report the failure to the gateway")
