@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from shared import fastjson
 from shared.errors import ApiError, error_body
 
 log = structlog.get_logger(__name__)
@@ -15,6 +16,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _HTTP_ERROR_TYPES = {401: "authentication_error", 404: "invalid_request_error", 405: "invalid_request_error",
                      413: "invalid_request_error"}
+
+
+def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """web.json_response, serialised with orjson: for the bodies on the request path."""
+    return web.Response(body=fastjson.dumps(data), status=status, headers=headers, content_type="application/json")
 
 
 def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> web.Response:

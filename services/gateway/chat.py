@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,10 +21,10 @@ from services.gateway.protocol import validate_chat_request
 from services.gateway.replies import Waiter
 from services.gateway.sse import DONE, completion_to_chunks, frame
 from services.gateway.state import API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES
-from shared import bus
+from shared import bus, fastjson
 from shared.config import Config
 from shared.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge, TimedOut, Unavailable
-from shared.http import error_response
+from shared.http import error_response, json_response
 from shared.keys import CANCEL_CHANNEL, REQUEST_STREAM
 from shared.messages import Cancel, ChatRequest, Reply, ReplyKind, Tier, encode
 
@@ -90,7 +89,7 @@ async def _read_json(request: web.Request, max_bytes: int) -> Any:
         raise PayloadTooLarge(f"Request body is larger than the {max_bytes}-byte limit.",
                               code="payload_too_large") from None
     try:
-        return json.loads(raw)
+        return fastjson.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("We could not parse the JSON body of your request.", code="invalid_json") from None
 
@@ -126,7 +125,7 @@ async def _answer_from_cache(call: Call) -> web.StreamResponse | None:
     headers = routing_headers(call.request_id, call.started, "cache_hit")
     headers.update({"X-Cache": hit.tier, "X-Cache-Similarity": f"{hit.similarity:.4f}"})
     if not call.stream:
-        return web.json_response(completion, headers=headers)
+        return json_response(completion, headers=headers)
     response = web.StreamResponse(headers={**headers, **SSE_HEADERS})
     await response.prepare(call.request)
     include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
@@ -178,7 +177,7 @@ async def _plain(call: Call, waiter: Waiter, deadline: float) -> web.Response:
     reply = await _next(waiter, deadline - time.monotonic())
     if reply.kind != ReplyKind.COMPLETION:
         return _router_error(call, reply)
-    return web.json_response(reply.data, headers=headers_for_head(call.request_id, call.started, head))
+    return json_response(reply.data, headers=headers_for_head(call.request_id, call.started, head))
 
 
 async def _stream(call: Call, waiter: Waiter, idle_timeout_s: float) -> web.StreamResponse:

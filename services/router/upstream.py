@@ -6,7 +6,6 @@ token on the hot path, and whatever fields the upstream sends reach the client u
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 
 from openai import APIError, AsyncOpenAI, DefaultAioHttpClient
 
+from shared import fastjson
 from shared.config import UpstreamConfig
 
 _GATEWAY_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n"})
@@ -68,7 +68,7 @@ async def _chunks(lines: AsyncIterator[str], tier: Tier) -> AsyncIterator[dict[s
         data = line[5:].strip()
         if data == "[DONE]":
             return
-        chunk = json.loads(data)
+        chunk = fastjson.loads(data)
         if "error" in chunk:
             error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
             raise UpstreamStreamError(f"{tier.name}: {error.get('message', 'stream error')}", None, body=error)

@@ -1,0 +1,31 @@
+"""The hot-path JSON codec gives what the stdlib gives, including where orjson alone refuses."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from shared import fastjson
+
+
+def test_round_trips_unicode_compactly_like_the_stdlib() -> None:
+    value = {"content": "Grüße, 世界", "logprob": -0.25, "top_logprobs": [{"token": "a", "bytes": [97]}]}
+    assert fastjson.dumps(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    assert fastjson.loads(fastjson.dumps(value)) == value
+
+
+def test_reads_the_nan_and_infinity_literals_python_servers_emit() -> None:
+    parsed = fastjson.loads(b'{"logprob": -Infinity, "other": NaN}')
+    assert parsed["logprob"] == -math.inf and math.isnan(parsed["other"])
+
+
+def test_integers_beyond_64_bits_survive_both_ways() -> None:
+    assert fastjson.loads(b'{"seed": 36893488147419103232}') == {"seed": 2**65}
+    assert fastjson.dumps({"seed": 2**65}) == b'{"seed":36893488147419103232}'
+
+
+def test_malformed_json_still_raises_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        fastjson.loads(b'{"messages": [')
