@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -23,7 +24,18 @@ def start(service: str) -> Config:
     return config
 
 
+# Each request allocates thousands of short-lived dicts (chunks, log-probs); at the default
+# 700 the collector ran 2,700 times in 4,700 routed requests and took 18% of the router's CPU.
+GC_GEN0_THRESHOLD = 20_000
+
+
 def serve(app: web.Application, host: str, port: int, **options: Any) -> None:
     """Run the app until SIGTERM/SIGINT on a uvloop event loop: every service spends most of its
-    CPU in socket I/O, which uvloop does in C (measured in bench/overhead)."""
+    CPU in socket I/O, which uvloop does in C (measured in bench/overhead).
+
+    What start-up built (modules, the SDK's type tables) lives as long as the process, so it is
+    frozen out of the collector's scans, and young collections run less often.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     web.run_app(app, host=host, port=port, print=None, loop=uvloop.new_event_loop(), **options)
