@@ -11,12 +11,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 from openai import APIError, AsyncOpenAI, DefaultAioHttpClient
 
 from shared import fastjson
 from shared.config import UpstreamConfig
 
 _GATEWAY_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n"})
+CHAT_COMPLETIONS_PATH = "/chat/completions"
 
 
 @dataclass(frozen=True)
@@ -39,26 +41,34 @@ def create_tier(name: str, config: UpstreamConfig, env: Mapping[str, str]) -> Ti
 
 
 def stream_params(body: dict[str, Any], model: str, min_top_logprobs: int | None = None) -> dict[str, Any]:
-    """create() arguments for the client's request on this tier: always streamed with usage.
+    """The request body for this tier: the client's, always streamed with usage.
 
     Everything the gateway does not own passes through untouched (tools, response_format,
-    seed, vendor fields). The body travels in extra_body as it is: the SDK's typed-parameter
-    transform would cost about 1.5 ms of CPU per call for nothing. A drafter call asks for at
-    least `min_top_logprobs` alternatives per token.
+    seed, vendor fields). A drafter call asks for at least `min_top_logprobs` alternatives
+    per token.
     """
-    payload = {key: value for key, value in body.items() if key not in _GATEWAY_FIELDS}
-    payload.update(messages=body["messages"], stream_options={"include_usage": True})
+    params = {key: value for key, value in body.items() if key not in _GATEWAY_FIELDS}
+    params.update(model=model, messages=body["messages"], stream=True, stream_options={"include_usage": True})
     if min_top_logprobs is not None:
-        payload["logprobs"] = True
-        payload["top_logprobs"] = max(min_top_logprobs, int(payload.get("top_logprobs") or 0))
-    return {"model": model, "messages": [], "stream": True, "extra_body": payload}
+        params["logprobs"] = True
+        params["top_logprobs"] = max(min_top_logprobs, int(params.get("top_logprobs") or 0))
+    return params
 
 
 @asynccontextmanager
 async def open_chunks(tier: Tier, params: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-    """Open the tier's stream; leaving the block closes the upstream connection at once."""
-    async with tier.client.chat.completions.with_streaming_response.create(**params) as response:
-        yield _chunks(response.iter_lines(), tier)
+    """Open the tier's stream; leaving the block closes the upstream connection at once.
+
+    The client's generic post() with the raw response, not chat.completions.create(): the
+    body is already a valid request, and create()'s typed-parameter transform and response
+    wrappers cost about 0.13 ms of CPU per call (the router's largest share after the SDK's
+    own transport). Auth, timeouts and status errors are still the SDK's.
+    """
+    response = await tier.client.post(CHAT_COMPLETIONS_PATH, body=params, cast_to=httpx2.Response, stream=True)
+    try:
+        yield _chunks(response.aiter_lines(), tier)
+    finally:
+        await response.aclose()
 
 
 async def _chunks(lines: AsyncIterator[str], tier: Tier) -> AsyncIterator[dict[str, Any]]:
