@@ -138,9 +138,11 @@ def _judge(chunk: dict[str, Any], window: EntropyWindow, top_k: int) -> Decision
                 return None
             continue
         for entry in entries:
-            alternatives = sorted((alt.get("logprob") for alt in entry.get("top_logprobs") or ()
-                                   if isinstance(alt.get("logprob"), int | float)), reverse=True)
-            bits = token_entropy_bits(alternatives[:top_k])
+            alternatives = [lp for alt in entry.get("top_logprobs") or ()
+                            if isinstance(lp := alt.get("logprob"), int | float)]
+            if len(alternatives) > top_k:
+                alternatives = sorted(alternatives, reverse=True)[:top_k]
+            bits = token_entropy_bits(alternatives)
             if bits is None:
                 continue
             verdict = window.add(bits)

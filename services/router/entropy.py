@@ -19,13 +19,11 @@ def token_entropy_bits(top_logprobs: Iterable[float | None]) -> float | None:
     if not usable:
         return None
     peak = max(usable)
-    weights = [math.exp(lp - peak) for lp in usable]
+    shifted = [lp - peak for lp in usable]
+    weights = [math.exp(x) for x in shifted]
     total = sum(weights)
-    bits = 0.0
-    for weight in weights:
-        if weight > 0.0:
-            p = weight / total
-            bits -= p * math.log2(p)
+    # -sum p*log2(p) with p = w/total, rearranged so only one logarithm is taken per token.
+    bits = math.log2(total) - sum(w * x for w, x in zip(weights, shifted, strict=True)) / (total * math.log(2))
     return max(bits, 0.0)
 
 
