@@ -140,9 +140,11 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
     replies = app[REPLIES]
     waiter = replies.expect(call.request_id)
     deadline = time.monotonic() + config.gateway.request_timeout_s
+    # A gateway that never looks answers up has no use for them being stored.
+    cache_store = bool(config.gateway.cache_url) and cache_client.CACHE_CONTROL_NO_STORE not in call.directives
     message = ChatRequest(request_id=call.request_id, reply_to=replies.stream, body=call.body, tier=call.tier,
                           deadline=time.time() + config.gateway.request_timeout_s, tenant=call.tenant,
-                          cache_store=cache_client.CACHE_CONTROL_NO_STORE not in call.directives)
+                          cache_store=cache_store)
     try:
         try:
             await bus.publish(app[REDIS], REQUEST_STREAM, encode(message), config.bus.request_stream_maxlen)

@@ -7,8 +7,10 @@ import time
 
 import httpx
 import pytest
+import redis as sync_redis
 from openai.types.chat import ChatCompletionChunk
 
+from shared.keys import CACHE_WRITE_STREAM
 from tests.fakes.scripts import Script, confident, split_tokens, uncertain
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.conftest import DEFAULT_ANSWER
@@ -39,6 +41,12 @@ def test_accepts_a_confident_draft_with_routing_headers(stack: Stack, fake: Fake
     (draft,) = fake.seen
     assert draft.model == "fake-drafter"
     assert draft.body["logprobs"] is True and draft.body["top_logprobs"] == 5
+
+
+def test_a_gateway_without_a_cache_queues_no_cache_writes(stack: Stack) -> None:
+    raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("store me?"))
+    assert raw.headers["X-Routing-Decision"] == "accept"
+    assert sync_redis.Redis.from_url(stack.redis_url).xlen(CACHE_WRITE_STREAM) == 0
 
 
 def test_escalates_when_window_mean_exceeds_threshold(stack: Stack, fake: FakeUpstream) -> None:
