@@ -166,8 +166,11 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
 
 
 async def _next(waiter: Waiter, timeout_s: float) -> Reply:
+    if not waiter.queue.empty():
+        return waiter.queue.get_nowait()
     try:
-        return await asyncio.wait_for(waiter.queue.get(), timeout=max(timeout_s, 0.0))
+        async with asyncio.timeout(max(timeout_s, 0.0)):  # unlike wait_for on 3.11, no task per wait
+            return await waiter.queue.get()
     except TimeoutError:
         raise TimedOut("The request timed out before an answer was ready.", code="timeout") from None
 
