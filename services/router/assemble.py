@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from openai.types.chat import ChatCompletion
-
 
 def client_top_logprobs(body: dict[str, Any]) -> int | None:
     """How many alternatives per token the client wants back; None: no logprobs at all."""
@@ -52,7 +50,10 @@ def content_tokens(chunk: dict[str, Any]) -> int:
 
 
 def assemble_completion(chunks: list[dict[str, Any]], top_logprobs: int | None) -> dict[str, Any]:
-    """Fold streamed chunks into the chat.completion the upstream would have returned."""
+    """Fold streamed chunks into the chat.completion the upstream would have returned.
+
+    Built as plain dicts in the SDK model's exact shape (the unit tests hold it to that); no
+    model is validated per request on the hot path."""
     head = next((c for c in chunks if c.get("id")), chunks[0] if chunks else {})
     choices: dict[int, dict[str, Any]] = {}
     usage = None
@@ -73,7 +74,7 @@ def assemble_completion(chunks: list[dict[str, Any]], top_logprobs: int | None) 
             completion[key] = head[key]
     if usage is not None:
         completion["usage"] = usage
-    return ChatCompletion.model_validate(completion).model_dump(mode="json", exclude_unset=True)
+    return completion
 
 
 def _empty_choice(index: int) -> dict[str, Any]:

@@ -43,6 +43,15 @@ def test_assembles_text_usage_and_metadata() -> None:
     assert (parsed.id, parsed.created, parsed.model, parsed.system_fingerprint) == ("chatcmpl-1", 7, "m", "fp")
 
 
+def test_assembled_completions_are_exactly_what_the_sdk_model_dumps() -> None:
+    tool_stream = [chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                              "function": {"name": "f", "arguments": "{}"}}]}),
+                   chunk({}, finish="tool_calls")]
+    for stream, top in ((STREAM, None), (STREAM, 2), (tool_stream, None)):
+        completion = assemble_completion(copy.deepcopy(stream), top)
+        assert ChatCompletion.model_validate(completion).model_dump(mode="json", exclude_unset=True) == completion
+
+
 def test_assembles_logprobs_trimmed_to_what_the_client_asked() -> None:
     completion = assemble_completion(copy.deepcopy(STREAM), 1)
     content = completion["choices"][0]["logprobs"]["content"]
