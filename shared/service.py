@@ -31,11 +31,13 @@ GC_GEN0_THRESHOLD = 20_000
 
 def serve(app: web.Application, host: str, port: int, **options: Any) -> None:
     """Run the app until SIGTERM/SIGINT on a uvloop event loop: every service spends most of its
-    CPU in socket I/O, which uvloop does in C (measured in bench/overhead).
+    CPU in socket I/O, which uvloop does in C (measured in bench/overhead)."""
+    tune_gc()
+    web.run_app(app, host=host, port=port, print=None, loop=uvloop.new_event_loop(), **options)
 
-    What start-up built (modules, the SDK's type tables) lives as long as the process, so it is
-    frozen out of the collector's scans, and young collections run less often.
-    """
+
+def tune_gc() -> None:
+    """What start-up built (modules, the SDK's type tables) lives as long as the process, so it
+    is frozen out of the collector's scans, and young collections run less often."""
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
-    web.run_app(app, host=host, port=port, print=None, loop=uvloop.new_event_loop(), **options)

@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+import uvloop
 from aiohttp import web
 
+from shared.service import tune_gc
 from tests.fakes.scripts import Script
 from tests.fakes.server import start_runner
 from tests.fakes.state import Seen, State
@@ -142,7 +144,9 @@ async def serve_until_signalled(state: State, host: str = "127.0.0.1", port: int
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
-    asyncio.run(serve_until_signalled(cli_state(args), args.host, args.port))
+    # Served like draftgate's own services, so a benchmark's stand-in API takes little of the CPU.
+    tune_gc()
+    uvloop.run(serve_until_signalled(cli_state(args), args.host, args.port))
 
 
 if __name__ == "__main__":
