@@ -66,6 +66,14 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyBatch:
+    """Router -> gateway: encoded Replies written as one stream entry, so a whole answer (head,
+    completion, end) reaches the gateway in one read instead of waking it once per reply."""
+
+    replies: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class CacheWrite:
     """Router -> cache service: an accepted draft worth remembering."""
 
@@ -83,10 +91,10 @@ class Cancel:
     request_id: str
 
 
-Message = ChatRequest | Reply | CacheWrite | Cancel
+Message = ChatRequest | Reply | ReplyBatch | CacheWrite | Cancel
 
-_TYPE_NAMES: dict[type, str] = {ChatRequest: "chat_request", Reply: "reply", CacheWrite: "cache_write",
-                                Cancel: "cancel"}
+_TYPE_NAMES: dict[type, str] = {ChatRequest: "chat_request", Reply: "reply", ReplyBatch: "reply_batch",
+                                CacheWrite: "cache_write", Cancel: "cancel"}
 _FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {cls: dataclasses.fields(cls) for cls in _TYPE_NAMES}
 
 

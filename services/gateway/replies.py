@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from shared import bus
 from shared.aio import being_cancelled
-from shared.messages import Reply, ReplyKind, WireError, decode
+from shared.messages import Reply, ReplyBatch, ReplyKind, WireError, decode
 
 log = structlog.get_logger(__name__)
 
@@ -60,10 +60,14 @@ class ReplyReader:
 
     def _dispatch(self, raw: bytes) -> None:
         try:
-            reply = decode(Reply, raw)
+            replies = [decode(Reply, item) for item in decode(ReplyBatch, raw).replies]
         except WireError as exc:
             log.error("undecodable reply", error=str(exc))
             return
+        for reply in replies:
+            self._deliver(reply)
+
+    def _deliver(self, reply: Reply) -> None:
         waiter = self.waiters.get(reply.request_id)
         if waiter is None:
             return

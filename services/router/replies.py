@@ -10,7 +10,7 @@ import structlog
 from redis.asyncio import Redis
 
 from shared import bus
-from shared.messages import Reply, ReplyKind, encode
+from shared.messages import Reply, ReplyBatch, ReplyKind, encode
 
 log = structlog.get_logger(__name__)
 
@@ -41,13 +41,13 @@ class ReplyWriter:
         return self._reply(ReplyKind.ERROR, status=status, data=body)
 
     async def send(self, *payloads: bytes) -> None:
-        await bus.reply(self.redis, self.stream, payloads, self.maxlen, self.ttl_s)
+        await bus.reply(self.redis, self.stream, [_batch(payloads)], self.maxlen, self.ttl_s)
 
     async def finish(self, *payloads: bytes, also: Sequence[bus.Publication] = ()) -> None:
         """The last replies and END, the request's ack and any side writes: one round trip,
         because the router's cost per request is mostly round trips."""
-        failures = await bus.reply(self.redis, self.stream, (*payloads, self._reply(ReplyKind.END)), self.maxlen,
-                                   self.ttl_s, ack=self.ack, also=also)
+        failures = await bus.reply(self.redis, self.stream, [_batch((*payloads, self._reply(ReplyKind.END)))],
+                                   self.maxlen, self.ttl_s, ack=self.ack, also=also)
         self.acked = self.ack is not None
         for error in failures:
             log.warning("side write not queued", error=str(error))
@@ -55,3 +55,7 @@ class ReplyWriter:
     def _reply(self, kind: ReplyKind, **fields: Any) -> bytes:
         self.seq += 1
         return encode(Reply(request_id=self.request_id, seq=self.seq, kind=kind, **fields))
+
+
+def _batch(payloads: tuple[bytes, ...]) -> bytes:
+    return encode(ReplyBatch(replies=list(payloads)))

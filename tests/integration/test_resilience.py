@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 
 from services.gateway.replies import ReplyReader
-from shared.keys import reply_stream
-from shared.messages import Reply, ReplyKind, encode
+from shared.keys import MESSAGE_FIELD, reply_stream
+from shared.messages import Reply, ReplyBatch, ReplyKind, encode
 from tests.fakes.scripts import confident
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.stack import ask, start_stack
@@ -96,8 +96,8 @@ async def test_reply_reader_drops_replies_a_retry_repeats(redis_client, redis_ur
         retry = [Reply("r1", 1, ReplyKind.HEAD, decision="escalate"), Reply("r1", 2, ReplyKind.CHUNK, data={"b": 1}),
                  Reply("r1", 3, ReplyKind.CHUNK, data={"b": 2}), Reply("r1", 4, ReplyKind.CHUNK, data={"b": 3}),
                  Reply("r1", 5, ReplyKind.END)]
-        for reply in first_attempt + retry:
-            await redis_client.xadd(stream, {b"m": encode(reply)})
+        for batch in (first_attempt, retry):
+            await redis_client.xadd(stream, {MESSAGE_FIELD: encode(ReplyBatch(replies=[encode(r) for r in batch]))})
         received = [await asyncio.wait_for(waiter.queue.get(), 5) for _ in range(5)]
         assert [(r.seq, r.kind) for r in received] == [(1, "head"), (2, "chunk"), (3, "chunk"), (4, "chunk"),
                                                        (5, "end")]

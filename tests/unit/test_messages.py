@@ -5,7 +5,18 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from shared.messages import WIRE_VERSION, CacheWrite, Cancel, ChatRequest, Reply, ReplyKind, WireError, decode, encode
+from shared.messages import (
+    WIRE_VERSION,
+    CacheWrite,
+    Cancel,
+    ChatRequest,
+    Reply,
+    ReplyBatch,
+    ReplyKind,
+    WireError,
+    decode,
+    encode,
+)
 
 
 @pytest.mark.parametrize("message", [
@@ -13,6 +24,7 @@ from shared.messages import WIRE_VERSION, CacheWrite, Cancel, ChatRequest, Reply
                 tier="auto", deadline=1.5, tenant="t", cache_store=False),
     Reply(request_id="r", seq=3, kind=ReplyKind.CHUNK, data={"choices": []}),
     Reply(request_id="r", seq=1, kind=ReplyKind.HEAD, decision="accept", draft_entropy=0.25, speculation="none"),
+    ReplyBatch(replies=[encode(Reply(request_id="r", seq=1, kind=ReplyKind.END))]),
     CacheWrite(request_id="r", body={"a": 1}, completion={"b": 2}, tenant="t", created=2.0),
     Cancel(request_id="r"),
 ])
