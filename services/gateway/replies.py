@@ -57,6 +57,8 @@ class ReplyReader:
             for entry_id, raw in entries:
                 last_id = entry_id
                 self._dispatch(raw)
+            # Let the woken requests answer their clients before the next read is sent.
+            await asyncio.sleep(0)
 
     def _dispatch(self, raw: bytes) -> None:
         try:

@@ -85,6 +85,8 @@ class Worker:
                 continue
             for entry_id, raw in entries:
                 await self._start(entry_id, raw)
+            # Let the new tasks send their upstream requests before the next read is sent.
+            await asyncio.sleep(0)
 
     async def _reclaim_loop(self) -> None:
         while not self.stopping and not being_cancelled():
