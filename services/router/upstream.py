@@ -66,17 +66,35 @@ async def open_chunks(tier: Tier, params: dict[str, Any]) -> AsyncIterator[Async
     """
     response = await tier.client.post(CHAT_COMPLETIONS_PATH, body=params, cast_to=httpx2.Response, stream=True)
     try:
-        yield _chunks(response.aiter_lines(), tier)
+        yield _chunks(response.aiter_bytes(), tier)
     finally:
         await response.aclose()
 
 
-async def _chunks(lines: AsyncIterator[str], tier: Tier) -> AsyncIterator[dict[str, Any]]:
-    async for line in lines:
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
+def sse_data(pending: bytes, block: bytes) -> tuple[list[bytes], bytes]:
+    """The `data:` values of the complete lines in pending + block, and the unfinished tail.
+
+    Bytes, not text: orjson parses them as they are, and the SDK's text line decoder costs
+    more than the JSON itself. Lines end in LF or CRLF, as every OpenAI-compatible server sends.
+    """
+    lines = (pending + block).split(b"\n")
+    tail = lines.pop()
+    return [line[5:].strip() for line in lines if line.startswith(b"data:")], tail
+
+
+async def _data_values(blocks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    pending = b""
+    async for block in blocks:
+        values, pending = sse_data(pending, block)
+        for data in values:
+            yield data
+    for data in sse_data(pending, b"\n")[0]:  # a last line the server did not end
+        yield data
+
+
+async def _chunks(blocks: AsyncIterator[bytes], tier: Tier) -> AsyncIterator[dict[str, Any]]:
+    async for data in _data_values(blocks):
+        if data == b"[DONE]":
             return
         chunk = fastjson.loads(data)
         if "error" in chunk:
