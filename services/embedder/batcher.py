@@ -3,6 +3,10 @@
 The collector takes the oldest waiting request, then gathers more until max_batch inputs or
 until max_wait has passed since that oldest request arrived. Batches run one at a time: while
 one is in the model the next fills up, so under load batches grow by themselves.
+
+It waits for company only while company has been coming: after a batch of one caller, the
+next request takes whatever is already queued and goes at once, so a quiet service does not
+add max_wait to every lookup (2 ms of a 13 ms semantic cache hit).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._carry: _Request | None = None
         self._current: list[_Request] = []  # collected or in the model; failed too if we stop
+        self._concurrent = False  # did the last batch serve more than one caller?
 
     async def embed(self, texts: list[str]) -> Batch:
         request = _Request(texts, asyncio.get_running_loop().create_future())
@@ -58,7 +63,7 @@ class MicroBatcher:
         self._carry = None
         batch = self._current = [first]
         size = len(first.texts)
-        deadline = first.arrived + self._max_wait_s
+        deadline = first.arrived + (self._max_wait_s if self._concurrent else 0.0)
         while size < self._max_batch:
             request = await self._next_before(deadline)
             if request is None:
@@ -84,6 +89,7 @@ class MicroBatcher:
 
     async def _dispatch(self, batch: list[_Request]) -> None:
         live = [request for request in batch if not request.future.done()]  # callers may have gone
+        self._concurrent = len(batch) > 1
         if not live:
             return
         texts = [text for request in live for text in request.texts]

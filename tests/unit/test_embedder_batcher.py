@@ -84,14 +84,24 @@ async def test_requests_arriving_while_the_model_is_busy_share_the_next_call() -
     assert [rows(t.result())[0] for t in later] == [vector_of(f"later {i}") for i in range(5)]
 
 
-async def test_a_lone_request_waits_for_company_within_max_wait() -> None:
+async def test_under_concurrent_traffic_a_request_waits_for_company_within_max_wait() -> None:
     backend = CountingBackend()
     batcher = MicroBatcher(backend, max_batch=64, max_wait_s=0.5)
     async with running(batcher):
+        await asyncio.gather(batcher.embed(["a"]), batcher.embed(["b"]))
         first = asyncio.create_task(batcher.embed(["early"]))
         await asyncio.sleep(0.01)
         await asyncio.gather(first, batcher.embed(["late"]))
-    assert backend.history == [["early", "late"]]
+    assert backend.history == [["a", "b"], ["early", "late"]]
+
+
+async def test_a_lone_caller_on_a_quiet_service_is_not_held_for_company() -> None:
+    backend = CountingBackend()
+    batcher = MicroBatcher(backend, max_batch=64, max_wait_s=HOUR_S)
+    async with running(batcher):
+        for text in ("one", "two"):
+            await asyncio.wait_for(batcher.embed([text]), timeout=5)
+    assert backend.history == [["one"], ["two"]]
 
 
 async def test_a_backend_failure_reaches_that_batch_only() -> None:
