@@ -119,7 +119,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return resp
     assert isinstance(body, dict)
     script = state.pick(shape.model, body["messages"])
-    seen = state.record(shape.model, body, body.get("stream") is True, status=script.status)
+    seen = state.record(shape.model, body, body.get("stream") is True, status=script.status,
+                        authorization=request.headers.get("Authorization"))
     plan = state.plan(script, shape)
     planned = 0 if script.status != 200 else len(plan.tokens)
     try:

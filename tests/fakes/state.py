@@ -29,6 +29,7 @@ class Seen:
     closed_early: bool = False
     completed: bool = False
     status: int = 200
+    authorization: str | None = None  # the Authorization header the client sent
 
 
 class BadRequest(Exception):
@@ -111,8 +112,10 @@ class State:
                     return script
             return self._model_rules.get(model, self.default)
 
-    def record(self, model: str, body: dict[str, Any], stream: bool, status: int = 200) -> Seen:
-        seen = Seen(model=model, body=body, stream=stream, started=time.monotonic(), status=status)
+    def record(self, model: str, body: dict[str, Any], stream: bool, status: int = 200,
+               authorization: str | None = None) -> Seen:
+        seen = Seen(model=model, body=body, stream=stream, started=time.monotonic(), status=status,
+                    authorization=authorization)
         with self._lock:
             self._seen.append(seen)
         return seen

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.scripts import Script, confident
+from tests.fakes.scripts import Script, confident, uncertain
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.stack import Stack, ask, running_stack, start_stack
 from tests.support import Service, free_port
@@ -93,6 +93,20 @@ def test_upstream_rejecting_the_request_keeps_its_4xx(stack: Stack, fake: FakeUp
     fake.script_model("fake-heavy", Script(tokens=["x"], status=400))
     with pytest.raises(openai.BadRequestError):
         stack.client().chat.completions.create(model="heavyweight", messages=ask("hi"))
+
+
+def test_each_tier_calls_its_upstream_with_its_own_key(redis_server: str, fake: FakeUpstream,
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_DRAFTER_KEY", "sk-drafter")
+    monkeypatch.setenv("TEST_HEAVY_KEY", "sk-heavy")
+    with running_stack(redis_server, tmp_path, fake, DRAFTGATE_DRAFTER_API_KEY_ENV="TEST_DRAFTER_KEY",
+                       DRAFTGATE_HEAVYWEIGHT_API_KEY_ENV="TEST_HEAVY_KEY") as keyed:
+        fake.reset()
+        fake.script("needs care", uncertain("unsure", bits=3.0))
+        keyed.client().chat.completions.create(model="auto", messages=ask("needs care"))
+    seen = fake.wait_for(lambda s: len(s) == 2)
+    assert {(s.model, s.authorization) for s in seen} == {("fake-drafter", "Bearer sk-drafter"),
+                                                          ("fake-heavy", "Bearer sk-heavy")}
 
 
 @pytest.fixture(scope="module")
