@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
@@ -13,7 +14,9 @@ from shared.config import load_config
 
 @functools.cache
 def local_backend() -> LocalBackend:
-    return LocalBackend(load_local_encoder())
+    """Loaded on the thread that will encode, as LocalBackend.load() does."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+    return LocalBackend(executor.submit(load_local_encoder).result(), executor)
 
 
 def embedder_app() -> web.Application:
