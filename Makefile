@@ -53,6 +53,9 @@ test: install lint
 	$(BIN)/pytest
 
 bench: install
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get install -y -qq wrk >/dev/null; } || \
+		echo "wrk is not installed: the 32-client figures come from the Python load generator"
 	$(BIN)/python -m bench
 
 clean:

@@ -1,6 +1,9 @@
 """What draftgate adds: gateway -> Redis -> router -> fake upstream, against the fake called
 directly, at 1 client (added latency p50/p99) and at 32 clients (requests/s), accept path.
 
+The 32-client figures come from wrk when it is installed (bench/wrk.py says why), and always
+also from the Python load generator.
+
 `python -m bench.overhead`; results in bench/results/overhead.json.
 """
 
@@ -15,6 +18,7 @@ from typing import Any
 import aiohttp
 import uvloop
 
+from bench import wrk
 from bench.harness import draftgate, fake_upstream, redis_server, summarize, write_result
 from services.router.upstream import create_tier, open_chunks, stream_params
 from shared.config import UpstreamConfig
@@ -22,6 +26,7 @@ from shared.config import UpstreamConfig
 SEQUENTIAL_REQUESTS = 1000
 CONCURRENT_CLIENTS = 32
 ROUTERS = 2  # one per core, as a deployment on this 2-core machine would run them
+WRK_SECONDS = 10
 CONCURRENT_REQUESTS = 4000
 WARMUP_REQUESTS = 100
 ANSWER_TOKENS = "16"
@@ -93,9 +98,20 @@ async def measure(upstream_url: str, gateway_url: str) -> dict[str, Any]:
         "one_client": {"direct": direct_one, "draftgate": through_one, "openai_sdk_stream_direct": sdk_one,
                        "added_p50_ms": round(through_one["p50_ms"] - direct_one["p50_ms"], 3),
                        "added_p99_ms": round(through_one["p99_ms"] - direct_one["p99_ms"], 3)},
-        f"{CONCURRENT_CLIENTS}_clients": {"direct": direct_many, "draftgate": through_many},
+        f"{CONCURRENT_CLIENTS}_clients_python_load_generator": {"direct": direct_many, "draftgate": through_many},
         "targets": {"added_p50_ms_max": 2.0, "draftgate_requests_per_s_min": 1500},
     }
+
+
+def many_clients(upstream_url: str, gateway_url: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The headline 32-client figures: wrk's if it is installed, else the Python generator's."""
+    if not wrk.available():
+        return {"load_generator": "python", **result[f"{CONCURRENT_CLIENTS}_clients_python_load_generator"]}
+    return {"load_generator": "wrk",
+            "direct": wrk.post_load(f"{upstream_url}/chat/completions", {"model": "fake-drafter", "messages": MESSAGES},
+                                    CONCURRENT_CLIENTS, WRK_SECONDS),
+            "draftgate": wrk.post_load(f"{gateway_url}/v1/chat/completions", {"model": "auto", "messages": MESSAGES},
+                                       CONCURRENT_CLIENTS, WRK_SECONDS)}
 
 
 def main() -> dict[str, Any]:
@@ -106,13 +122,16 @@ def main() -> dict[str, Any]:
                 draftgate(redis_url, upstream_url, upstream_url, workdir, routers=ROUTERS) as deployment:
             # The load generator on uvloop too: the less CPU it takes, the more is left to measure.
             result = uvloop.run(measure(upstream_url, deployment.gateway))
+            result[f"{CONCURRENT_CLIENTS}_clients"] = many_clients(upstream_url, deployment.gateway, result)
     path = write_result("overhead", result)
     one_client, many = result["one_client"], result[f"{CONCURRENT_CLIENTS}_clients"]
+    python_many = result[f"{CONCURRENT_CLIENTS}_clients_python_load_generator"]
     print(f"overhead: added latency p50 {one_client['added_p50_ms']} ms, p99 {one_client['added_p99_ms']} ms "
           f"(1 client; the openai SDK's streamed call alone: p50 "
           f"{one_client['openai_sdk_stream_direct']['p50_ms']} ms); "
           f"{many['draftgate']['requests_per_s']} req/s through draftgate vs "
-          f"{many['direct']['requests_per_s']} direct ({CONCURRENT_CLIENTS} clients) -> {path}")
+          f"{many['direct']['requests_per_s']} direct ({CONCURRENT_CLIENTS} clients, {many['load_generator']}; "
+          f"Python load generator: {python_many['draftgate']['requests_per_s']}) -> {path}")
     return result
 
 

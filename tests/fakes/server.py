@@ -68,7 +68,7 @@ async def _stream(request: web.Request, resp: web.StreamResponse, seen: Seen, pl
         pending, seen.tokens_sent = [], due
     tail = [*pending, *plan.tokens[seen.tokens_sent:], plan.final]
     if shape.include_usage:
-        tail.append(wire.usage_chunk(shape.model, wire.usage(prompt_words(seen.body["messages"]), n)))
+        tail.append(wire.usage_chunk(shape.model, prompt_words(seen.body["messages"]), n))
     written, seen.tokens_sent = seen.tokens_sent, n
     state.finish(seen, completed=True)
     try:
