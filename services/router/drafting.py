@@ -31,6 +31,8 @@ from shared.messages import Tier as RequestedTier
 
 log = structlog.get_logger(__name__)
 
+_NUMBERS = (int, float)
+
 
 @dataclass
 class RoutingContext:
@@ -139,7 +141,7 @@ def _judge(chunk: dict[str, Any], window: EntropyWindow, top_k: int) -> Decision
             continue
         for entry in entries:
             alternatives = [lp for alt in entry.get("top_logprobs") or ()
-                            if isinstance(lp := alt.get("logprob"), int | float)]
+                            if isinstance(lp := alt.get("logprob"), _NUMBERS)]
             if len(alternatives) > top_k:
                 alternatives = sorted(alternatives, reverse=True)[:top_k]
             bits = token_entropy_bits(alternatives)

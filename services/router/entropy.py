@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+_LN2 = math.log(2)
+
 
 def token_entropy_bits(top_logprobs: Iterable[float | None]) -> float | None:
     """Shannon entropy in bits of a token's top-k log-probs (natural log), renormalised to sum to 1.
@@ -15,16 +17,18 @@ def token_entropy_bits(top_logprobs: Iterable[float | None]) -> float | None:
     Sentinels such as -9999 or -inf carry no probability mass and drop out; None when no
     usable value is left, so the caller can skip the token instead of breaking the window.
     """
-    usable = [lp for lp in top_logprobs if lp is not None and not math.isnan(lp) and lp != -math.inf]
+    usable = [lp for lp in top_logprobs if lp is not None and lp > -math.inf]  # NaN fails the comparison too
     if not usable:
         return None
     peak = max(usable)
-    shifted = [lp - peak for lp in usable]
-    weights = [math.exp(x) for x in shifted]
-    total = sum(weights)
-    # -sum p*log2(p) with p = w/total, rearranged so only one logarithm is taken per token.
-    bits = math.log2(total) - sum(w * x for w, x in zip(weights, shifted, strict=True)) / (total * math.log(2))
-    return max(bits, 0.0)
+    total = weighted = 0.0
+    for lp in usable:
+        shifted = lp - peak
+        weight = math.exp(shifted)
+        total += weight
+        weighted += weight * shifted
+    # -sum p*log2(p) with p = weight/total, rearranged so only one logarithm is taken per token.
+    return max(math.log2(total) - weighted / (total * _LN2), 0.0)
 
 
 class Decision(StrEnum):
