@@ -39,12 +39,14 @@ class Call:
     """One client request on its way through the gateway."""
 
     request: web.Request
-    request_id: str
+    request_id: str  # what the client sees: its own X-Request-ID, or one made here
     started: float
     body: dict[str, Any]
     tier: str
     tenant: str
     directives: frozenset[str]
+
+    routing_id: str  # unique per call: routers, replies and cancels are keyed by it
 
     @property
     def stream(self) -> bool:
@@ -53,11 +55,14 @@ class Call:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
-    request_id = request.headers.get("X-Request-ID") or f"req_{uuid.uuid4().hex}"
+    client_id = request.headers.get("X-Request-ID")
+    request_id = client_id or f"req_{uuid.uuid4().hex}"
     metrics = request.app[METRICS]
     metrics.in_flight.inc()
     try:
-        call = await _accept_call(request, request_id, started)
+        # Clients may reuse their IDs; two calls in flight under one ID must not share replies.
+        routing_id = f"{client_id}:{uuid.uuid4().hex}" if client_id else request_id
+        call = await _accept_call(request, request_id, routing_id, started)
         response = await _answer_from_cache(call) or await _answer_from_router(call)
     except ApiError as exc:
         metrics.requests.labels("error", str(exc.status)).inc()
@@ -70,12 +75,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _accept_call(request: web.Request, request_id: str, started: float) -> Call:
+async def _accept_call(request: web.Request, request_id: str, routing_id: str, started: float) -> Call:
     config = request.app[CONFIG]
     tenant = authenticate(request.headers, request.app[API_KEYS])
     body = await _read_json(request, config.gateway.max_body_bytes)
     chat = validate_chat_request(body)
-    return Call(request=request, request_id=request_id, started=started, body=body,
+    return Call(request=request, request_id=request_id, routing_id=routing_id, started=started, body=body,
                 tier=resolve_tier(chat.model, config), tenant=tenant,
                 directives=cache_client.cache_directives(request.headers.get("Cache-Control")))
 
@@ -138,11 +143,11 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
     app = call.request.app
     config = app[CONFIG]
     replies = app[REPLIES]
-    waiter = replies.expect(call.request_id)
+    waiter = replies.expect(call.routing_id)
     deadline = time.monotonic() + config.gateway.request_timeout_s
     # A gateway that never looks answers up has no use for them being stored.
     cache_store = bool(config.gateway.cache_url) and cache_client.CACHE_CONTROL_NO_STORE not in call.directives
-    message = ChatRequest(request_id=call.request_id, reply_to=replies.stream, body=call.body, tier=call.tier,
+    message = ChatRequest(request_id=call.routing_id, reply_to=replies.stream, body=call.body, tier=call.tier,
                           deadline=time.time() + config.gateway.request_timeout_s, tenant=call.tenant,
                           cache_store=cache_store)
     try:
@@ -155,14 +160,14 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
             return await _stream(call, waiter, config.gateway.request_timeout_s)
         return await _plain(call, waiter, deadline)
     except TimedOut:
-        await _cancel(app, call.request_id)
+        await _cancel(app, call.routing_id)
         raise
     except asyncio.CancelledError:
         app[METRICS].client_disconnects.inc()
-        await asyncio.shield(_cancel(app, call.request_id))
+        await asyncio.shield(_cancel(app, call.routing_id))
         raise
     finally:
-        replies.forget(call.request_id)
+        replies.forget(call.routing_id)
 
 
 async def _next(waiter: Waiter, timeout_s: float) -> Reply:
@@ -196,12 +201,12 @@ async def _stream(call: Call, waiter: Waiter, idle_timeout_s: float) -> web.Stre
     try:
         await _relay(response, waiter, idle_timeout_s)
     except TimedOut as exc:
-        await _cancel(call.request.app, call.request_id)
+        await _cancel(call.request.app, call.routing_id)
         with contextlib.suppress(ConnectionResetError):
             await response.write(frame(exc.body()))
     except ConnectionResetError:
         call.request.app[METRICS].client_disconnects.inc()
-        await _cancel(call.request.app, call.request_id)
+        await _cancel(call.request.app, call.routing_id)
     return response
 
 

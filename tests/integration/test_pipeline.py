@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -41,6 +42,22 @@ def test_accepts_a_confident_draft_with_routing_headers(stack: Stack, fake: Fake
     (draft,) = fake.seen
     assert draft.model == "fake-drafter"
     assert draft.body["logprobs"] is True and draft.body["top_logprobs"] == 5
+
+
+def test_concurrent_calls_reusing_one_request_id_each_get_their_own_answer(stack: Stack, fake: FakeUpstream) -> None:
+    answers = {"apples": "Apples are red.", "pears": "Pears are green."}
+    for topic, answer in answers.items():
+        fake.script(topic, confident(answer, ttft_s=0.3))
+    client = stack.client()
+
+    def call(topic: str) -> tuple[str, str | None]:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=ask(f"tell me about {topic}"), extra_headers={"X-Request-ID": "reused"})
+        return raw.parse().choices[0].message.content or "", raw.headers["X-Request-ID"]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(answers, pool.map(call, answers), strict=True))
+    assert results == {topic: (answer, "reused") for topic, answer in answers.items()}
 
 
 def test_a_gateway_without_a_cache_queues_no_cache_writes(stack: Stack) -> None:
