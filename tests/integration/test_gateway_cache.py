@@ -3,14 +3,17 @@ the real MiniLM model, Redis and embedded Qdrant."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from tests.fakes.scripts import confident, uncertain
 from tests.fakes.upstream import FakeUpstream
+from tests.integration.cache_helpers import written
 from tests.integration.stack import Stack, start_stack
 from tests.support import Service, free_port
 
@@ -42,6 +45,21 @@ def cached_stack(redis_server: str, fake: FakeUpstream,
     stack.stop()
 
 
+def empty_cache(stack: Stack) -> None:
+    """Flush once the cache writer has stored what earlier tests queued: a write still on the
+    stream would land after the flush."""
+    asyncio.run(_written(stack.redis_url))
+    httpx.post(f"{stack.url}/cache/flush", timeout=10).raise_for_status()
+
+
+async def _written(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        await written(redis)
+    finally:
+        await redis.aclose()
+
+
 def wait_for_entries(stack: Stack, count: int, timeout_s: float = 30) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -58,7 +76,7 @@ def stats_entries(stats: dict) -> int:
 def test_accepted_answers_are_served_again_from_the_cache(cached_stack: tuple[Stack, Service],
                                                           fake: FakeUpstream) -> None:
     stack, _ = cached_stack
-    httpx.post(f"{stack.url}/cache/flush", timeout=10).raise_for_status()
+    empty_cache(stack)
     fake.script("capital", confident(ANSWER))
     client = stack.client()
     first = client.chat.completions.with_raw_response.create(model="auto", messages=chat(FIRST))
@@ -94,7 +112,7 @@ def test_accepted_answers_are_served_again_from_the_cache(cached_stack: tuple[St
 
 def test_cache_control_skips_lookups_and_stores(cached_stack: tuple[Stack, Service], fake: FakeUpstream) -> None:
     stack, _ = cached_stack
-    httpx.post(f"{stack.url}/cache/flush", timeout=10).raise_for_status()
+    empty_cache(stack)
     client = stack.client()
     client.chat.completions.create(model="auto", messages=chat("Name a river in Spain."),
                                    extra_headers={"Cache-Control": "no-store"})
@@ -108,7 +126,7 @@ def test_cache_control_skips_lookups_and_stores(cached_stack: tuple[Stack, Servi
 
 def test_escalated_answers_are_never_stored(cached_stack: tuple[Stack, Service], fake: FakeUpstream) -> None:
     stack, _ = cached_stack
-    httpx.post(f"{stack.url}/cache/flush", timeout=10).raise_for_status()
+    empty_cache(stack)
     fake.script("philosophy", uncertain("it depends on many things", bits=2.3))
     client = stack.client()
     for _ in range(2):
