@@ -40,13 +40,12 @@ class Call:
 
     request: web.Request
     request_id: str  # what the client sees: its own X-Request-ID, or one made here
+    routing_id: str  # unique per call: routers, replies and cancels are keyed by it
     started: float
     body: dict[str, Any]
     tier: str
     tenant: str
     directives: frozenset[str]
-
-    routing_id: str  # unique per call: routers, replies and cancels are keyed by it
 
     @property
     def stream(self) -> bool:
