@@ -46,6 +46,10 @@ class RoutingContext:
     cache_write_maxlen: int
     warned_models: set[str] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        # Read at scrape time: the budget itself stays the one count.
+        self.metrics.speculations_active.set_function(lambda: self.budget.active)
+
 
 @dataclass
 class Draft:

@@ -23,6 +23,7 @@ class RouterMetrics:
     speculations_cancelled: Counter
     speculations_used: Counter
     speculations_skipped: Counter
+    speculations_active: Gauge
     speculation_saved: Histogram
     speculation_wasted_tokens: Counter
 
@@ -51,6 +52,9 @@ def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
         speculations_skipped=Counter("draftgate_speculations_skipped_total",
                                      "Speculations not started because the concurrency bound was reached",
                                      registry=registry),
+        speculations_active=Gauge("draftgate_speculations_active",
+                                  "Speculation budget in use: heavyweight calls started early and not yet ended",
+                                  registry=registry),
         speculation_saved=Histogram("draftgate_speculation_latency_saved_seconds",
                                     "Head start a used speculation had over a serial escalation",
                                     buckets=SECONDS_BUCKETS, registry=registry),

@@ -40,6 +40,10 @@ class Speculation:
         self._arrived = asyncio.Event()
         self._budget = budget
         self._task = asyncio.create_task(self._run(tier, params))
+        # Not in _run's finally: a task cancelled before its first step never runs its body
+        # (a draft read in one network block is accepted and cancels at once), yet its done
+        # callbacks always run, exactly once.
+        self._task.add_done_callback(self._finished)
 
     async def _run(self, tier: Tier, params: dict[str, Any]) -> None:
         try:
@@ -49,10 +53,11 @@ class Speculation:
                     self._arrived.set()
         except Exception as exc:
             self.error = exc
-        finally:
-            self._done = True
-            self._arrived.set()
-            self._budget.release()
+
+    def _finished(self, _task: asyncio.Task[None]) -> None:
+        self._done = True
+        self._arrived.set()
+        self._budget.release()
 
     async def cancel(self) -> int:
         """Close the heavyweight connection now; returns the tokens it had produced (waste)."""

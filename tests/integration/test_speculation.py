@@ -144,3 +144,17 @@ def test_client_disconnect_cancels_drafter_and_speculation(stack: Stack, fake: F
         httpx.post(f"{stack.url}/v1/chat/completions", json={"messages": ask("leaving")}, timeout=0.8)
     seen = fake.wait_for(lambda s: len(s) == 2 and all(x.ended for x in s), timeout_s=5)
     assert all(x.closed_early for x in seen)
+
+
+def test_speculation_budget_survives_a_burst_of_quick_accepts(bounded_stack: Stack, fake: FakeUpstream) -> None:
+    """A draft that arrives in one network read is judged and accepted before its speculation's
+    task ever runs; the budget (2 here) must still come back, so speculation goes on afterwards."""
+    fake.script_model("fake-drafter", Script(tokens=[f" q{i}" for i in range(12)], entropies=[1.5] * 12))
+    fake.script_model("fake-heavy", Script(tokens=HEAVY_TOKENS, ttft_s=5))
+    client = bounded_stack.client()
+    started = router_metric(bounded_stack, "draftgate_speculations_started_total")
+    for i in range(6):
+        raw = client.chat.completions.with_raw_response.create(model="auto", messages=ask(f"quick {i}"))
+        assert (raw.headers["X-Routing-Decision"], raw.headers["X-Speculation"]) == ("accept", "cancelled"), i
+    assert router_metric(bounded_stack, "draftgate_speculations_started_total") == started + 6
+    assert router_metric(bounded_stack, "draftgate_speculations_active") == 0
