@@ -12,11 +12,20 @@ from typing import Any
 import orjson
 
 
+class TooDeep(ValueError):
+    """JSON nested deeper than the parsers go (orjson stops at 1024 levels, the stdlib at Python's
+    recursion limit): malformed input like any other, not a crash."""
+
+
 def loads(data: bytes | str) -> Any:
+    """Raises ValueError (json.JSONDecodeError, UnicodeDecodeError, TooDeep) for what is not JSON."""
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise TooDeep("JSON nested too deeply") from None
 
 
 def dumps(value: Any) -> bytes:

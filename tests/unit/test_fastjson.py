@@ -29,3 +29,10 @@ def test_integers_beyond_64_bits_survive_both_ways() -> None:
 def test_malformed_json_still_raises_a_value_error() -> None:
     with pytest.raises(ValueError):
         fastjson.loads(b'{"messages": [')
+
+
+@pytest.mark.parametrize("nested", [b"[" * 2048 + b"]" * 2048, b'{"a":' * 2048 + b"1" + b"}" * 2048,
+                                    b"[" * 100_000])
+def test_json_nested_beyond_the_parsers_is_a_value_error_not_a_recursion_error(nested: bytes) -> None:
+    with pytest.raises(fastjson.TooDeep):  # a ValueError, like any other malformed JSON
+        fastjson.loads(nested)
