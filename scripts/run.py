@@ -34,6 +34,7 @@ from scripts.plan import (
     redis_target,
     service_processes,
 )
+from services.gateway.auth import load_access
 from shared.config import Config, ConfigError, UpstreamConfig, load_config
 
 DATA_DIR = pidfile.REPO / ".data"
@@ -161,6 +162,7 @@ def main() -> None:
         raise SystemExit(1)
     try:
         config = load_config()
+        load_access(config.gateway, os.environ)  # the gateway's own key checks, before anything starts
         code = start(config)
     except (ConfigError, RunError) as exc:
         print(f"draftgate: {exc}", file=sys.stderr)

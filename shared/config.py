@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -21,19 +22,31 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 ENV_PREFIX = "DRAFTGATE_"
 LOCAL_MODEL_URL = "http://127.0.0.1:8090/v1"
 OPENAI_URL = "https://api.openai.com/v1"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names the key."""
 
 
+class StartRefused(ConfigError):
+    """The configuration is valid but unsafe to run as given; the message says why and what to set."""
+
+
+# Every service listens on loopback unless told otherwise: compose, Kubernetes and the images
+# set the host explicitly (0.0.0.0) where other containers or pods must reach it.
+LOOPBACK = "127.0.0.1"
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
-    host: str = "0.0.0.0"
+    host: str = LOOPBACK
     port: int = 8080
     request_timeout_s: float = 120.0
     max_body_bytes: int = 1_048_576
     api_keys_env: str | None = None
+    admin_keys_env: str | None = None
+    allow_anonymous: bool = False
     cache_url: str | None = "http://127.0.0.1:8083"
     cache_timeout_s: float = 0.5
 
@@ -77,7 +90,7 @@ class BusConfig:
 
 @dataclass(frozen=True)
 class RouterConfig:
-    host: str = "0.0.0.0"
+    host: str = LOOPBACK
     port: int = 8081
     max_in_flight: int = 256
     shutdown_grace_s: float = 20.0
@@ -85,7 +98,7 @@ class RouterConfig:
 
 @dataclass(frozen=True)
 class CacheConfig:
-    host: str = "0.0.0.0"
+    host: str = LOOPBACK
     port: int = 8083
     embedder_url: str = "http://127.0.0.1:8084"
     embedder_timeout_s: float = 1.0
@@ -99,7 +112,7 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class EmbedderConfig:
-    host: str = "0.0.0.0"
+    host: str = LOOPBACK
     port: int = 8084
     backend: str = "local"
     model: str = "all-MiniLM-L6-v2"
@@ -284,6 +297,10 @@ def _validate(config: Config) -> None:
         ("logging.level", config.logging.level.lower() in ("debug", "info", "warning", "error"),
          "must be debug, info, warning or error"),
     ]
+    for key in ("api_keys_env", "admin_keys_env"):
+        name = getattr(config.gateway, key)
+        checks.append((f"gateway.{key}", name is None or ENV_NAME.fullmatch(name) is not None,
+                       "must be the name of an environment variable (or null)"))
     speculation = config.routing.speculation_threshold
     if speculation is not None:
         checks.append(("routing.speculation_threshold", 0 < speculation <= config.routing.entropy_threshold,

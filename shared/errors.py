@@ -38,6 +38,13 @@ class AuthenticationFailed(ApiError):
     type = "authentication_error"
 
 
+class PermissionDenied(ApiError):
+    """A valid key without the right to this endpoint (the SDKs raise PermissionDeniedError)."""
+
+    status = 403
+    type = "permission_error"
+
+
 class NotFound(ApiError):
     status = 404
     type = "invalid_request_error"

@@ -14,8 +14,8 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_HTTP_ERROR_TYPES = {401: "authentication_error", 404: "invalid_request_error", 405: "invalid_request_error",
-                     413: "invalid_request_error"}
+_HTTP_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error",
+                     405: "invalid_request_error", 413: "invalid_request_error"}
 
 
 def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import uvloop
 from aiohttp import web
 
-from shared.config import Config, ConfigError, load_config
+from shared.config import Config, ConfigError, StartRefused, load_config
 from shared.logging import configure_logging
+from shared.redact import REDACTOR, config_secrets
 
 
 def start(service: str) -> Config:
     """Load and validate the config; a bad value exits with one line naming the key."""
-    try:
+    with exit_on_config_error(service):
         config = load_config()
+    REDACTOR.add(*config_secrets(config, os.environ))  # every key and URL password the config names
+    configure_logging(config.logging, service)
+    return config
+
+
+@contextlib.contextmanager
+def exit_on_config_error(service: str) -> Iterator[None]:
+    """A ConfigError raised while setting up (a bad key, or a refusal to start as configured)
+    exits with status 2 and one line on stderr saying why."""
+    try:
+        yield
+    except StartRefused as exc:
+        print(f"draftgate {service}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ConfigError as exc:
         print(f"draftgate {service}: invalid configuration: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(config.logging, service)
-    return config
 
 
 # Each request allocates thousands of short-lived dicts (chunks, log-probs); at the default

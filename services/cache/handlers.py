@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -52,6 +52,6 @@ async def _json(request: web.Request, *, allow_empty: bool) -> Any:
     if not raw.strip() and allow_empty:
         return {}
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:  # also nesting past 1024 levels, where json.loads would recurse
         raise InvalidRequest(f"The body is not valid JSON: {exc}") from None

@@ -1,7 +1,9 @@
 """python -m services.gateway"""
 
 from services.gateway.app import create_app
-from shared.service import serve, start
+from shared.service import exit_on_config_error, serve, start
 
 config = start("gateway")
-serve(create_app(config), config.gateway.host, config.gateway.port, handler_cancellation=True)
+with exit_on_config_error("gateway"):  # no keys where they are needed: refuse before listening
+    app = create_app(config)
+serve(app, config.gateway.host, config.gateway.port, handler_cancellation=True)

@@ -16,11 +16,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.gateway import handlers
-from services.gateway.auth import load_api_keys
+from services.gateway.auth import load_access
 from services.gateway.chat import chat_completions
 from services.gateway.metrics import create_metrics
+from services.gateway.operator import operator_middleware
 from services.gateway.replies import ReplyReader
-from services.gateway.state import API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES, STARTED
+from services.gateway.state import ACCESS, API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES, STARTED
 from shared.config import Config
 from shared.http import error_middleware
 from shared.keys import reply_stream
@@ -28,21 +29,26 @@ from shared.metrics import add_metrics_route
 
 
 def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Application:
+    """Raises ConfigError (StartRefused) when the keys are missing or the gateway would be open to all."""
     # aiohttp enforces the body limit itself; a little headroom lets the handler answer 413.
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.gateway.max_body_bytes + 1)
+    app = web.Application(middlewares=[error_middleware, operator_middleware],
+                          client_max_size=config.gateway.max_body_bytes + 1)
     app[CONFIG] = config
     app[STARTED] = time.time()
-    app[API_KEYS] = load_api_keys(config.gateway, os.environ if env is None else env)
+    app[ACCESS] = load_access(config.gateway, os.environ if env is None else env)
+    app[API_KEYS] = app[ACCESS].client_keys
     registry = CollectorRegistry()
     app[METRICS] = create_metrics(registry)
     add_metrics_route(app, registry)
     app.cleanup_ctx.extend([_redis_ctx, _replies_ctx, _http_ctx])
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_get("/v1/models/{model:.+}", handlers.retrieve_model)  # ids may hold "/" (org/model)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/ready", handlers.ready)
-    app.router.add_get("/cache/stats", handlers.cache_proxy)
-    app.router.add_post("/cache/flush", handlers.cache_proxy)
+    # Operator endpoints: anything outside /v1/ and the probes needs an admin key (services/gateway/operator.py).
+    app.router.add_get("/cache/stats", handlers.cache_stats)
+    app.router.add_post("/cache/flush", handlers.cache_flush)
     return app
 
 

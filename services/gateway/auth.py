@@ -1,19 +1,75 @@
-"""Client keys and tenants. A tenant is derived from the caller's key, so no caller can
-read another key's cache entries by naming its tenant."""
+"""Who may call what, decided from the keys alone (pure: no aiohttp here).
+
+Client keys (`gateway.api_keys_env`) use the OpenAI API; admin keys (`gateway.admin_keys_env`) use
+the operator endpoints. A tenant is derived from the caller's key, so no caller can read or flush
+another key's cache entries by naming its tenant.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from shared.config import GatewayConfig
-from shared.errors import AuthenticationFailed
+from shared.config import ConfigError, GatewayConfig, StartRefused
+from shared.errors import AuthenticationFailed, PermissionDenied
 
 
-def load_api_keys(config: GatewayConfig, env: Mapping[str, str]) -> frozenset[str]:
-    if not config.api_keys_env:
+@dataclass(frozen=True)
+class Access:
+    client_keys: frozenset[str]
+    admin_keys: frozenset[str]
+    # No key of either kind and bound on loopback (`make run`): whoever can connect is the
+    # machine's own user, so the operator endpoints are theirs.
+    operators_open: bool
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called an operator endpoint: an admin, or a client confined to its own tenant."""
+
+    admin: bool
+    tenant: str
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost, or "" (every interface)
+        return False
+
+
+def load_keys(key: str, env_name: str | None, env: Mapping[str, str]) -> frozenset[str]:
+    """The comma-separated keys in the named variable; naming an unset or empty one is an error,
+    never a silent "no auth"."""
+    if env_name is None:
         return frozenset()
-    return frozenset(key.strip() for key in env.get(config.api_keys_env, "").split(",") if key.strip())
+    keys = frozenset(part.strip() for part in env.get(env_name, "").split(",") if part.strip())
+    if not keys:
+        raise ConfigError(f"gateway.{key}: the environment variable {env_name} is not set or holds no keys "
+                          f"(expected comma-separated keys; set gateway.{key}: null for none)")
+    return keys
+
+
+def load_access(config: GatewayConfig, env: Mapping[str, str]) -> Access:
+    """The gateway's keys, or ConfigError / StartRefused: a gateway that anyone on the network
+    could use for free does not start unless that is asked for in so many words."""
+    clients = load_keys("api_keys_env", config.api_keys_env, env)
+    admins = load_keys("admin_keys_env", config.admin_keys_env, env)
+    if clients & admins:
+        raise ConfigError("gateway.admin_keys_env: a key is both a client key and an admin key; "
+                          "give operators keys of their own")
+    loopback = is_loopback(config.host)
+    if not clients and not loopback and not config.allow_anonymous:
+        raise StartRefused(
+            f"refusing to start: gateway.host {config.host or '(every interface)'} is reachable from other machines "
+            "and no client keys are configured, so anyone who can reach it could spend your upstream credits. "
+            "Set gateway.api_keys_env to a variable holding comma-separated keys (DRAFTGATE_GATEWAY_API_KEYS_ENV), "
+            "or gateway.allow_anonymous: true to serve without keys, or gateway.host: 127.0.0.1")
+    return Access(clients, admins, operators_open=loopback and not clients and not admins)
 
 
 def bearer_token(headers: Mapping[str, str]) -> str:
@@ -22,12 +78,40 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+def key_hash(token: str) -> str:
+    """What identifies a key wherever it must be named (tenants, logs): never the key itself."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def tenant_of(token: str, headers: Mapping[str, str]) -> str:
+    tenant = key_hash(token) if token else ""
+    sub_tenant = headers.get("X-Tenant-ID", "").strip()
+    return f"{tenant}:{sub_tenant}" if sub_tenant else tenant
+
+
 def authenticate(headers: Mapping[str, str], keys: frozenset[str]) -> str:
-    """Check the key when keys are configured; return the caller's tenant id."""
+    """Check the client key when keys are configured; return the caller's tenant id."""
     token = bearer_token(headers)
     if keys and token not in keys:
         raise AuthenticationFailed("Incorrect API key provided." if token else "You didn't provide an API key.",
                                    code="invalid_api_key")
-    tenant = hashlib.sha256(token.encode()).hexdigest()[:16] if token else ""
-    sub_tenant = headers.get("X-Tenant-ID", "").strip()
-    return f"{tenant}:{sub_tenant}" if sub_tenant else tenant
+    return tenant_of(token, headers)
+
+
+def authorize_operator(headers: Mapping[str, str], access: Access, *, clients_allowed: bool) -> Caller:
+    """An admin key (or open loopback mode) may do anything; a client key only what an endpoint
+    scopes to the caller's own tenant (`clients_allowed`). Missing or unknown key: 401; a key
+    without the permission, or no key that could ever have it: 403."""
+    token = bearer_token(headers)
+    if (token and token in access.admin_keys) or access.operators_open:
+        return Caller(admin=True, tenant="")
+    if token and token in access.client_keys:
+        if clients_allowed:
+            return Caller(admin=False, tenant=tenant_of(token, headers))
+        raise PermissionDenied("This endpoint needs an admin key (gateway.admin_keys_env); a client key may only "
+                               "flush its own tenant's cache entries.", code="admin_key_required")
+    if not access.admin_keys and not (clients_allowed and access.client_keys):
+        raise PermissionDenied("Operator endpoints are closed: no admin keys are configured "
+                               "(set gateway.admin_keys_env).", code="admin_keys_not_configured")
+    raise AuthenticationFailed("Incorrect API key provided." if token else "You didn't provide an API key.",
+                               code="invalid_api_key")

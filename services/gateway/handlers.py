@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from services.gateway.auth import authenticate
-from services.gateway.state import API_KEYS, CONFIG, HTTP, REDIS, STARTED
+from services.gateway.operator import tenant_scoped
+from services.gateway.state import API_KEYS, CALLER, CONFIG, HTTP, REDIS, STARTED
 from shared import __version__
-from shared.errors import Unavailable
+from shared.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from shared.keys import ROUTERS_ALIVE
+
+
+def _models(request: web.Request) -> list[dict[str, Any]]:
+    """OpenAI's model objects for every name `model` accepts."""
+    config = request.app[CONFIG]
+    created = int(request.app[STARTED])
+    names = dict.fromkeys(["auto", "drafter", "heavyweight", config.drafter.model, config.heavyweight.model])
+    return [{"id": name, "object": "model", "created": created, "owned_by": "draftgate"} for name in names if name]
 
 
 async def list_models(request: web.Request) -> web.Response:
     authenticate(request.headers, request.app[API_KEYS])
-    config = request.app[CONFIG]
-    created = int(request.app[STARTED])
-    names = dict.fromkeys(["auto", "drafter", "heavyweight", config.drafter.model, config.heavyweight.model])
-    data = [{"id": name, "object": "model", "created": created, "owned_by": "draftgate"} for name in names if name]
-    return web.json_response({"object": "list", "data": data})
+    return web.json_response({"object": "list", "data": _models(request)})
+
+
+async def retrieve_model(request: web.Request) -> web.Response:
+    """GET /v1/models/{model}: the SDKs' `models.retrieve`."""
+    authenticate(request.headers, request.app[API_KEYS])
+    model = request.match_info["model"]
+    found = next((m for m in _models(request) if m["id"] == model), None)
+    if found is None:
+        raise NotFound(f"The model `{model}` does not exist or you do not have access to it.",
+                       code="model_not_found")
+    return web.json_response(found)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -42,13 +60,40 @@ async def ready(request: web.Request) -> web.Response:
                              status=status)
 
 
-async def cache_proxy(request: web.Request) -> web.Response:
-    """/cache/stats and /cache/flush, passed to the cache service for operators."""
-    authenticate(request.headers, request.app[API_KEYS])
+async def cache_stats(request: web.Request) -> web.Response:
+    """GET /cache/stats: admins only (the operator middleware checked the key)."""
+    return await _to_cache(request, b"")
+
+
+@tenant_scoped
+async def cache_flush(request: web.Request) -> web.Response:
+    """POST /cache/flush: an admin flushes anything; a client key only its own tenant's entries."""
+    body = await request.read()
+    caller = request[CALLER]
+    if not caller.admin:
+        body = scoped_flush(body, caller.tenant)
+    return await _to_cache(request, body)
+
+
+def scoped_flush(body: bytes, tenant: str) -> bytes:
+    """A client's flush body with its own tenant filled in; naming any tenant is not allowed."""
+    try:
+        target = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError:  # orjson also refuses nesting past 1024 levels
+        raise InvalidRequest("We could not parse the JSON body of your request.", code="invalid_json") from None
+    if not isinstance(target, dict):
+        raise InvalidRequest("The body must be a JSON object.", code="invalid_json")
+    if "tenant" in target:
+        raise PermissionDenied("A client key flushes only its own tenant's entries: leave out `tenant`.",
+                               param="tenant", code="admin_key_required")
+    return orjson.dumps({**target, "tenant": tenant})
+
+
+async def _to_cache(request: web.Request, body: bytes) -> web.Response:
+    """Pass an operator request on to the cache service and its answer back."""
     base_url = request.app[CONFIG].gateway.cache_url
     if not base_url:
         raise Unavailable("The cache is not configured (gateway.cache_url is null).", code="cache_disabled")
-    body = await request.read()
     try:
         async with request.app[HTTP].request(request.method, f"{base_url}{request.path}", data=body or None,
                                              headers={"Content-Type": "application/json"},

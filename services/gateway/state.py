@@ -6,6 +6,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
+from services.gateway.auth import Access, Caller
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.replies import ReplyReader
 from shared.config import Config
@@ -15,5 +16,7 @@ REDIS = web.AppKey("redis", Redis)
 REPLIES = web.AppKey("replies", ReplyReader)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 METRICS = web.AppKey("metrics", GatewayMetrics)
-API_KEYS = web.AppKey("api_keys", frozenset)
+API_KEYS = web.AppKey("api_keys", frozenset)  # the client keys: access.client_keys
+ACCESS = web.AppKey("access", Access)
 STARTED = web.AppKey("started", float)
+CALLER = web.RequestKey("caller", Caller)  # set on operator endpoints
