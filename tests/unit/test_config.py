@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import LOCAL_MODEL_URL, OPENAI_URL, ConfigError, load_config
+from shared.config import DEFAULT_CONFIG_PATH, LOCAL_MODEL_URL, OPENAI_URL, ConfigError, load_config
+
+REPO_CONFIG = DEFAULT_CONFIG_PATH
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -21,6 +23,19 @@ def test_defaults_without_a_file_use_the_local_model(tmp_path: Path) -> None:
     assert config.routing.entropy_threshold == 2.0 and config.routing.window == 10
     assert config.routing.top_logprobs == 5 and config.routing.early_exit_tokens == 10
     assert config.drafter.base_url == LOCAL_MODEL_URL and config.heavyweight.model == "smollm2"
+
+
+def test_every_service_listens_on_loopback_unless_told_otherwise(tmp_path: Path) -> None:
+    for path in (tmp_path / "missing.yaml", REPO_CONFIG):
+        config = load_config(path, env={})
+        assert {config.gateway.host, config.router.host, config.cache.host, config.embedder.host} == {"127.0.0.1"}
+        assert (config.gateway.api_keys_env, config.gateway.admin_keys_env) == (None, None)
+        assert config.gateway.allow_anonymous is False
+    exposed = load_config(REPO_CONFIG, env={"DRAFTGATE_GATEWAY_HOST": "0.0.0.0",
+                                            "DRAFTGATE_GATEWAY_ALLOW_ANONYMOUS": "true",
+                                            "DRAFTGATE_GATEWAY_ADMIN_KEYS_ENV": "OPS_KEYS"})
+    assert (exposed.gateway.host, exposed.gateway.allow_anonymous, exposed.gateway.admin_keys_env) == \
+        ("0.0.0.0", True, "OPS_KEYS")
 
 
 def test_openai_key_switches_unset_tiers_to_openai(tmp_path: Path) -> None:
@@ -71,6 +86,9 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
     ("routing:\n  speculation_threshold: 5\n", {}, "routing.speculation_threshold:"),
     ("gateway: [1]\n", {}, "gateway: must be a mapping"),
     ("gateway:\n  host: 5\n", {}, "gateway.host: expected str, got 5"),
+    ("gateway:\n  api_keys_env: 'my keys'\n", {}, "gateway.api_keys_env: must be the name of an environment"),
+    ("gateway:\n  admin_keys_env: ''\n", {}, "gateway.admin_keys_env: must be the name of an environment"),
+    ("gateway:\n  allow_anonymous: maybe\n", {}, "gateway.allow_anonymous: expected bool, got 'maybe'"),
 ])
 def test_invalid_values_name_the_key(tmp_path: Path, yaml_text: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
