@@ -31,8 +31,6 @@ from shared.messages import Tier as RequestedTier
 
 log = structlog.get_logger(__name__)
 
-_NUMBERS = (int, float)
-
 
 @dataclass
 class RoutingContext:
@@ -144,8 +142,8 @@ def _judge(chunk: dict[str, Any], window: EntropyWindow, top_k: int) -> Decision
                 return None
             continue
         for entry in entries:
-            alternatives = [lp for alt in entry.get("top_logprobs") or ()
-                            if isinstance(lp := alt.get("logprob"), _NUMBERS)]
+            # Chunks are checked where they are read (upstream.py): every logprob is a number.
+            alternatives = [alt["logprob"] for alt in entry.get("top_logprobs") or ()]
             if len(alternatives) > top_k:
                 alternatives = sorted(alternatives, reverse=True)[:top_k]
             bits = token_entropy_bits(alternatives)
@@ -233,6 +231,6 @@ async def _deliver(ctx: RoutingContext, tier: Tier, chunks: AsyncIterator[dict[s
 
 async def _fail(ctx: RoutingContext, tier: Tier, out: ReplyWriter, exc: BaseException) -> None:
     ctx.metrics.upstream_errors.labels(tier.name).inc()
-    log.warning("upstream failed", tier=tier.name, error=str(exc))
-    status, error = upstream_error_reply(tier.name, exc)
+    log.warning("upstream failed", tier=tier.name, model=tier.model, error=str(exc))
+    status, error = upstream_error_reply(tier.name, exc, tier.model)
     await out.finish(out.error(status, error))

@@ -2,6 +2,9 @@
 
 Chunks are read as raw SSE data and passed on as dicts: no model objects are built per
 token on the hot path, and whatever fields the upstream sends reach the client unchanged.
+Each chunk is checked here, once, so nothing past this module meets a malformed one: garbage
+(data that is not a JSON object, a wrong-typed field, a stream cut short) is one
+UpstreamProtocolError naming the tier and its model.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ from typing import Any
 import httpx2
 from openai import APIError, AsyncOpenAI, DefaultAioHttpClient
 
+from services.router.wellformed import MalformedChunk, has_finished, parse_chunk
 from shared import fastjson
 from shared.config import UpstreamConfig
 
 _GATEWAY_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n"})
 CHAT_COMPLETIONS_PATH = "/chat/completions"
+DONE = b"[DONE]"
+# An event line this long is no chat chunk: a body that is not an event stream, or garbage.
+MAX_LINE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,14 @@ class Tier:
 
 class UpstreamStreamError(APIError):
     """The upstream reported an error inside an already-open stream."""
+
+
+class UpstreamProtocolError(APIError):
+    """The upstream answered 200 with something that is not a well-formed chunk stream."""
+
+    def __init__(self, tier: Tier, detail: str) -> None:
+        super().__init__(f"{tier.name} upstream ({tier.model}) sent {detail}", None, body=None)
+        self.detail = detail
 
 
 def create_tier(name: str, config: UpstreamConfig, env: Mapping[str, str]) -> Tier:
@@ -82,6 +97,8 @@ def sse_data(pending: bytes, block: bytes) -> tuple[list[bytes], bytes]:
     """
     lines = (pending + block).split(b"\n")
     tail = lines.pop()
+    if len(tail) > MAX_LINE_BYTES:
+        raise MalformedChunk(f"a line longer than {MAX_LINE_BYTES} bytes")
     return [line[5:].strip() for line in lines if line.startswith(b"data:")], tail
 
 
@@ -96,11 +113,27 @@ async def _data_values(blocks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 async def _chunks(blocks: AsyncIterator[bytes], tier: Tier) -> AsyncIterator[dict[str, Any]]:
-    async for data in _data_values(blocks):
-        if data == b"[DONE]":
-            return
-        chunk = fastjson.loads(data)
-        if "error" in chunk:
-            error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-            raise UpstreamStreamError(f"{tier.name}: {error.get('message', 'stream error')}", None, body=error)
-        yield chunk
+    """The stream's chunks, each checked. It must hold a choice and end in [DONE]; from a server
+    that omits [DONE], a stream whose last choice finished is whole too. Else it was cut short."""
+    events = 0
+    last: dict[str, Any] | None = None  # the latest chunk with choices: the one a finish_reason is in
+    try:
+        async for data in _data_values(blocks):
+            events += 1
+            if data == DONE:
+                if last is None:
+                    raise MalformedChunk("a stream without any choice")
+                return
+            chunk = parse_chunk(data)
+            if "error" in chunk:
+                error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+                raise UpstreamStreamError(f"{tier.name}: {error.get('message', 'stream error')}", None, body=error)
+            if chunk.get("choices"):
+                last = chunk
+            yield chunk
+    except MalformedChunk as exc:
+        raise UpstreamProtocolError(tier, str(exc)) from None
+    if not events:
+        raise UpstreamProtocolError(tier, "a response that is not an event stream")
+    if last is None or not has_finished(last):
+        raise UpstreamProtocolError(tier, "a stream that ended before [DONE] (cut short)")
