@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tests.fakes.garbage import MODES
+
 DEFAULT_BITS = 0.05
 # Distribution size behind the chosen token's logprob when the request asks for no alternatives.
 DEFAULT_K = 5
@@ -31,8 +33,12 @@ class Script:
     logprobs: bool = True
     sentinel: bool = False
     finish_reason: str = "stop"
+    garbage: str | None = None  # a mode of tests.fakes.garbage: answer with that kind of malformed reply
+    garbage_after: int = 2  # good tokens streamed before the garbage
 
     def __post_init__(self) -> None:
+        if self.garbage is not None and self.garbage not in MODES:
+            raise ValueError(f"unknown garbage mode {self.garbage!r}; known: {sorted(MODES)}")
         if self.entropies is not None and len(self.entropies) != len(self.tokens):
             raise ValueError(f"{len(self.entropies)} entropies for {len(self.tokens)} tokens")
         if self.tokens_per_s is not None and self.tokens_per_s <= 0:

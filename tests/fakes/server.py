@@ -14,6 +14,7 @@ import time
 from aiohttp import web
 
 from tests.fakes import wire
+from tests.fakes.garbage import CUT, DATA_MODES, PAGE_MODES, bad_data
 from tests.fakes.scripts import Script, tokens_due
 from tests.fakes.state import BadRequest, Seen, State, parse_shape, prompt_words
 
@@ -78,6 +79,64 @@ async def _stream(request: web.Request, resp: web.StreamResponse, seen: Seen, pl
         raise
 
 
+async def _garbage_stream(request: web.Request, resp: web.StreamResponse, seen: Seen, plan: wire.Plan,
+                          script: Script, shape: wire.Shape) -> None:
+    """A stream broken the way `script.garbage` says, after `script.garbage_after` good tokens."""
+    state = request.app[STATE]
+    cid, created = state.next_id(), int(time.time())
+    resp.content_type = "text/event-stream"
+    await resp.prepare(request)
+    await _pause(script.ttft_s)
+    after = min(script.garbage_after, len(plan.tokens))
+    good = [plan.role, *plan.tokens[:after]] if after else []
+    head = b"".join(wire.sse(cid, created, c) for c in good)
+    seen.tokens_sent = after
+    if script.garbage in DATA_MODES:
+        sample = wire.sse(cid, created, plan.tokens[after] if after < len(plan.tokens) else plan.role)[6:-2]
+        rest = [*([] if after else [plan.role]), *plan.tokens[after:], plan.final]
+        if shape.include_usage:
+            rest.append(wire.usage_chunk(shape.model, prompt_words(seen.body["messages"]), len(plan.tokens)))
+        body = (head + b"data: " + bad_data(script.garbage, sample) + b"\n\n"
+                + b"".join(wire.sse(cid, created, c) for c in rest) + wire.DONE)
+        seen.tokens_sent = len(plan.tokens)
+        state.finish(seen, completed=True)
+        await _write(request, resp, body, last=True)
+    elif script.garbage == "truncated":
+        state.finish(seen, completed=True)
+        await _write(request, resp, head, last=True)
+    else:  # cut_mid_json: the connection drops in the middle of a data line
+        await _write(request, resp, head + CUT)
+        state.finish(seen, completed=True)
+        assert request.transport is not None
+        request.transport.abort()
+
+
+async def _page(request: web.Request, resp: web.Response, seen: Seen, script: Script) -> None:
+    """A body that is no chat completion (an HTML error page, JSON where a stream belongs)."""
+    await _pause(script.ttft_s)
+    status, content_type, body = PAGE_MODES[script.garbage or ""]
+    request.app[STATE].finish(seen, completed=True)
+    resp.set_status(status)
+    resp.content_type = content_type
+    resp.body = body
+    await resp.prepare(request)
+    await resp.write_eof()
+
+
+async def _garbage_whole(request: web.Request, resp: web.Response, seen: Seen, plan: wire.Plan,
+                         script: Script) -> None:
+    """A non-streamed request: a data mode's bad value, or a stream mode's body cut in half, as the body."""
+    await _pause(script.ttft_s)
+    cid, created = request.app[STATE].next_id(), int(time.time())
+    if script.garbage in DATA_MODES:
+        body = bad_data(script.garbage, wire.sse(cid, created, plan.tokens[0] if plan.tokens else plan.role)[6:-2])
+    else:
+        whole = wire.whole(cid, created, wire.usage(prompt_words(seen.body["messages"]), len(plan.tokens)), plan.whole)
+        body = whole[:len(whole) // 2]
+    request.app[STATE].finish(seen, completed=True)
+    await _send(request, resp, 200, body)
+
+
 async def _complete(request: web.Request, resp: web.Response, seen: Seen, plan: wire.Plan, script: Script) -> None:
     n = len(plan.tokens)
     generation = (n - 1) / script.tokens_per_s if script.tokens_per_s and n > 1 else 0.0
@@ -124,11 +183,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     plan = state.plan(script, shape)
     planned = 0 if script.status != 200 else len(plan.tokens)
     try:
-        if script.status != 200:
+        if script.garbage in PAGE_MODES:
+            await _page(request, resp, seen, script)
+        elif script.status != 200:
             await _fail(request, resp, seen, script)
         elif seen.stream:
             resp = web.StreamResponse()
-            await _stream(request, resp, seen, plan, script, shape)
+            await (_garbage_stream if script.garbage else _stream)(request, resp, seen, plan, script, shape)
+        elif script.garbage:
+            await _garbage_whole(request, resp, seen, plan, script)
         else:
             await _complete(request, resp, seen, plan, script)
     except (ConnectionResetError, asyncio.CancelledError) as exc:

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionChunk
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from tests.fakes.garbage import DATA_MODES
 from tests.fakes.scripts import Script, confident, entropy_bits, uncertain
 from tests.fakes.upstream import FakeUpstream, Seen
 from tests.support import REPO
@@ -241,3 +243,70 @@ def test_cli_serves_until_sigterm_with_an_uncertain_marker() -> None:
 
 def test_entropy_helper_matches_a_uniform_distribution() -> None:
     assert entropy_bits([math.log(0.25)] * 4) == pytest.approx(2.0)
+
+
+STREAM_REQUEST = {"model": "fake-drafter", "messages": USER, "stream": True, "logprobs": True, "top_logprobs": 3}
+
+
+def raw_frames(fake: FakeUpstream, request: dict) -> list[str]:
+    with httpx.stream("POST", f"{fake.url}/chat/completions", json=request) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        return [line.removeprefix("data: ") for line in response.iter_lines() if line]
+
+
+@pytest.mark.parametrize("mode", sorted(DATA_MODES))
+def test_data_garbage_comes_after_the_good_tokens_and_the_stream_goes_on(fake: FakeUpstream, mode: str) -> None:
+    fake.script("capital", replace(confident("one two three four"), garbage=mode, garbage_after=2))
+    frames = raw_frames(fake, STREAM_REQUEST)
+    assert frames[-1] == "[DONE]"
+    good = [ChatCompletionChunk.model_validate(json.loads(f)) for f in frames[:3]]
+    assert [c.choices[0].delta.content for c in good] == ["", "one", " two"]
+    with pytest.raises(ValueError):  # not JSON, or not a chunk by the SDK's own model
+        ChatCompletionChunk.model_validate(json.loads(frames[3]))
+    rest = [ChatCompletionChunk.model_validate(json.loads(f)) for f in frames[4:-1]]
+    assert [c.choices[0].delta.content for c in rest] == [" three", " four", None]
+
+
+def test_data_garbage_can_come_first(fake: FakeUpstream) -> None:
+    fake.script("capital", replace(confident("one two"), garbage="number", garbage_after=0))
+    frames = raw_frames(fake, STREAM_REQUEST)
+    assert frames[0] == "42" and json.loads(frames[1])["choices"][0]["delta"]["role"] == "assistant"
+
+
+def test_a_truncated_stream_ends_cleanly_without_finish_or_done(fake: FakeUpstream) -> None:
+    fake.script("capital", replace(confident("one two three four"), garbage="truncated", garbage_after=3))
+    frames = raw_frames(fake, STREAM_REQUEST)
+    assert [json.loads(f)["choices"][0]["delta"]["content"] for f in frames] == ["", "one", " two", " three"]
+    assert all(json.loads(f)["choices"][0]["finish_reason"] is None for f in frames)
+
+
+def test_a_stream_cut_mid_json_drops_the_connection(fake: FakeUpstream) -> None:
+    fake.script("capital", replace(confident("one two three"), garbage="cut_mid_json", garbage_after=1))
+    received: list[str] = []
+    with (pytest.raises(httpx.RemoteProtocolError),
+          httpx.stream("POST", f"{fake.url}/chat/completions", json=STREAM_REQUEST) as response):
+        received.extend(response.iter_lines())
+    assert not any("[DONE]" in line for line in received)
+
+
+@pytest.mark.parametrize(("mode", "status", "content_type"), [("html_500", 500, "text/html"),
+                                                              ("html_502", 502, "text/html"),
+                                                              ("html_200", 200, "text/html"),
+                                                              ("not_sse", 200, "application/json")])
+@pytest.mark.parametrize("stream", [False, True])
+def test_page_garbage_answers_any_request(fake: FakeUpstream, mode: str, status: int, content_type: str,
+                                          stream: bool) -> None:
+    fake.script_model("fake-heavy", replace(confident("unused"), garbage=mode))
+    response = httpx.post(f"{fake.url}/chat/completions", json={"model": "fake-heavy", "messages": USER,
+                                                                "stream": stream})
+    assert response.status_code == status and response.headers["content-type"].startswith(content_type)
+    assert b"data:" not in response.content
+
+
+@pytest.mark.parametrize("mode", ["number", "logprobs_not_object", "truncated"])
+def test_a_whole_answer_with_garbage_is_no_completion(fake: FakeUpstream, mode: str) -> None:
+    fake.script("capital", replace(confident("one two"), garbage=mode))
+    response = httpx.post(f"{fake.url}/chat/completions", json={**STREAM_REQUEST, "stream": False})
+    assert response.status_code == 200
+    with pytest.raises(ValueError):
+        ChatCompletion.model_validate(json.loads(response.content))

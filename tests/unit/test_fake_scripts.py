@@ -93,3 +93,9 @@ def test_tokens_due_follow_the_schedule_and_catch_up() -> None:
     assert tokens_due(3, 10, 0.1, 0.2999) == 4
     assert tokens_due(3, 10, 0.1, 0.55) == 6
     assert tokens_due(3, 10, 0.1, 5.0) == 10
+
+
+def test_script_rejects_an_unknown_garbage_mode() -> None:
+    with pytest.raises(ValueError, match="unknown garbage mode 'nonsense'"):
+        Script(tokens=["a"], garbage="nonsense")
+    assert Script(tokens=["a"], garbage="truncated").garbage == "truncated"
