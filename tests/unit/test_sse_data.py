@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from services.router.upstream import sse_data
+import pytest
+
+from services.router.upstream import MAX_LINE_BYTES, sse_data
+from services.router.wellformed import MalformedChunk
 
 STREAM = b'data: {"a":1}\n\n: keep-alive comment\n\ndata:{"b":2}\r\n\r\nevent: ignored\ndata: [DONE]\n\n'
 
@@ -24,3 +27,9 @@ def test_an_unfinished_line_waits_for_the_rest() -> None:
     values, pending = sse_data(b"", b'data: {"a":')
     assert values == [] and pending == b'data: {"a":'
     assert sse_data(pending, b"1}\n\n") == ([b'{"a":1}'], b"")
+
+
+def test_a_line_that_never_ends_is_garbage_not_a_growing_buffer() -> None:
+    pending = b"data: " + b"x" * (MAX_LINE_BYTES - 10)
+    with pytest.raises(MalformedChunk, match="longer than"):
+        sse_data(pending, b"y" * 20)
