@@ -16,12 +16,13 @@ from redis.exceptions import RedisError
 
 from services.gateway import cache_client
 from services.gateway.auth import authenticate
-from services.gateway.headers import headers_for_head, routing_headers
-from services.gateway.protocol import validate_chat_request
+from services.gateway.headers import cache_hit_headers, headers_for_head
+from services.gateway.protocol import parse_chat_request
 from services.gateway.replies import Waiter
 from services.gateway.sse import DONE, completion_to_chunks, frame
 from services.gateway.state import API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES
-from shared import bus, fastjson
+from shared import bus
+from shared.chat_request import ChatCompletionRequest
 from shared.config import Config
 from shared.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge, TimedOut, Unavailable
 from shared.http import error_response, json_response
@@ -29,6 +30,8 @@ from shared.keys import CANCEL_CHANNEL, REQUEST_STREAM
 from shared.messages import Cancel, ChatRequest, Reply, ReplyKind, Tier, encode
 
 log = structlog.get_logger(__name__)
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer; never sent
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
                "X-Accel-Buffering": "no"}
@@ -42,14 +45,15 @@ class Call:
     request_id: str  # what the client sees: its own X-Request-ID, or one made here
     routing_id: str  # unique per call: routers, replies and cancels are keyed by it
     started: float
-    body: dict[str, Any]
+    chat: ChatCompletionRequest  # the request, validated once; everything below reads it
+    body: dict[str, Any]  # chat.body(): what the cache and the routers get
     tier: str
     tenant: str
     directives: frozenset[str]
 
     @property
     def stream(self) -> bool:
-        return bool(self.body.get("stream"))
+        return self.chat.streaming
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -66,6 +70,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except ApiError as exc:
         metrics.requests.labels("error", str(exc.status)).inc()
         return error_response(exc, headers={"X-Request-ID": request_id})
+    except ConnectionResetError:
+        # The client left while its body was read: nobody to answer (aiohttp drops the write).
+        metrics.client_disconnects.inc()
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     finally:
         metrics.in_flight.dec()
     decision = response.headers.get("X-Routing-Decision", "error")
@@ -77,25 +85,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _accept_call(request: web.Request, request_id: str, routing_id: str, started: float) -> Call:
     config = request.app[CONFIG]
     tenant = authenticate(request.headers, request.app[API_KEYS])
-    body = await _read_json(request, config.gateway.max_body_bytes)
-    chat = validate_chat_request(body)
-    return Call(request=request, request_id=request_id, routing_id=routing_id, started=started, body=body,
-                tier=resolve_tier(chat.model, config), tenant=tenant,
+    chat = parse_chat_request(await _read_body(request, config.gateway.max_body_bytes))
+    return Call(request=request, request_id=request_id, routing_id=routing_id, started=started, chat=chat,
+                body=chat.body(), tier=resolve_tier(chat.model, config), tenant=tenant,
                 directives=cache_client.cache_directives(request.headers.get("Cache-Control")))
 
 
-async def _read_json(request: web.Request, max_bytes: int) -> Any:
+async def _read_body(request: web.Request, max_bytes: int) -> bytes:
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"Request body is larger than the {max_bytes}-byte limit.", code="payload_too_large")
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"Request body is larger than the {max_bytes}-byte limit.",
                               code="payload_too_large") from None
-    try:
-        return fastjson.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("We could not parse the JSON body of your request.", code="invalid_json") from None
 
 
 def resolve_tier(model: str | None, config: Config) -> str:
@@ -126,15 +129,17 @@ async def _answer_from_cache(call: Call) -> web.StreamResponse | None:
     if hit is None:
         return None
     completion = cache_client.served_from_cache(hit.completion)
-    headers = routing_headers(call.request_id, call.started, "cache_hit")
-    headers.update({"X-Cache": hit.tier, "X-Cache-Similarity": f"{hit.similarity:.4f}"})
+    headers = cache_hit_headers(call.request_id, call.started, hit.tier, hit.similarity)
     if not call.stream:
         return json_response(completion, headers=headers)
     response = web.StreamResponse(headers={**headers, **SSE_HEADERS})
-    await response.prepare(call.request)
-    include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
-    await response.write(b"".join(frame(c) for c in completion_to_chunks(completion, include_usage)) + DONE)
-    await response.write_eof()
+    chunks = completion_to_chunks(completion, call.chat.include_usage)
+    try:
+        await response.prepare(call.request)
+        await response.write(b"".join(frame(c) for c in chunks) + DONE)
+        await response.write_eof()
+    except ConnectionResetError:  # the client left; no router was working for it
+        app[METRICS].client_disconnects.inc()
     return response
 
 
@@ -142,16 +147,17 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
     app = call.request.app
     config = app[CONFIG]
     replies = app[REPLIES]
-    waiter = replies.expect(call.routing_id)
     deadline = time.monotonic() + config.gateway.request_timeout_s
     # A gateway that never looks answers up has no use for them being stored.
     cache_store = bool(config.gateway.cache_url) and cache_client.CACHE_CONTROL_NO_STORE not in call.directives
     message = ChatRequest(request_id=call.routing_id, reply_to=replies.stream, body=call.body, tier=call.tier,
                           deadline=time.time() + config.gateway.request_timeout_s, tenant=call.tenant,
                           cache_store=cache_store)
+    payload = _encode_request(message)
+    waiter = replies.expect(call.routing_id)
     try:
         try:
-            await bus.publish(app[REDIS], REQUEST_STREAM, encode(message), config.bus.request_stream_maxlen)
+            await bus.publish(app[REDIS], REQUEST_STREAM, payload, config.bus.request_stream_maxlen)
         except RedisError as exc:
             raise Unavailable("The gateway cannot reach its message bus; try again shortly.",
                               code="bus_unavailable") from exc
@@ -167,6 +173,16 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
         raise
     finally:
         replies.forget(call.routing_id)
+
+
+def _encode_request(message: ChatRequest) -> bytes:
+    """Valid JSON the wire cannot carry (an integer beyond 64 bits in a pass-through field) is the
+    client's error, not ours."""
+    try:
+        return encode(message)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidRequest(f"The request holds a value the gateway cannot forward: {exc}.",
+                             code="invalid_value") from None
 
 
 async def _next(waiter: Waiter, timeout_s: float) -> Reply:
@@ -196,8 +212,8 @@ async def _stream(call: Call, waiter: Waiter, idle_timeout_s: float) -> web.Stre
         return _router_error(call, head)
     response = web.StreamResponse(headers={**headers_for_head(call.request_id, call.started, head),
                                            **SSE_HEADERS})
-    await response.prepare(call.request)
     try:
+        await response.prepare(call.request)
         await _relay(response, waiter, idle_timeout_s)
     except TimedOut as exc:
         await _cancel(call.request.app, call.routing_id)

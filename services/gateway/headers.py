@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from shared.messages import Reply
+from shared.messages import Reply, Tier
 
 
 def routing_headers(request_id: str, started: float, decision: str, entropy: float | None = None,
@@ -27,3 +27,10 @@ def routing_headers(request_id: str, started: float, decision: str, entropy: flo
 def headers_for_head(request_id: str, started: float, head: Reply) -> dict[str, str]:
     return routing_headers(request_id, started, head.decision or "", head.draft_entropy,
                            head.speculation or "none", head.tier, head.reason)
+
+
+def cache_hit_headers(request_id: str, started: float, cache_tier: str, similarity: float) -> dict[str, str]:
+    """The cache holds accepted drafts only, so the tier behind every hit is the drafter."""
+    headers = routing_headers(request_id, started, "cache_hit", tier=Tier.DRAFTER)
+    headers.update({"X-Cache": cache_tier, "X-Cache-Similarity": f"{similarity:.4f}"})
+    return headers

@@ -9,8 +9,8 @@ from openai.types.chat import ChatCompletionChunk
 
 from services.gateway.auth import authenticate
 from services.gateway.cache_client import cache_directives, served_from_cache
-from services.gateway.headers import routing_headers
-from services.gateway.protocol import validate_chat_request
+from services.gateway.headers import cache_hit_headers, routing_headers
+from services.gateway.protocol import parse_chat_request
 from services.gateway.sse import DONE, completion_to_chunks, frame
 from shared.errors import AuthenticationFailed, InvalidRequest
 
@@ -48,6 +48,15 @@ def test_routing_headers_format_entropy_to_three_decimals() -> None:
     assert routing_headers("r", 0.0, "cache_hit")["X-Draft-Entropy"] == "0.000"
 
 
+def test_cache_hits_carry_every_header_the_readme_promises() -> None:
+    headers = cache_hit_headers("r", 0.0, "semantic", 0.97123)
+    assert {key: headers[key] for key in ("X-Routing-Decision", "X-Routing-Tier", "X-Draft-Entropy", "X-Speculation",
+                                          "X-Cache", "X-Cache-Similarity")} == {
+        "X-Routing-Decision": "cache_hit", "X-Routing-Tier": "drafter", "X-Draft-Entropy": "0.000",
+        "X-Speculation": "none", "X-Cache": "semantic", "X-Cache-Similarity": "0.9712"}
+    assert headers["X-Request-ID"] == "r" and float(headers["X-Request-Duration-Ms"]) >= 0
+
+
 def test_cache_control_directives() -> None:
     assert cache_directives("No-Cache, no-store") == {"no-cache", "no-store"}
     assert cache_directives(None) == frozenset()
@@ -67,17 +76,18 @@ def test_tenant_comes_from_the_key_so_it_cannot_be_borrowed() -> None:
     ({"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 3}, "top_logprobs"),
     ({"messages": [{"role": "user", "content": "hi"}], "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}, {"text": "y"}]}]},
-     "messages[0].content"),
+     "messages[0].content[1].type"),
     ({"messages": [{"role": "user", "content": "hi"}], "top_p": 1.5}, "top_p"),
 ])
 def test_validation_names_the_offending_field(body: dict, param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        validate_chat_request(body)
+        parse_chat_request(json.dumps(body).encode())
     assert caught.value.param == param
 
 
 def test_unknown_fields_and_content_parts_are_accepted() -> None:
-    request = validate_chat_request({"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}],
-                                     "model": "auto", "vendor_extension": {"a": 1}, "stream": True,
-                                     "stream_options": {"include_usage": True}})
+    body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}], "model": "auto",
+            "vendor_extension": {"a": 1}, "stream": True, "stream_options": {"include_usage": True}}
+    request = parse_chat_request(json.dumps(body).encode())
     assert request.model_extra == {"vendor_extension": {"a": 1}}
+    assert request.body() == body
