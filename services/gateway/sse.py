@@ -14,22 +14,51 @@ def frame(payload: dict[str, Any]) -> bytes:
 
 
 def completion_to_chunks(completion: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
-    """Replay a whole chat.completion as the chunks a streaming client expects."""
+    """Replay a whole chat.completion as the chunks a streaming client expects, in the shape a live
+    stream has: a role chunk, the content, a finish chunk, then usage if asked (`usage: null` on
+    every chunk before it, as OpenAI sends). With log-probs whose tokens spell the content, the
+    content goes token by token, each chunk carrying its token's log-prob, as it was streamed;
+    otherwise it goes in one chunk carrying all of them."""
     common = {"id": completion["id"], "object": "chat.completion.chunk", "created": completion["created"],
               "model": completion["model"]}
-    if completion.get("system_fingerprint"):
-        common["system_fingerprint"] = completion["system_fingerprint"]
+    for key in ("system_fingerprint", "service_tier"):
+        if completion.get(key):
+            common[key] = completion[key]
+    if include_usage:
+        common["usage"] = None
     chunks: list[dict[str, Any]] = []
     for choice in completion.get("choices", []):
         index = choice.get("index", 0)
         message = choice.get("message") or {}
-        delta: dict[str, Any] = {"role": message.get("role", "assistant"), "content": message.get("content") or ""}
+        logprobs = choice.get("logprobs")
+        delta: dict[str, Any] = {"role": message.get("role", "assistant"), "content": message.get("content") or "",
+                                 "refusal": message.get("refusal")}
         if message.get("tool_calls"):
             delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
-        chunks.append({**common, "choices": [{"index": index, "delta": delta, "logprobs": None,
-                                              "finish_reason": None}]})
-        chunks.append({**common, "choices": [{"index": index, "delta": {}, "logprobs": None,
-                                              "finish_reason": choice.get("finish_reason") or "stop"}]})
+        tokens = _token_by_token(delta, logprobs)
+        if tokens is not None:
+            chunks.append(_chunk(common, index, {**delta, "content": ""}, None))
+            chunks.extend(_chunk(common, index, {"content": entry["token"]}, {"content": [entry], "refusal": None})
+                          for entry in tokens)
+        else:
+            chunks.append(_chunk(common, index, delta, logprobs))
+        chunks.append(_chunk(common, index, {}, None, choice.get("finish_reason") or "stop"))
     if include_usage:
         chunks.append({**common, "choices": [], "usage": completion.get("usage")})
     return chunks
+
+
+def _token_by_token(delta: dict[str, Any], logprobs: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    """The log-prob entries to replay one chunk each, when they spell the content exactly."""
+    if not logprobs or logprobs.get("refusal") or delta.get("tool_calls") or delta.get("refusal"):
+        return None
+    entries = logprobs.get("content") or []
+    if not entries or "".join(str(entry.get("token", "")) for entry in entries) != delta["content"]:
+        return None
+    return entries
+
+
+def _chunk(common: dict[str, Any], index: int, delta: dict[str, Any], logprobs: dict[str, Any] | None,
+           finish_reason: str | None = None) -> dict[str, Any]:
+    return {**common, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
+                                   "finish_reason": finish_reason}]}

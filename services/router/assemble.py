@@ -27,9 +27,14 @@ def shape_chunk(chunk: dict[str, Any], top_logprobs: int | None) -> dict[str, An
         if top_logprobs is None:
             choice["logprobs"] = None
             continue
-        for item in logprobs.get("content") or ():
-            item["top_logprobs"] = (item.get("top_logprobs") or [])[:top_logprobs]
+        _trim(logprobs.get("content"), top_logprobs)
+        _trim(logprobs.get("refusal"), top_logprobs)
     return chunk
+
+
+def _trim(entries: list[dict[str, Any]] | None, top_logprobs: int) -> None:
+    for item in entries or ():
+        item["top_logprobs"] = (item.get("top_logprobs") or [])[:top_logprobs]
 
 
 def is_usage_chunk(chunk: dict[str, Any]) -> bool:
@@ -113,8 +118,8 @@ def _finish_choice(state: dict[str, Any], top_logprobs: int | None) -> dict[str,
         message["tool_calls"] = [state["tool_calls"][i] for i in sorted(state["tool_calls"])]
     logprobs = None
     if top_logprobs is not None:
-        for item in state["logprobs"]:
-            item["top_logprobs"] = (item.get("top_logprobs") or [])[:top_logprobs]
+        _trim(state["logprobs"], top_logprobs)
+        _trim(state["refusal_logprobs"], top_logprobs)
         logprobs = {"content": state["logprobs"], "refusal": state["refusal_logprobs"] or None}
     return {"index": state["index"], "message": message, "logprobs": logprobs,
             "finish_reason": state["finish_reason"] or "stop"}

@@ -175,8 +175,10 @@ def _speculate(ctx: RoutingContext, body: dict[str, Any]) -> Speculation | None:
 async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, draft: Draft, state: str) -> None:
     body = request.body
     top = client_top_logprobs(body)
-    # Folded before shape_chunk strips the log-probs the cache has no use for anyway.
-    cached = assemble_completion(draft.chunks, None) if request.cache_store else None
+    # The cache keeps exactly what a plain client asking this gets: log-probs trimmed to its
+    # top_logprobs when it asked for them (the cache key includes both), none otherwise. Folded
+    # before shape_chunk, which trims the same entries in place.
+    cached = assemble_completion(draft.chunks, top) if request.cache_store else None
     cache_writes = [] if cached is None else [_cache_write(ctx, request, cached)]
     head = out.head("accept", draft.window.metric, state, "drafter")
     if body.get("stream"):
@@ -184,7 +186,7 @@ async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, d
         payloads = [out.chunk(shape_chunk(c, top)) for c in draft.chunks if usage or not is_usage_chunk(c)]
         await out.finish(head, *payloads, also=cache_writes)
     else:
-        completion = cached if cached is not None and top is None else assemble_completion(draft.chunks, top)
+        completion = cached if cached is not None else assemble_completion(draft.chunks, top)
         await out.finish(head, out.completion(completion), also=cache_writes)
     ctx.metrics.decisions.labels("accept", "drafter").inc()
 
