@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from tests.support import REPO, Service, free_port
@@ -104,3 +105,26 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path.write_text(json.dumps({"benchmark": name, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                 **result}, indent=2) + "\n")
     return path
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A process's resident memory and the CPU time it has used so far."""
+
+    rss_bytes: int
+    cpu_s: float
+
+
+def usage(process: psutil.Process) -> Usage:
+    with process.oneshot():
+        times = process.cpu_times()
+        return Usage(process.memory_info().rss, times.user + times.system)
+
+
+def child_process(*words: str) -> psutil.Process:
+    """This process's child whose command line holds all of `words` (a fake upstream)."""
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if all(word in child.cmdline() for word in words):
+                return child
+    raise LookupError(f"no child process runs {' '.join(words)}")

@@ -1,0 +1,112 @@
+"""The soak's verdicts from what it recorded. Pure: every function takes plain records and samples.
+
+A request is recorded when it ends; `started_s` is seconds since the soak began, so a minute's
+figures are those of the requests that started in it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench.harness import percentile
+
+OK, DISCONNECTED = "ok", "disconnected"  # every other outcome names an error kind
+
+
+@dataclass(frozen=True)
+class Record:
+    """One soak request: its traffic class, when it started, how long it took, and how it ended."""
+
+    kind: str
+    started_s: float
+    latency_ms: float
+    outcome: str
+    decision: str | None = None
+    cache: str | None = None  # X-Cache on a hit: exact or semantic
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "detail": self.detail}
+
+
+def is_error(outcome: str) -> bool:
+    """Client disconnects are part of the traffic, not errors."""
+    return outcome not in (OK, DISCONNECTED)
+
+
+def per_minute(records: Iterable[Record], warmup_s: float) -> list[dict[str, Any]]:
+    """p50/p99 of the answered requests (disconnects and errors left out) for each minute that
+    has any, with the minute's request and error counts; minutes that began inside the warm-up
+    are flagged."""
+    minutes: dict[int, list[Record]] = {}
+    for record in records:
+        minutes.setdefault(int(record.started_s // 60), []).append(record)
+    rows = []
+    for minute in sorted(minutes):
+        group = minutes[minute]
+        answered = [r.latency_ms for r in group if r.outcome == OK]
+        rows.append({"minute": minute, "warmup": minute * 60 < warmup_s, "requests": len(group),
+                     "errors": sum(is_error(r.outcome) for r in group),
+                     "p50_ms": round(percentile(answered, 50), 2) if answered else None,
+                     "p99_ms": round(percentile(answered, 99), 2) if answered else None})
+    return rows
+
+
+def growth(start: float, end: float) -> float:
+    """Relative growth from start to end (0.1 = 10% more)."""
+    return (end - start) / start if start else math.inf if end else 0.0
+
+
+def error_counts(records: Iterable[Record]) -> dict[str, int]:
+    return dict(sorted(Counter(r.outcome for r in records if is_error(r.outcome)).items()))
+
+
+def rss_check(rss_start: Mapping[str, int], rss_end: Mapping[str, int], max_growth: float) -> Check:
+    grown = {name: growth(rss_start[name], rss_end[name]) for name in rss_start}
+    worst = max(grown, key=grown.__getitem__)
+    detail = ", ".join(f"{name} {value:+.1%}" for name, value in grown.items())
+    return Check("rss_growth", grown[worst] <= max_growth, f"after warm-up: {detail} (at most {max_growth:.0%})")
+
+
+def p99_check(minutes: Sequence[Mapping[str, Any]], max_ratio: float) -> Check:
+    """Flat: the last minute's p99 within max_ratio of the first minute after the warm-up."""
+    measured = [m for m in minutes if not m["warmup"] and m["p99_ms"] is not None]
+    if len(measured) < 2:
+        return Check("p99_flat", False, "fewer than two minutes after the warm-up")
+    first, last = measured[0]["p99_ms"], measured[-1]["p99_ms"]
+    return Check("p99_flat", last <= first * max_ratio,
+                 f"p99 {first} ms in minute {measured[0]['minute']}, {last} ms in minute {measured[-1]['minute']} "
+                 f"(at most {max_ratio}x)")
+
+
+def streams_check(samples: Sequence[Mapping[str, int]], caps: Mapping[str, int],
+                  backlogs: Sequence[int], max_backlog: int) -> Check:
+    """Bounded: no stream ever longer than its cap (plus what approximate trimming leaves, at
+    most one radix-tree node of 100 entries, and 1%), and the consumer groups' backlog (pending
+    plus lag) never above `max_backlog` entries."""
+    longest = {name: max((s.get(name, 0) for s in samples), default=0) for name in caps}
+    over = [name for name, length in longest.items() if length > caps[name] * 1.01 + 100]
+    worst_backlog = max(backlogs, default=0)
+    detail = ", ".join(f"{name} max {longest[name]} (cap {caps[name]})" for name in caps)
+    return Check("streams_bounded", not over and worst_backlog <= max_backlog,
+                 f"{detail}; group backlog max {worst_backlog} (at most {max_backlog})")
+
+
+def errors_check(client_errors: Mapping[str, int], service_errors: Mapping[str, float]) -> Check:
+    found = {**client_errors, **{name: count for name, count in service_errors.items() if count}}
+    return Check("zero_errors", not found, ", ".join(f"{k} {v:g}" for k, v in found.items()) or "none")
+
+
+def cpu_ms_per_request(cpu_start_s: Mapping[str, float], cpu_end_s: Mapping[str, float],
+                       requests: int) -> dict[str, float]:
+    return {name: round((cpu_end_s[name] - cpu_start_s[name]) * 1000 / max(requests, 1), 3) for name in cpu_start_s}
