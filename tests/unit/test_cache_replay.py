@@ -34,7 +34,7 @@ def test_log_probs_replay_token_by_token_exactly_as_they_were_streamed() -> None
 def test_without_log_probs_the_content_comes_in_one_chunk() -> None:
     cached = assemble_completion(copy.deepcopy(STREAM), None)
     chunks = parsed(completion_to_chunks(cached, include_usage=False))
-    assert [c.choices[0].delta.content for c in chunks] == ["Hello world", None]
+    assert [c.choices[0].delta.content for c in chunks] == ["", "Hello world", None]
     assert all(c.choices[0].logprobs is None for c in chunks)
     assert all("usage" not in c.model_fields_set for c in chunks)
 
@@ -43,8 +43,8 @@ def test_log_probs_that_do_not_spell_the_content_ride_on_one_chunk() -> None:
     cached = assemble_completion(copy.deepcopy(STREAM), 1)
     cached["choices"][0]["message"]["content"] = "Hello, world"  # e.g. tokens that are partial bytes
     chunks = parsed(completion_to_chunks(cached, include_usage=False))
-    assert chunks[0].choices[0].delta.content == "Hello, world"
-    logprobs = chunks[0].choices[0].logprobs
+    assert [c.choices[0].delta.content for c in chunks] == ["", "Hello, world", None]
+    logprobs = chunks[1].choices[0].logprobs
     assert logprobs is not None and [t.token for t in logprobs.content or []] == ["Hello", " world"]
 
 

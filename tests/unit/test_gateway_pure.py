@@ -31,7 +31,7 @@ def test_cached_completion_replays_as_valid_chunks() -> None:
     assert "".join(c.choices[0].delta.content or "" for c in parsed if c.choices) == "Paris."
     assert parsed[-2].choices[0].finish_reason == "stop"
     assert parsed[-1].choices == [] and parsed[-1].usage is not None
-    assert len(completion_to_chunks(COMPLETION, include_usage=False)) == 2
+    assert len(completion_to_chunks(COMPLETION, include_usage=False)) == 3  # role, content, finish
 
 
 def test_served_from_cache_gets_a_fresh_id_and_zero_usage() -> None:
