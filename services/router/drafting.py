@@ -142,8 +142,9 @@ def _judge(chunk: dict[str, Any], window: EntropyWindow, top_k: int) -> Decision
                 return None
             continue
         for entry in entries:
-            # Chunks are checked where they are read (upstream.py): every logprob is a number.
-            alternatives = [alt["logprob"] for alt in entry.get("top_logprobs") or ()]
+            # Chunks are checked where they are read (upstream.py): every logprob is a number or
+            # null (-inf as C++ servers write it), which carries no mass.
+            alternatives = [lp for alt in entry.get("top_logprobs") or () if (lp := alt["logprob"]) is not None]
             if len(alternatives) > top_k:
                 alternatives = sorted(alternatives, reverse=True)[:top_k]
             bits = token_entropy_bits(alternatives)

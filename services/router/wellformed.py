@@ -14,7 +14,10 @@ from typing import Any
 
 import orjson
 
-_NUMBER = (int, float)  # not bool: its type is bool, which `type() in` tells apart
+# A logprob: a number (not a bool: its type is bool, which `type() in` tells apart), or null, which
+# is how C++ JSON libraries write -inf; a missing one reads as _MISSING, whose type is neither.
+_LOGPROB = (int, float, type(None))
+_MISSING = object()
 _OPTIONAL_STR = (str, type(None))
 _INF = math.inf
 
@@ -98,13 +101,13 @@ def _check_choice(choice: Any) -> None:
 def _check_entry(entry: Any) -> None:
     """One token's log-prob: the token, its logprob and (if sent) its alternatives, each alike.
 
-    A missing or null `top_logprobs` is allowed (the token is then not judged); NaN and -inf
+    A missing or null `top_logprobs` is allowed (the token is then not judged); NaN, -inf and null
     carry no mass; +inf, which no probability has, is garbage."""
     if type(entry) is not dict:
         raise MalformedChunk("a log-prob entry is not an object")
-    logprob = entry.get("logprob")
-    if type(entry.get("token")) is not str or type(logprob) not in _NUMBER or logprob == _INF:
-        raise MalformedChunk("a log-prob entry lacks a string `token` or a finite numeric `logprob`")
+    logprob = entry.get("logprob", _MISSING)
+    if type(entry.get("token")) is not str or type(logprob) not in _LOGPROB or logprob == _INF:
+        raise MalformedChunk("a log-prob entry lacks a string `token` or a numeric `logprob`")
     alternatives = entry.get("top_logprobs")
     if alternatives is None:
         return
@@ -113,9 +116,9 @@ def _check_entry(entry: Any) -> None:
     for alternative in alternatives:
         if type(alternative) is not dict:
             raise MalformedChunk("a `top_logprobs` item is not an object")
-        logprob = alternative.get("logprob")
-        if type(logprob) not in _NUMBER or logprob == _INF or type(alternative.get("token")) is not str:
-            raise MalformedChunk("a `top_logprobs` item lacks a string `token` or a finite numeric `logprob`")
+        logprob = alternative.get("logprob", _MISSING)
+        if type(logprob) not in _LOGPROB or logprob == _INF or type(alternative.get("token")) is not str:
+            raise MalformedChunk("a `top_logprobs` item lacks a string `token` or a numeric `logprob`")
 
 
 def _check_tool_calls(calls: Any) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 import httpx2
 import pytest
 
+from services.router.drafting import _judge
+from services.router.entropy import Decision, EntropyWindow
 from services.router.failures import UPSTREAM_ERRORS, upstream_error_reply
 from services.router.upstream import Tier, UpstreamProtocolError, UpstreamStreamError, _chunks
 from services.router.wellformed import MalformedChunk, check_chunk, parse_chunk
@@ -52,7 +54,7 @@ GARBAGE: dict[str, Any] = {
     "logprobs.refusal not a list": with_choice(logprobs={"content": None, "refusal": "no"}),
     "entry not an object": with_choice(logprobs={"content": ["Hello"]}),
     "entry without token": with_choice(logprobs={"content": [{"logprob": -0.1, "top_logprobs": []}]}),
-    "entry without logprob": with_entry(logprob=None),
+    "entry without logprob": with_choice(logprobs={"content": [{"token": "x", "top_logprobs": []}]}),
     "entry logprob a string": with_entry(logprob="-0.1"),
     "entry logprob a boolean": with_entry(logprob=False),
     "entry logprob +inf": with_entry(logprob=float("inf")),
@@ -80,6 +82,8 @@ def test_garbage_is_one_malformed_chunk_error(value: Any) -> None:
 @pytest.mark.parametrize("good", [*STREAM, chunk({"content": "x"}, logprobs=[entry("x", alternatives=0)]),
                                   with_entry(top_logprobs=None), with_entry(logprob=-9999.0),
                                   with_entry(logprob=float("-inf")), with_entry(logprob=float("nan")),
+                                  with_entry(logprob=None),  # -inf as C++ JSON libraries write it
+                                  alternatives({"token": "a", "logprob": -0.1}, {"token": "b", "logprob": None}),
                                   with_choice(delta=None, logprobs=None), {"id": "x", "choices": []},
                                   {"choices": [{"index": 0, "delta": {"tool_calls": [
                                       {"index": 0, "id": "c", "type": "function",
@@ -156,3 +160,11 @@ async def test_an_error_event_stays_an_upstream_stream_error() -> None:
 def test_other_failures_name_the_tier_and_model_too() -> None:
     status, error = upstream_error_reply("drafter", httpx2.ReadError("connection reset"), "tiny")
     assert status == 502 and error["error"]["message"] == "The drafter model (tiny) failed."
+
+
+def test_every_checked_chunk_can_be_judged_even_with_null_alternatives() -> None:
+    """Null logprobs (-inf from C++ servers) among more alternatives than k: judged, not a crash."""
+    tops = [{"token": f"t{i}", "logprob": lp} for i, lp in enumerate([-0.1, None, -2.5, None, -3.0, -4.0, None])]
+    window = EntropyWindow(2.0, 10, 10, 1.4)
+    assert _judge(check_chunk(alternatives(*tops)), window, 5) is Decision.CONTINUE
+    assert window.tokens == 1
