@@ -1,10 +1,10 @@
 """The chat-completions request as OpenAI defines it: one typed model, validated once at the gateway.
 
 The rules are OpenAI's (the `openai` package's `completion_create_params` TypedDicts state them
-exactly; tests/unit/test_chat_request.py holds this model to them): types are strict ("false" is
-not a boolean, 1.0 is not an integer, an integer is a number), every optional field may be null,
-and every object keeps fields it does not know untouched, so vendor extensions and fields OpenAI
-adds later pass through to the upstream. Enumerations that grow with model releases
+exactly; tests/unit/test_chat_request.py holds this model to them): types are strict as in JSON
+Schema ("false" is not a boolean, 1.5 is not an integer; 1.0 is one, and an integer is a number),
+every optional field may be null, and every object keeps fields it does not know untouched, so
+vendor extensions and fields OpenAI adds later pass through to the upstream. Enumerations that grow with model releases
 (reasoning_effort, service_tier, verbosity, voices, image detail) are plain strings: the upstream
 judges them. Pure.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 # Tags of the unions below read "<key>=<value>"; error locations carry them, and error reporting
 # drops every location part holding this character.
@@ -23,7 +23,17 @@ UNION_TAG_ERROR = "union_tag"
 JSON_KIND_ERROR = "json_kind"
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-Int = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]  # what the wire (msgpack) and upstreams carry
+
+
+def _integral(value: Any) -> Any:
+    """1.0 is an integer in JSON Schema, and so to OpenAI's validation; 1.5 and "1" are not."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+def integer(ge: int = INT64_MIN, le: int = INT64_MAX) -> Any:
+    """An integer field: what JSON calls one, within what the wire (msgpack) and upstreams carry.
+    The bounds go here, before the validator: bounds stacked on it would vanish from the schema."""
+    return Annotated[int, Field(ge=max(ge, INT64_MIN), le=min(le, INT64_MAX)), BeforeValidator(_integral)]
 
 
 class OpenObject(BaseModel):
@@ -297,7 +307,7 @@ class OutputAudio(OpenObject):
 
 
 Penalty = Annotated[float, Field(ge=-2, le=2)]
-Stop = either("a string or an array of strings", string=str, array=list[str])
+Stop = either("a string or an array of strings", string=str, array=Annotated[list[str], Field(max_length=4)])
 
 
 class ChatCompletionRequest(OpenObject):
@@ -309,16 +319,16 @@ class ChatCompletionRequest(OpenObject):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: Int | None = Field(default=None, ge=1)
-    max_completion_tokens: Int | None = Field(default=None, ge=1)
+    max_tokens: integer(ge=1) | None = None
+    max_completion_tokens: integer(ge=1) | None = None
     stop: Stop | None = None
-    seed: Int | None = None
-    n: Int | None = Field(default=None, ge=1)
+    seed: integer() | None = None
+    n: integer(ge=1) | None = None
     logprobs: bool | None = None
-    top_logprobs: Int | None = Field(default=None, ge=0, le=20)
+    top_logprobs: integer(ge=0, le=20) | None = None
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
-    logit_bias: dict[str, Annotated[int, Field(ge=-100, le=100)]] | None = None
+    logit_bias: dict[str, integer(ge=-100, le=100)] | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -337,13 +347,6 @@ class ChatCompletionRequest(OpenObject):
     service_tier: str | None = None
     verbosity: str | None = None
     web_search_options: dict[str, Any] | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _at_most_four_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(stop, list) and len(stop) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
-        return stop
 
     @property
     def streaming(self) -> bool:

@@ -19,6 +19,7 @@ from services.gateway import handlers
 from services.gateway.auth import load_access
 from services.gateway.chat import chat_completions
 from services.gateway.metrics import create_metrics
+from services.gateway.openapi import openapi
 from services.gateway.operator import operator_middleware
 from services.gateway.replies import ReplyReader
 from services.gateway.state import ACCESS, API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES, STARTED
@@ -44,6 +45,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model:.+}", handlers.retrieve_model)  # ids may hold "/" (org/model)
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/ready", handlers.ready)
     # Operator endpoints: anything outside /v1/ and the probes needs an admin key (services/gateway/operator.py).

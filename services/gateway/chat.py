@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from services.gateway import cache_client
 from services.gateway.auth import authenticate
 from services.gateway.headers import cache_hit_headers, headers_for_head
-from services.gateway.protocol import parse_chat_request
+from services.gateway.protocol import beyond_the_wire, parse_chat_request
 from services.gateway.replies import Waiter
 from services.gateway.sse import DONE, completion_to_chunks, frame
 from services.gateway.state import API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES
@@ -101,6 +101,13 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
                               code="payload_too_large") from None
 
 
+def served_models(config: Config) -> list[str]:
+    """Every name resolve_tier() accepts."""
+    names = [Tier.AUTO.value, Tier.DRAFTER.value, Tier.HEAVYWEIGHT.value, config.drafter.model,
+             config.heavyweight.model]
+    return list(dict.fromkeys(name for name in names if name))
+
+
 def resolve_tier(model: str | None, config: Config) -> str:
     """'auto' (or no model) routes by entropy; a tier name or a tier's model forces that tier."""
     if model in (None, "", Tier.AUTO):
@@ -180,9 +187,9 @@ def _encode_request(message: ChatRequest) -> bytes:
     client's error, not ours."""
     try:
         return encode(message)
-    except (OverflowError, ValueError) as exc:
-        raise InvalidRequest(f"The request holds a value the gateway cannot forward: {exc}.",
-                             code="invalid_value") from None
+    except OverflowError:
+        raise beyond_the_wire(message.body) or InvalidRequest(
+            "The request holds a value the gateway cannot forward.", code="invalid_value") from None
 
 
 async def _next(waiter: Waiter, timeout_s: float) -> Reply:

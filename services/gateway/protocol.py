@@ -19,7 +19,9 @@ _TYPE_ERRORS = {"string_type": "a string", "bool_type": "a boolean", "int_type":
 
 
 def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
-    """Parse and validate a request body; the 400 names the offending parameter."""
+    """Parse and validate a request body; the 400 names the offending parameter.
+
+    Beyond OpenAI's rules the gateway has three of its own; request_schema() states them too."""
     try:
         request = ChatCompletionRequest.model_validate_json(raw)
     except ValidationError as exc:
@@ -33,6 +35,23 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
         raise InvalidRequest("top_logprobs requires logprobs to be true.", param="top_logprobs",
                              code="invalid_value")
     return request
+
+
+def request_schema(models: list[str], ref_template: str) -> dict[str, Any]:
+    """The JSON Schema of what parse_chat_request() accepts and resolve_tier() routes: the model's
+    own schema, plus the gateway's rules (the models it serves, n = 1, stream_options only with
+    stream, top_logprobs only with logprobs). Its definitions are under "$defs"."""
+    schema = ChatCompletionRequest.model_json_schema(ref_template=ref_template)
+    properties = schema["properties"]
+    properties["model"] = {"anyOf": [{"enum": models}, {"type": "null"}], "title": "Model"}
+    properties["n"]["anyOf"][0]["maximum"] = 1
+    schema["dependentSchemas"] = {
+        "stream_options": {"anyOf": [{"properties": {"stream_options": {"type": "null"}}},
+                                     {"properties": {"stream": {"const": True}}, "required": ["stream"]}]},
+        "top_logprobs": {"anyOf": [{"properties": {"top_logprobs": {"enum": [0, None]}}},
+                                   {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]}]},
+    }
+    return schema
 
 
 def _invalid(exc: ValidationError) -> InvalidRequest:
@@ -69,6 +88,30 @@ def _bad_tag(param: str, key: str, error: ErrorDetails) -> InvalidRequest:
     shown = value[key] if isinstance(value[key], str) else json_kind(value[key])
     return InvalidRequest(f"Invalid value for '{param}': {shown!r}. {error['msg']}.", param=param,
                           code="invalid_value")
+
+
+WIRE_INT_MIN, WIRE_INT_MAX = -(2**63), 2**64 - 1  # msgpack's integers
+
+
+def beyond_the_wire(body: dict[str, Any]) -> InvalidRequest | None:
+    """A field the model lets through (vendor extensions, JSON Schemas) holding an integer the
+    wire cannot carry; only looked for when encoding failed."""
+    path = _huge_int(body, "")
+    if path is None:
+        return None
+    return InvalidRequest(f"Invalid value for '{path}': integers must lie between {WIRE_INT_MIN} and "
+                          f"{WIRE_INT_MAX}.", param=path, code="invalid_value")
+
+
+def _huge_int(value: Any, path: str) -> str | None:
+    if type(value) is int:
+        return None if WIRE_INT_MIN <= value <= WIRE_INT_MAX else path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _huge_int(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+        if found is not None:
+            return found
+    return None
 
 
 def param_path(loc: tuple[int | str, ...]) -> str:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import collections.abc
 import json
+import re
 import typing
 from typing import Any, Literal, NotRequired, Required, Union
 
+import jsonschema
 import msgpack
 import pytest
 import typing_extensions
@@ -27,9 +29,11 @@ from openai.types.chat import (
 )
 from openai.types.chat.chat_completion_content_part_param import File as ChatCompletionContentPartFileParam
 
+from services.gateway.openapi import openapi_document
 from services.gateway.protocol import parse_chat_request
 from shared import fastjson
 from shared.chat_request import ChatCompletionRequest
+from shared.config import load_config
 from shared.errors import InvalidRequest
 from shared.messages import ChatRequest, encode
 
@@ -198,6 +202,14 @@ def test_an_integer_is_a_number_and_stays_equal() -> None:
     assert request.temperature == 1.0 and request.body()["temperature"] == 1
 
 
+def test_a_whole_number_written_with_a_fraction_is_an_integer_as_in_json_schema() -> None:
+    body = parse_chat_request(raw({"messages": HI, "max_tokens": 16.0, "seed": -3.0, "logit_bias": {"1": 5.0}})).body()
+    assert body == {"messages": HI, "max_tokens": 16, "seed": -3, "logit_bias": {"1": 5}}
+    assert type(body["max_tokens"]) is int
+    assert rejected({"messages": HI, "max_tokens": 16.5}).code == "invalid_type"
+    assert rejected({"messages": HI, "seed": 1e300}).code == "invalid_value"  # beyond 64 bits
+
+
 def test_typed_fields_read_what_the_client_meant() -> None:
     assert parse_chat_request(raw({"messages": HI, "stream": True})).streaming
     assert not parse_chat_request(raw({"messages": HI, "stream": None})).streaming
@@ -364,3 +376,34 @@ def test_the_deepest_body_accepted_still_travels_to_the_router_the_cache_and_the
     assert msgpack.unpackb(encode(message))["body"] == body  # the wire
     lookup = {"tenant": "", "body": body}  # what the cache gets; the upstream gets the body itself
     assert fastjson.loads(fastjson.dumps(lookup)) == lookup
+
+
+# The published schema (GET /openapi.json) says what the validator does
+
+def published_schema() -> jsonschema.Draft202012Validator:
+    document = openapi_document(load_config(env={}))
+    root = {**document, "$ref": "#/components/schemas/ChatCompletionRequest"}
+    return jsonschema.Draft202012Validator(root)
+
+
+def test_the_published_schema_uses_json_schema_keywords_only() -> None:
+    text = json.dumps(openapi_document(load_config(env={})))
+    assert not re.search(r'"(ge|le|gt|lt)":', text)  # pydantic's names, which JSON Schema ignores
+
+
+def test_every_request_the_typeddicts_allow_is_valid_in_the_published_schema() -> None:
+    validator = published_schema()
+    for body in REQUEST_VARIANTS:
+        # The gateway's own rules: models it serves; stream_options with stream, top_logprobs with logprobs.
+        body = {**body, "model": "auto", "stream": "stream_options" in body or body.get("stream"),
+                "logprobs": "top_logprobs" in body or body.get("logprobs")}
+        parse_chat_request(raw(body))
+        assert not list(validator.iter_errors(body)), body
+
+
+@pytest.mark.parametrize("body", [{"messages": HI, "n": 2}, {"messages": HI, "stream_options": {}},
+                                  {"messages": HI, "top_logprobs": 3}, {"messages": HI, "model": "gpt-9"},
+                                  {"messages": HI, "stop": ["a", "b", "c", "d", "e"]},
+                                  {"messages": HI, "stream": "no"}, {"messages": HI, "max_tokens": 0}])
+def test_what_the_gateway_refuses_the_published_schema_refuses(body: dict[str, Any]) -> None:
+    assert list(published_schema().iter_errors(body))

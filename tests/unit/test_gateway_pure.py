@@ -10,7 +10,7 @@ from openai.types.chat import ChatCompletionChunk
 from services.gateway.auth import authenticate
 from services.gateway.cache_client import cache_directives, served_from_cache
 from services.gateway.headers import cache_hit_headers, routing_headers
-from services.gateway.protocol import parse_chat_request
+from services.gateway.protocol import beyond_the_wire, parse_chat_request
 from services.gateway.sse import DONE, completion_to_chunks, frame
 from shared.errors import AuthenticationFailed, InvalidRequest
 
@@ -91,3 +91,9 @@ def test_unknown_fields_and_content_parts_are_accepted() -> None:
     request = parse_chat_request(json.dumps(body).encode())
     assert request.model_extra == {"vendor_extension": {"a": 1}}
     assert request.body() == body
+
+
+def test_an_integer_the_wire_cannot_carry_is_named() -> None:
+    error = beyond_the_wire({"messages": [], "vendor": {"a": [1, 2**64 - 1, -(2**63), 2**64]}})
+    assert error is not None and error.param == "vendor.a[3]" and error.status == 400
+    assert beyond_the_wire({"messages": [], "vendor": {"a": [2**64 - 1, -(2**63)]}}) is None

@@ -1,0 +1,82 @@
+"""GET /openapi.json: the chat completions API as this gateway validates it, generated from the
+request model (never a second, hand-written copy), for clients, docs and the fuzz test."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aiohttp import web
+
+from services.gateway.chat import served_models
+from services.gateway.protocol import request_schema
+from services.gateway.state import CONFIG
+from shared import __version__, fastjson
+from shared.chat_request import ChatCompletionRequest
+from shared.config import Config
+from shared.errors import error_body
+from shared.messages import Tier
+
+REF = "#/components/schemas/{model}"
+ERROR_STATUSES = {"400": "Invalid request: malformed JSON, a bad field (`param` names it)",
+                  "401": "Missing or wrong API key", "403": "The key may not do this",
+                  "404": "Unknown model", "413": "Body too large", "429": "The upstream's rate limit",
+                  "502": "The upstream failed", "503": "Redis unreachable", "504": "No answer in time"}
+ERROR_SCHEMA = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["message", "type", "param", "code"],
+                             "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                                            "param": {"type": ["string", "null"]},
+                                            "code": {"type": ["string", "null"]}}}},
+    "example": error_body("Invalid type for 'stream': expected a boolean, but got a string instead.",
+                          "invalid_request_error", "stream", "invalid_type"),
+}
+ROUTING_HEADERS = {
+    "X-Routing-Decision": {"enum": ["accept", "escalate", "cache_hit"]},
+    "X-Routing-Tier": {"enum": [Tier.DRAFTER.value, Tier.HEAVYWEIGHT.value]},
+    "X-Draft-Entropy": {"type": "string", "pattern": r"^\d+\.\d{3}$"},
+    "X-Speculation": {"enum": ["none", "cancelled", "used"]},
+    "X-Request-ID": {"type": "string"},
+}
+
+
+def openapi_document(config: Config) -> dict[str, Any]:
+    schema = request_schema(served_models(config), REF)
+    components: dict[str, Any] = schema.pop("$defs")
+    components[ChatCompletionRequest.__name__] = schema
+    components["Error"] = ERROR_SCHEMA
+    error = {"content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}}
+    answer = {
+        "description": "A chat.completion object, or with `stream: true` chat.completion.chunk events ending "
+                       "in `data: [DONE]`",
+        "headers": {name: {"required": True, "schema": value} for name, value in ROUTING_HEADERS.items()},
+        "content": {"application/json": {"schema": {"type": "object"}},
+                    # Per event: a chunk's JSON, or [DONE] last.
+                    "text/event-stream": {"schema": {"type": "object", "required": ["data"],
+                                                     "properties": {"data": {"type": "string"}}}}},
+    }
+    body = {"$ref": REF.format(model=ChatCompletionRequest.__name__)}
+    operation = {
+        "operationId": "createChatCompletion",
+        "summary": "Answer a chat, by the drafter when it is confident, else by the heavyweight",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {"200": answer, **{code: {**error, "description": text} for code, text in ERROR_STATUSES.items()}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "draftgate", "version": __version__,
+                 "description": "An OpenAI-compatible gateway: OpenAI's chat completions request, validated as "
+                                "OpenAI does; unknown fields pass through to the upstream."},
+        "paths": {"/v1/chat/completions": {"post": operation}},
+        "components": {"schemas": components},
+    }
+
+
+@functools.cache
+def _rendered(config: Config) -> bytes:
+    return fastjson.dumps(openapi_document(config))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """Built once per configuration: generating the schema takes milliseconds."""
+    return web.Response(body=_rendered(request.app[CONFIG]), content_type="application/json")
