@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
 from tests.fakes.scripts import Script, confident, uncertain
-from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream import FakeUpstream, Seen
 from tests.integration.stack import Stack, ask, running_stack, start_stack
 from tests.support import Service, free_port
 
@@ -166,3 +170,126 @@ def test_client_disconnect_mid_stream_cancels_the_upstream(stack: Stack, fake: F
     assert any(line.startswith("data: ") for line in received)
     seen = fake.wait_for(lambda s: bool(s) and s[0].ended is not None, timeout_s=5)
     assert seen[0].closed_early and seen[0].tokens_sent < 60
+
+
+# One request model, from validation to the upstream
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"messages": ask("hi"), "stream": "false"}, "stream"),
+    ({"messages": ask("hi"), "logprobs": "true"}, "logprobs"),
+    ({"messages": [{"role": "tool", "content": "42"}]}, "messages[0].tool_call_id"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0].image_url"),
+    ({"messages": ask("hi"), "tools": [{"type": "function", "function": {"parameters": {}}}]},
+     "tools[0].function.name"),
+    ({"messages": ask("hi"), "response_format": {"type": "yaml"}}, "response_format.type"),
+    ({"messages": ask("hi"), "vendor": {"limits": [1, 2**70]}}, "vendor.limits[1]"),
+])
+def test_a_wrong_type_is_a_400_and_nothing_reaches_the_upstream(stack: Stack, fake: FakeUpstream,
+                                                                  body: dict[str, Any], param: str) -> None:
+    for variant in (body, {"stream": True, **body}):
+        assert_openai_error(post(stack, json=variant), 400, param)
+    assert fake.seen == []
+
+
+def nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("content", [b"[" * 1024 + b"]" * 1024, b'{"a":' * 700 + b"1" + b"}" * 700,
+                                     json.dumps({"messages": ask("hi"), "vendor": nested(500)}).encode(),
+                                     json.dumps({"messages": [{"role": "user", "content": [
+                                         {"type": "text", "text": "x", "extra": nested(500)}]}]}).encode()])
+def test_json_nested_too_deeply_is_a_400(stack: Stack, fake: FakeUpstream, content: bytes) -> None:
+    error = assert_openai_error(post(stack, content=content, headers={"Content-Type": "application/json"}), 400)
+    assert error["code"] == "invalid_json"
+    assert fake.seen == []
+
+
+def test_the_upstream_gets_the_clients_request_as_sent(stack: Stack, fake: FakeUpstream) -> None:
+    """What the model validated is what travels: fields the client set (typed as it typed them, 1.0
+    an integer), unknown fields, aliases ('schema'); nothing the client left out."""
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    body = {"model": "heavyweight", "messages": [{"role": "system", "content": "s", "x-note": 1}, *ask("hi")],
+            "temperature": 1, "max_tokens": 8.0, "seed": 7, "stop": None, "tools": [tool], "tool_choice": "auto",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}},
+            "vendor_extension": {"deep": nested(100)}}
+    assert post(stack, json=body).status_code == 200
+    [seen] = fake.wait_for(lambda s: len(s) == 1 and s[0].ended is not None)
+    sent = {key: value for key, value in body.items() if key not in ("model", "max_tokens")}
+    assert seen.body == {**sent, "max_tokens": 8, "model": "fake-heavy", "stream": True,
+                         "stream_options": {"include_usage": True}}
+    assert type(seen.body["max_tokens"]) is int
+
+
+# A client that goes away: handled, and the upstream work is cancelled
+
+def open_request(stack: Stack, body: dict[str, Any]) -> socket.socket:
+    """POST over a plain socket, so the test decides when and how the client goes away."""
+    assert stack.gateway is not None
+    sock = socket.create_connection(("127.0.0.1", stack.gateway.port), timeout=30)
+    data = json.dumps(body).encode()
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
+    return sock
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with a TCP reset (SO_LINGER 0), not a polite FIN: the server's next write fails."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def read_until(sock: socket.socket, marker: bytes, count: int = 1) -> bytes:
+    received = b""
+    while received.count(marker) < count:
+        block = sock.recv(65536)
+        assert block, received
+        received += block
+    return received
+
+
+def assert_logged_no_error(stack: Stack) -> None:
+    for log in [stack.logs / "gateway.log", *(router.log_path for router in stack.routers)]:
+        text = log.read_text()
+        assert "Traceback" not in text and "unhandled error" not in text, text[-3000:]
+
+
+def disconnects(stack: Stack) -> float:
+    metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith("draftgate_client_disconnects_total"))
+
+
+def cancelled_early(fake: FakeUpstream) -> Seen:
+    [seen] = fake.wait_for(lambda s: len(s) == 1 and s[0].ended is not None, timeout_s=10)
+    assert seen.closed_early and not seen.completed
+    return seen
+
+
+def test_a_client_resetting_mid_stream_cancels_the_upstream(stack: Stack, fake: FakeUpstream) -> None:
+    fake.script_model("fake-heavy", confident("word " * 60, tokens_per_s=20))
+    before = disconnects(stack)
+    sock = open_request(stack, {"model": "heavyweight", "messages": ask("long"), "stream": True})
+    head = read_until(sock, b"data: ", count=3)
+    assert head.startswith(b"HTTP/1.1 200") and b"X-Routing-Tier: heavyweight" in head
+    reset(sock)
+    assert cancelled_early(fake).tokens_sent < 60
+    assert disconnects(stack) == before + 1
+    assert_logged_no_error(stack)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_resetting_before_its_answer_cancels_the_upstream(stack: Stack, fake: FakeUpstream,
+                                                                   stream: bool) -> None:
+    fake.script_model("fake-drafter", confident("slow to start", ttft_s=5))
+    before = disconnects(stack)
+    sock = open_request(stack, {"model": "auto", "messages": ask("wait"), "stream": stream})
+    fake.wait_for(lambda s: len(s) == 1)  # the router is drafting
+    reset(sock)
+    cancelled_early(fake)
+    assert disconnects(stack) == before + 1
+    assert_logged_no_error(stack)
+    assert stack.client().chat.completions.create(model="heavyweight", messages=ask("still fine?"))
