@@ -54,6 +54,8 @@ class GatewayConfig:
 @dataclass(frozen=True)
 class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
+    retries: int = 4  # reconnect-and-resend attempts on a connection error (about 1.2 s in all)
+    socket_timeout_s: float = 5.0  # a command with no answer by then fails (and is retried)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class BusConfig:
     reclaim_interval_ms: int = 2_000
     router_heartbeat_s: float = 2.0
     router_alive_s: float = 10.0
+    outage_grace_s: float = 3.0  # Redis unreachable this long: requests waiting on it end in 503
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,9 @@ def _validate(config: Config) -> None:
         ("bus.request_stream_maxlen", config.bus.request_stream_maxlen >= 100, "must be >= 100"),
         ("bus.reply_stream_maxlen", config.bus.reply_stream_maxlen >= 100, "must be >= 100"),
         ("bus.reply_stream_ttl_s", config.bus.reply_stream_ttl_s >= 1, "must be >= 1"),
+        ("bus.outage_grace_s", config.bus.outage_grace_s > 0, "must be > 0"),
+        ("redis.retries", config.redis.retries >= 0, "must be >= 0"),
+        ("redis.socket_timeout_s", config.redis.socket_timeout_s > 1, "must be > 1 (blocking reads wait 1 s)"),
         ("cache.similarity_threshold", 0 < config.cache.similarity_threshold <= 1, "must be in (0, 1]"),
         ("cache.ttl_s", config.cache.ttl_s >= 1, "must be >= 1"),
         ("cache.embedder_timeout_s", config.cache.embedder_timeout_s > 0, "must be > 0"),
