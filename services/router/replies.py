@@ -15,12 +15,17 @@ from shared.messages import Reply, ReplyBatch, ReplyKind, encode
 log = structlog.get_logger(__name__)
 
 
+class ReplyOverflow(Exception):
+    """The gateway's reply stream holds more unread replies than bus.reply_stream_maxlen: it is
+    not keeping up, and trimming would drop answers, so this request stops instead."""
+
+
 @dataclass
 class ReplyWriter:
     redis: Redis
     stream: str
     request_id: str
-    maxlen: int
+    maxlen: int  # unread replies the stream may hold before streaming stops with an error
     ttl_s: int
     ack: bus.Ack | None = None  # the request entry, acknowledged with the last reply
     acked: bool = False
@@ -41,15 +46,19 @@ class ReplyWriter:
         return self._reply(ReplyKind.ERROR, status=status, data=body)
 
     async def send(self, *payloads: bytes) -> None:
-        await bus.reply(self.redis, self.stream, [_batch(payloads)], self.maxlen, self.ttl_s)
+        """Raises ReplyOverflow once the gateway has fallen this far behind; a Redis error if the
+        replies could not be written even after redis-py's retries."""
+        written = await bus.reply(self.redis, self.stream, [_batch(payloads)], self.ttl_s)
+        if written.length > self.maxlen:
+            raise ReplyOverflow(f"{written.length} unread replies on {self.stream}")
 
     async def finish(self, *payloads: bytes, also: Sequence[bus.Publication] = ()) -> None:
         """The last replies and END, the request's ack and any side writes: one round trip,
         because the router's cost per request is mostly round trips."""
-        failures = await bus.reply(self.redis, self.stream, [_batch((*payloads, self._reply(ReplyKind.END)))],
-                                   self.maxlen, self.ttl_s, ack=self.ack, also=also)
+        written = await bus.reply(self.redis, self.stream, [_batch((*payloads, self._reply(ReplyKind.END)))],
+                                  self.ttl_s, ack=self.ack, also=also)
         self.acked = self.ack is not None
-        for error in failures:
+        for error in written.failures:
             log.warning("side write not queued", error=str(error))
 
     def _reply(self, kind: ReplyKind, **fields: Any) -> bytes:

@@ -1,5 +1,6 @@
-"""Consumer-group loop: read requests, answer each in its own task, ack when written,
-keep in-flight entries claimed, reclaim the ones dead routers left, heartbeat, cancel."""
+"""The router's side of the bus: take requests from the consumer group, answer each in its own
+task, ack when written, keep in-flight entries claimed, heartbeat, and stop work whose client
+left. Every loop is supervised (shared.supervise): an error pauses it, never ends it."""
 
 from __future__ import annotations
 
@@ -10,21 +11,22 @@ from dataclasses import dataclass, field
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
+from services.router.cancels import CancelListener
 from services.router.drafting import RoutingContext, answer
-from services.router.replies import ReplyWriter
+from services.router.replies import ReplyOverflow, ReplyWriter
 from shared import bus
-from shared.aio import being_cancelled
 from shared.config import BusConfig
-from shared.errors import error_body
-from shared.keys import CANCEL_CHANNEL, REQUEST_STREAM, ROUTER_GROUP, ROUTERS_ALIVE
-from shared.messages import Cancel, ChatRequest, WireError, decode
+from shared.errors import Unavailable, error_body
+from shared.keys import REQUEST_STREAM, ROUTER_GROUP, ROUTERS_ALIVE
+from shared.messages import ChatRequest, WireError, decode
+from shared.supervise import Loops
 
 log = structlog.get_logger(__name__)
 
-READ_BLOCK_MS = 1000
-RETRY_PAUSE_S = 0.5
+REQUESTS, KEEP_CLAIMED, HEARTBEAT, CANCELS = "requests", "keep_claimed", "heartbeat", "cancels"
+ALIVE_HISTORY_S = 3600  # heartbeats older than this are removed from the alive set
 
 
 @dataclass
@@ -41,115 +43,87 @@ class Worker:
     config: BusConfig
     consumer: str
     max_in_flight: int
+    cancel_ttl_s: float  # how long a client's cancel is remembered: the gateway's request timeout
     in_flight: dict[str, InFlight] = field(default_factory=dict)
     stopping: bool = False
-    _slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
+    loops: Loops = field(default_factory=Loops)
+    requests: bus.Consumer = field(init=False)
+    cancels: CancelListener = field(init=False)
 
-    async def run(self) -> None:
-        await bus.ensure_group(self.redis, REQUEST_STREAM, ROUTER_GROUP)
-        await asyncio.gather(self._read_loop(), self._reclaim_loop(), self._heartbeat_loop(),
-                             self._cancel_loop())
+    def __post_init__(self) -> None:
+        self.requests = bus.Consumer(
+            self.redis, REQUEST_STREAM, ROUTER_GROUP, self.consumer, self._take,
+            reclaim_idle_ms=self.config.reclaim_idle_ms, reclaim_interval_s=self.config.reclaim_interval_ms / 1000,
+            capacity=lambda: self.max_in_flight - len(self.in_flight),
+            owned=lambda: [item.entry_id for item in self.in_flight.values()])
+        self.cancels = CancelListener(self.redis, self._cancel, self.cancel_ttl_s)
+
+    def start(self) -> None:
+        self.loops.start(REQUESTS, self.requests.step)
+        self.loops.start(KEEP_CLAIMED, self._keep_claimed)
+        self.loops.start(HEARTBEAT, self._heartbeat)
+        self.loops.start(CANCELS, self.cancels.step)
 
     async def shutdown(self, grace_s: float) -> None:
-        """Stop reading, let in-flight answers finish within the grace period, then cancel the
-        rest: they stay pending and a live router reclaims them."""
-        self.stopping = True
-        tasks = [item.task for item in self.in_flight.values()]
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=grace_s)
+        """Stop reading (entries of the last read are handed back unrun), let in-flight answers
+        finish within the grace period while still keeping them claimed, then cancel the rest and
+        hand them back: a live router takes them over at its next reclaim pass."""
+        self.stopping = self.requests.stopping = True
+        self.loops.finish(REQUESTS)
+        self.requests.wake()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.requests.block_ms / 1000 + 5):
+                await self.loops.wait(REQUESTS)
+        await self.loops.cancel(REQUESTS)
+        await self._leave()
+        if self.in_flight:
+            _, late = await asyncio.wait([item.task for item in self.in_flight.values()], timeout=grace_s)
+            unfinished = [item.entry_id for item in self.in_flight.values() if item.task in late]
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        with contextlib.suppress(RedisError):
-            await self.redis.zrem(ROUTERS_ALIVE, self.consumer)
+            if unfinished:
+                log.info("handing unfinished requests back", count=len(unfinished))
+                with contextlib.suppress(RedisError):
+                    await bus.hand_back(self.redis, REQUEST_STREAM, ROUTER_GROUP, self.consumer, unfinished)
+        await self.loops.cancel()
+        await self.cancels.close()
 
-    async def _read_loop(self) -> None:
-        while not self.stopping and not being_cancelled():
-            free = self.max_in_flight - len(self.in_flight)
-            if free <= 0:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
+    async def _take(self, entries: list[bus.Entry], reclaimed: bool) -> None:
+        """Start the requests just read or reclaimed, except those whose client already left, that
+        expired, or that this router is already answering: those are acked unrun."""
+        requests: list[tuple[bytes, ChatRequest]] = []
+        dropped: list[bytes] = []
+        for entry_id, raw in entries:
             try:
-                entries = await bus.read_group(self.redis, REQUEST_STREAM, ROUTER_GROUP, self.consumer,
-                                               count=min(free, 64), block_ms=READ_BLOCK_MS)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                log.warning("consumer group vanished (Redis flushed?); recreating it")
-                await bus.ensure_group(self.redis, REQUEST_STREAM, ROUTER_GROUP)
+                requests.append((entry_id, decode(ChatRequest, raw)))
+            except WireError as exc:
+                log.error("dropping undecodable request", entry_id=entry_id.decode(), error=str(exc))
+                dropped.append(entry_id)
+        gone = await self.cancels.recorded(request.request_id for entry_id, request in requests
+                                           if reclaimed or not self.cancels.covers(entry_id))
+        now = time.time()
+        for entry_id, request in requests:
+            running = self.in_flight.get(request.request_id)
+            if running is not None:
+                if running.entry_id != entry_id:  # the same request published twice
+                    dropped.append(entry_id)
                 continue
-            except RedisError as exc:
-                log.warning("reading requests failed", error=str(exc))
-                await asyncio.sleep(RETRY_PAUSE_S)
-                continue
-            for entry_id, raw in entries:
-                await self._start(entry_id, raw)
-            # Let the new tasks send their upstream requests before the next read is sent.
-            await asyncio.sleep(0)
+            if request.request_id in gone or self.cancels.heard(request.request_id):
+                log.info("dropping a request whose client already left", request_id=request.request_id)
+                self.ctx.metrics.cancelled_before_start.inc()
+                dropped.append(entry_id)
+            elif request.deadline and now > request.deadline:
+                log.info("dropping expired request", request_id=request.request_id)
+                dropped.append(entry_id)
+            else:
+                if reclaimed:
+                    self.ctx.metrics.reclaimed.inc()
+                    log.info("reclaimed a request from a silent router", entry_id=entry_id.decode())
+                self._start(entry_id, request)
+        await bus.ack(self.redis, REQUEST_STREAM, ROUTER_GROUP, *dropped)
 
-    async def _reclaim_loop(self) -> None:
-        while not self.stopping and not being_cancelled():
-            await asyncio.sleep(self.config.reclaim_interval_ms / 1000)
-            try:
-                await bus.keep_claimed(self.redis, REQUEST_STREAM, ROUTER_GROUP, self.consumer,
-                                       [item.entry_id for item in self.in_flight.values()])
-                free = self.max_in_flight - len(self.in_flight)
-                if free <= 0 or self.stopping:
-                    continue
-                entries = await bus.reclaim(self.redis, REQUEST_STREAM, ROUTER_GROUP, self.consumer,
-                                            self.config.reclaim_idle_ms, count=free)
-            except RedisError as exc:
-                log.warning("reclaiming failed", error=str(exc))
-                continue
-            for entry_id, raw in entries:
-                self.ctx.metrics.reclaimed.inc()
-                log.info("reclaimed a request from a silent router", entry_id=entry_id.decode())
-                await self._start(entry_id, raw)
-
-    async def _heartbeat_loop(self) -> None:
-        while not self.stopping and not being_cancelled():
-            try:
-                now = time.time()
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.zadd(ROUTERS_ALIVE, {self.consumer: now})
-                    pipe.zremrangebyscore(ROUTERS_ALIVE, "-inf", now - 3600)
-                    await pipe.execute()
-            except RedisError as exc:
-                log.warning("heartbeat failed", error=str(exc))
-            await asyncio.sleep(self.config.router_heartbeat_s)
-
-    async def _cancel_loop(self) -> None:
-        """Clients that went away: their gateway publishes a Cancel; whoever holds it stops."""
-        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-            await pubsub.subscribe(CANCEL_CHANNEL)
-            while not self.stopping and not being_cancelled():
-                message = await pubsub.get_message(timeout=1.0)
-                if message is None:
-                    continue
-                try:
-                    request_id = decode(Cancel, message["data"]).request_id
-                except WireError as exc:
-                    log.warning("bad cancel message", error=str(exc))
-                    continue
-                item = self.in_flight.get(request_id)
-                if item is not None:
-                    item.client_gone = True
-                    item.task.cancel()
-
-    async def _start(self, entry_id: bytes, raw: bytes) -> None:
-        try:
-            request = decode(ChatRequest, raw)
-        except WireError as exc:
-            log.error("dropping undecodable request", entry_id=entry_id.decode(), error=str(exc))
-            await bus.ack(self.redis, REQUEST_STREAM, ROUTER_GROUP, entry_id)
-            return
-        if request.request_id in self.in_flight:
-            return
-        if request.deadline and time.time() > request.deadline:
-            log.info("dropping expired request", request_id=request.request_id)
-            await bus.ack(self.redis, REQUEST_STREAM, ROUTER_GROUP, entry_id)
-            return
+    def _start(self, entry_id: bytes, request: ChatRequest) -> None:
         task = asyncio.create_task(self._handle(entry_id, request))
         self.in_flight[request.request_id] = InFlight(entry_id, task)
         self.ctx.metrics.in_flight.inc()
@@ -164,19 +138,66 @@ class Worker:
             if not self.in_flight[request.request_id].client_gone:
                 raise
             log.info("client went away, upstream calls cancelled")
+        except RedisError as exc:
+            # The bus failed under us even after redis-py's retries. Not the client's fault and not
+            # a 500: the entry stays pending, so a router retries it (before its deadline) once Redis
+            # is back, and the gateway, which sees the outage too, answers 503 if that takes too long.
+            self.ctx.metrics.bus_errors.inc()
+            log.warning("could not write the answer to Redis; leaving the request pending", error=repr(exc))
+            return
+        except ReplyOverflow as exc:
+            self.ctx.metrics.reply_overflows.inc()
+            log.warning("the gateway is not reading its replies; stopping this answer", error=str(exc))
+            await self._finish_with(out, Unavailable("The gateway fell too far behind reading its answers; "
+                                                     "try again shortly.", code="reply_overflow"))
         except Exception:
             log.exception("request failed")
-            await self._send_server_error(out)
+            await self._finish_with(out, None)
         finally:
             self.in_flight.pop(request.request_id, None)
             self.ctx.metrics.in_flight.dec()
-            self._slot_freed.set()
+            self.requests.wake()
         if not out.acked:
-            await bus.ack(self.redis, REQUEST_STREAM, ROUTER_GROUP, entry_id)
+            with contextlib.suppress(RedisError):
+                await bus.ack(self.redis, REQUEST_STREAM, ROUTER_GROUP, entry_id)
 
-    async def _send_server_error(self, out: ReplyWriter) -> None:
-        body = error_body("The router had an error while processing your request.", "server_error")
+    async def _finish_with(self, out: ReplyWriter, error: Unavailable | None) -> None:
+        """End the answer with an error the gateway passes on; None: the router's own failure."""
+        status, body = ((error.status, error.body()) if error is not None else
+                        (500, error_body("The router had an error while processing your request.", "server_error")))
         try:
-            await out.finish(out.error(500, body))
-        except RedisError:
-            log.warning("could not report the failure to the gateway")
+            await out.finish(out.error(status, body))
+        except RedisError as exc:
+            log.warning("could not report the failure to the gateway", error=repr(exc))
+
+    def _cancel(self, request_id: str) -> bool:
+        """A client left: stop its request if it runs here."""
+        item = self.in_flight.get(request_id)
+        if item is None:
+            return False
+        item.client_gone = True
+        item.task.cancel()
+        return True
+
+    async def _keep_claimed(self) -> None:
+        """Every reclaim interval, reset the idle time of the entries still being answered (also
+        while draining), so no other router takes over a request that is still running here."""
+        await asyncio.sleep(self.config.reclaim_interval_ms / 1000)
+        await bus.keep_claimed(self.redis, REQUEST_STREAM, ROUTER_GROUP, self.consumer,
+                               [item.entry_id for item in self.in_flight.values()])
+
+    async def _heartbeat(self) -> None:
+        """Beat only while the request loop is up: a router that cannot take work is not alive."""
+        if self.stopping or not self.loops.up(REQUESTS):
+            await self._leave()
+        else:
+            now = time.time()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(ROUTERS_ALIVE, {self.consumer: now})
+                pipe.zremrangebyscore(ROUTERS_ALIVE, "-inf", now - ALIVE_HISTORY_S)
+                await pipe.execute()
+        await asyncio.sleep(self.config.router_heartbeat_s)
+
+    async def _leave(self) -> None:
+        with contextlib.suppress(RedisError):
+            await self.redis.zrem(ROUTERS_ALIVE, self.consumer)

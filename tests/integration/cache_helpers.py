@@ -61,7 +61,9 @@ async def written(redis: Redis, timeout_s: float = 60.0) -> None:
     while time.monotonic() < deadline:
         groups = await redis.xinfo_groups(CACHE_WRITE_STREAM) if await redis.exists(CACHE_WRITE_STREAM) else []
         group = next((g for g in groups if g["name"] == CACHE_WRITE_GROUP.encode()), None)
-        if group is not None and group["lag"] == 0 and group["pending"] == 0:
+        # Everything delivered (Redis 6.2 has no "lag" field to say so) and acked.
+        if group is not None and group["pending"] == 0 and \
+                group["last-delivered-id"] == (await redis.xinfo_stream(CACHE_WRITE_STREAM))["last-generated-id"]:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the cache writer did not drain the stream in time")
