@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import time
@@ -12,7 +11,6 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.gateway import handlers
@@ -22,11 +20,13 @@ from services.gateway.metrics import create_metrics
 from services.gateway.openapi import openapi
 from services.gateway.operator import operator_middleware
 from services.gateway.replies import ReplyReader
-from services.gateway.state import ACCESS, API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES, STARTED
+from services.gateway.state import ACCESS, API_KEYS, CONFIG, HTTP, LOOPS, METRICS, REDIS, REPLIES, STARTED
 from shared.config import Config
 from shared.http import error_middleware
 from shared.keys import reply_stream
 from shared.metrics import add_metrics_route
+from shared.redis_client import connect
+from shared.supervise import Loops
 
 
 def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Application:
@@ -55,19 +55,22 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[REDIS] = Redis.from_url(app[CONFIG].redis.url)
+    app[REDIS] = connect(app[CONFIG].redis)
     yield
     await app[REDIS].aclose()
 
 
 async def _replies_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One reader per gateway process, on a stream named after this process."""
-    reader = ReplyReader(app[REDIS], reply_stream(uuid.uuid4().hex))
+    """One reader per gateway process, on a stream named after this process; its loops are
+    supervised, and /ready is 503 while one is down."""
+    bus = app[CONFIG].bus
+    reader = ReplyReader(app[REDIS], reply_stream(uuid.uuid4().hex), ttl_s=bus.reply_stream_ttl_s,
+                         outage_grace_s=bus.outage_grace_s, metrics=app[METRICS])
     app[REPLIES] = reader
-    task = asyncio.create_task(reader.run())
+    app[LOOPS] = loops = Loops()
+    reader.start(loops)
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await loops.cancel()
     with contextlib.suppress(RedisError):
         await app[REDIS].delete(reader.stream)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from shared.chat_request import ChatCompletionRequest
 from shared.config import Config
 from shared.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge, TimedOut, Unavailable
 from shared.http import error_response, json_response
-from shared.keys import CANCEL_CHANNEL, REQUEST_STREAM
+from shared.keys import CANCEL_CHANNEL, REQUEST_STREAM, cancelled
 from shared.messages import Cancel, ChatRequest, Reply, ReplyKind, Tier, encode
 
 log = structlog.get_logger(__name__)
@@ -164,8 +165,10 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
     waiter = replies.expect(call.routing_id)
     try:
         try:
-            await bus.publish(app[REDIS], REQUEST_STREAM, payload, config.bus.request_stream_maxlen)
+            replies.published(waiter, await bus.publish(app[REDIS], REQUEST_STREAM, payload,
+                                                        config.bus.request_stream_maxlen))
         except RedisError as exc:
+            replies.trouble(exc)
             raise Unavailable("The gateway cannot reach its message bus; try again shortly.",
                               code="bus_unavailable") from exc
         if call.stream:
@@ -266,7 +269,13 @@ def _router_error(call: Call, reply: Reply) -> web.Response:
 
 
 async def _cancel(app: web.Application, request_id: str) -> None:
+    """Tell the routers, in one round trip: the message stops a router working on it; the key,
+    kept as long as the request could still be waiting, stops one that picks it up later."""
+    ttl_s = math.ceil(app[CONFIG].gateway.request_timeout_s)
     try:
-        await app[REDIS].publish(CANCEL_CHANNEL, encode(Cancel(request_id=request_id)))
+        async with app[REDIS].pipeline(transaction=False) as pipe:
+            pipe.set(cancelled(request_id), 1, ex=ttl_s)
+            pipe.publish(CANCEL_CHANNEL, encode(Cancel(request_id=request_id)))
+            await pipe.execute()
     except RedisError as exc:
         log.warning("could not cancel the router's work", request_id=request_id, error=str(exc))

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from services.gateway.auth import authenticate
 from services.gateway.operator import tenant_scoped
-from services.gateway.state import API_KEYS, CALLER, CONFIG, HTTP, REDIS, STARTED
+from services.gateway.state import API_KEYS, CALLER, CONFIG, HTTP, LOOPS, REDIS, STARTED
 from shared import __version__
 from shared.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from shared.keys import ROUTERS_ALIVE
@@ -48,16 +48,20 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Ready when Redis answers and at least one router has sent a heartbeat lately."""
+    """Ready when Redis answers, at least one router has sent a heartbeat lately and the reply
+    reader's loops are running."""
     config = request.app[CONFIG]
+    loops = request.app[LOOPS]
     try:
         await request.app[REDIS].ping()
         routers = await request.app[REDIS].zcount(ROUTERS_ALIVE, time.time() - config.bus.router_alive_s, "+inf")
     except RedisError:
-        return web.json_response({"status": "unavailable", "redis": False, "routers": 0}, status=503)
-    status = 200 if routers else 503
-    return web.json_response({"status": "ready" if routers else "no_router", "redis": True, "routers": routers},
-                             status=status)
+        return web.json_response({"status": "unavailable", "redis": False, "routers": 0, "loops": loops.report()},
+                                 status=503)
+    down = loops.down()
+    status = "loops_down" if down else ("ready" if routers else "no_router")
+    return web.json_response({"status": status, "redis": True, "routers": routers, "loops": loops.report()},
+                             status=200 if status == "ready" else 503)
 
 
 async def cache_stats(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ class GatewayMetrics:
     cache_lookups: Counter
     in_flight: Gauge
     client_disconnects: Counter
+    bus_failures: Counter
 
 
 def create_metrics(registry: CollectorRegistry) -> GatewayMetrics:
@@ -30,4 +31,8 @@ def create_metrics(registry: CollectorRegistry) -> GatewayMetrics:
         in_flight=Gauge("draftgate_gateway_in_flight", "Requests being answered", registry=registry),
         client_disconnects=Counter("draftgate_client_disconnects_total", "Clients that left before the answer",
                                    registry=registry),
+        bus_failures=Counter("draftgate_gateway_bus_failures_total",
+                             "Requests the gateway ended itself because Redis lost them (bus_restarted), was "
+                             "unreachable (bus_unavailable) or lost some of their replies (reply_lost)", ["reason"],
+                             registry=registry),
     )

@@ -1,27 +1,42 @@
-"""This gateway's reply stream: one background reader wakes the request each reply is for.
+"""This gateway's reply stream: one background reader wakes the request each reply is for, and
+a watcher ends the requests the bus lost instead of letting them wait for the timeout.
 
 Replies carry a sequence number per request: a router that took over a request from a
-dead one starts again at 1, and whatever the client already got is dropped here.
+dead one starts again at 1, and whatever the client already got is dropped here. A reply
+that skips a number means replies were lost on the way: the request ends with a 502.
+
+The reader trims its stream up to what it has read (in the same round trip as its next read)
+and routers never trim it, so a gateway that lags loses no answer. Each turn also pushes back
+the stream's expiry; the stream being gone means Redis restarted empty (or was flushed). Then,
+and after any spell with Redis unreachable, the watcher checks that the request entries the
+waiting requests were published as still exist: those that do not were lost with Redis and end
+with a 503 at once. While Redis stays unreachable, a request that heard nothing for
+bus.outage_grace_s ends with a 503 too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
+from services.gateway.metrics import GatewayMetrics
 from shared import bus
-from shared.aio import being_cancelled
-from shared.messages import Reply, ReplyBatch, ReplyKind, WireError, decode
+from shared.errors import ApiError, Unavailable, UpstreamFailed
+from shared.keys import MESSAGE_FIELD, REQUEST_STREAM
+from shared.messages import Reply, ReplyBatch, ReplyKind, WireError, decode, encode
+from shared.supervise import Loops
 
 log = structlog.get_logger(__name__)
 
 READ_BLOCK_MS = 1000
 READ_COUNT = 512
-RETRY_PAUSE_S = 0.2
+WATCH_INTERVAL_S = 0.25
+READER, WATCHER = "replies", "replies_watch"
 # A retry shorter than the attempt the client already saw must still be able to finish it.
 _TERMINAL = frozenset({ReplyKind.COMPLETION, ReplyKind.ERROR, ReplyKind.END})
 
@@ -30,13 +45,23 @@ _TERMINAL = frozenset({ReplyKind.COMPLETION, ReplyKind.ERROR, ReplyKind.END})
 class Waiter:
     queue: asyncio.Queue[Reply] = field(default_factory=asyncio.Queue)
     last_seq: int = 0
+    entry_id: bytes | None = None  # the request's entry on the request stream, once published
+    heard: float = field(default_factory=time.monotonic)  # the last reply (or the publish)
 
 
 @dataclass
 class ReplyReader:
     redis: Redis
     stream: str
+    ttl_s: int = 300
+    outage_grace_s: float = 3.0
+    metrics: GatewayMetrics | None = None
     waiters: dict[str, Waiter] = field(default_factory=dict)
+    _last_id: bytes = b"0-0"
+    _trimmed: bytes = b"0-0"
+    _created: bool = False
+    _outage_since: float | None = None  # Redis unreachable since (monotonic)
+    _suspect: bool = False  # requests may have been lost: check that their entries still exist
 
     def expect(self, request_id: str) -> Waiter:
         waiter = self.waiters[request_id] = Waiter()
@@ -45,37 +70,134 @@ class ReplyReader:
     def forget(self, request_id: str) -> None:
         self.waiters.pop(request_id, None)
 
-    async def run(self) -> None:
-        last_id: bytes | str = "0-0"
-        while not being_cancelled():
-            try:
-                entries = await bus.read(self.redis, self.stream, last_id, count=READ_COUNT, block_ms=READ_BLOCK_MS)
-            except RedisError as exc:
-                log.warning("reading replies failed", error=str(exc))
-                await asyncio.sleep(RETRY_PAUSE_S)
-                continue
-            for entry_id, raw in entries:
-                last_id = entry_id
-                self._dispatch(raw)
-            # Let the woken requests answer their clients before the next read is sent.
-            await asyncio.sleep(0)
+    def published(self, waiter: Waiter, entry_id: bytes) -> None:
+        waiter.entry_id = entry_id
+        waiter.heard = time.monotonic()
 
-    def _dispatch(self, raw: bytes) -> None:
+    def trouble(self, exc: RedisError) -> None:
+        """A Redis call failed even after retries (here or in a request's publish)."""
+        if isinstance(exc, ConnectionError | TimeoutError) and self._outage_since is None:
+            self._outage_since = time.monotonic()
+        self._suspect = True
+
+    def start(self, loops: Loops) -> None:
+        loops.start(READER, self.read_step)
+        loops.start(WATCHER, self.watch_step)
+
+    async def run(self) -> None:
+        """Read and watch until cancelled (the app runs them in its own Loops)."""
+        loops = Loops()
+        self.start(loops)
+        try:
+            await asyncio.gather(*loops.tasks.values())
+        finally:
+            await loops.cancel()
+
+    async def read_step(self) -> None:
+        trim_below = self._last_id if self._last_id != self._trimmed else None
+        try:
+            exists, entries = await bus.read_own(self.redis, self.stream, self._last_id, READ_COUNT, READ_BLOCK_MS,
+                                                 self.ttl_s, trim_below)
+        except RedisError as exc:
+            self.trouble(exc)
+            raise
+        if trim_below is not None:
+            self._trimmed = trim_below
+        self._outage_since = None
+        if not exists:
+            await self._create()
+        now = time.monotonic()
+        for entry_id, raw in entries:
+            self._last_id = entry_id
+            self._dispatch(raw, now)
+        # Let the woken requests answer their clients before the next read is sent.
+        await asyncio.sleep(0)
+
+    async def watch_step(self) -> None:
+        await asyncio.sleep(WATCH_INTERVAL_S)
+        if self._outage_since is not None:
+            if time.monotonic() - self._outage_since >= self.outage_grace_s:
+                self._end_quiet()
+        elif self._suspect:
+            await self._verify()
+
+    async def _create(self) -> None:
+        """Start the stream with an empty batch, so that its absence later means it was lost."""
+        if self._created:
+            log.warning("reply stream vanished (Redis restarted or was flushed); checking waiting requests")
+            self._suspect = True
+        self._last_id = self._trimmed = b"0-0"  # whatever the new stream holds is new
+        await self.redis.xadd(self.stream, {MESSAGE_FIELD: encode(ReplyBatch(replies=[]))})
+        await self.redis.expire(self.stream, self.ttl_s)
+        self._created = True
+
+    async def _verify(self) -> None:
+        """End the requests whose entries Redis no longer has: no router will ever answer them."""
+        self._suspect = False
+        waiting = [(request_id, waiter) for request_id, waiter in self.waiters.items() if waiter.entry_id]
+        if not waiting:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for _, waiter in waiting:
+                    pipe.xrange(REQUEST_STREAM, waiter.entry_id, waiter.entry_id)
+                found = await pipe.execute()
+        except RedisError as exc:
+            self.trouble(exc)
+            raise
+        lost = [(request_id, waiter) for (request_id, waiter), entries in zip(waiting, found, strict=True)
+                if not entries and self.waiters.get(request_id) is waiter]
+        if lost:
+            log.warning("Redis lost requests in flight; answering them 503", count=len(lost))
+        for request_id, waiter in lost:
+            self._end(request_id, waiter, Unavailable(
+                "The message bus (Redis) lost this request while it was being answered; try again.",
+                code="bus_restarted"))
+
+    def _end_quiet(self) -> None:
+        """Redis is unreachable: end the requests that heard nothing for the grace period."""
+        horizon = time.monotonic() - self.outage_grace_s
+        quiet = [(request_id, waiter) for request_id, waiter in self.waiters.items() if waiter.heard <= horizon]
+        if quiet:
+            log.warning("Redis unreachable; answering waiting requests 503", count=len(quiet))
+        for request_id, waiter in quiet:
+            self._end(request_id, waiter, Unavailable(
+                "The gateway lost contact with its message bus (Redis) while this request was being answered; "
+                "try again shortly.", code="bus_unavailable"))
+
+    def _end(self, request_id: str, waiter: Waiter, error: ApiError) -> None:
+        """Answer a waiting request with an error of our own: it is the last reply it gets."""
+        if self.metrics is not None:
+            self.metrics.bus_failures.labels(error.code or "error").inc()
+        waiter.queue.put_nowait(Reply(request_id=request_id, seq=waiter.last_seq + 1, kind=ReplyKind.ERROR,
+                                      status=error.status, data=error.body()))
+        self.forget(request_id)
+
+    def _dispatch(self, raw: bytes, now: float) -> None:
         try:
             replies = [decode(Reply, item) for item in decode(ReplyBatch, raw).replies]
         except WireError as exc:
             log.error("undecodable reply", error=str(exc))
             return
         for reply in replies:
-            self._deliver(reply)
+            self._deliver(reply, now)
 
-    def _deliver(self, reply: Reply) -> None:
+    def _deliver(self, reply: Reply, now: float) -> None:
         waiter = self.waiters.get(reply.request_id)
         if waiter is None:
             return
-        if reply.seq <= waiter.last_seq and reply.kind not in _TERMINAL:
+        if reply.seq <= waiter.last_seq:
+            if reply.kind not in _TERMINAL:
+                return
+        elif reply.seq > waiter.last_seq + 1:
+            log.error("replies lost before the gateway read them", request_id=reply.request_id,
+                      expected=waiter.last_seq + 1, got=reply.seq)
+            self._end(reply.request_id, waiter, UpstreamFailed(
+                "Part of the answer was lost on its way back through the message bus; try again.",
+                code="reply_lost"))
             return
         waiter.last_seq = max(waiter.last_seq, reply.seq)
+        waiter.heard = now
         waiter.queue.put_nowait(reply)
         if reply.kind == ReplyKind.END:
             self.forget(reply.request_id)

@@ -10,10 +10,12 @@ from services.gateway.auth import Access, Caller
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.replies import ReplyReader
 from shared.config import Config
+from shared.supervise import Loops
 
 CONFIG = web.AppKey("config", Config)
 REDIS = web.AppKey("redis", Redis)
 REPLIES = web.AppKey("replies", ReplyReader)
+LOOPS = web.AppKey("loops", Loops)  # the supervised background loops (the reply reader's)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 API_KEYS = web.AppKey("api_keys", frozenset)  # the client keys: access.client_keys
