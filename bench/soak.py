@@ -57,6 +57,11 @@ CACHE_TTL_S = 60
 REQUEST_STREAM_MAXLEN, REPLY_STREAM_MAXLEN = 100_000, 10_000  # the defaults, stated for the check
 TARGETS = {"rss_growth_max": 0.10, "p99_last_over_first_max": 1.5, "group_backlog_max_s": 5.0}
 SERVICES = ("gateway", "router-0", "router-1", "cache", "embedder")
+WATCHED_COUNTERS = ("draftgate_gateway_cache_lookups_total", "draftgate_client_disconnects_total",
+                    "draftgate_router_decisions_total", "draftgate_speculations_started_total",
+                    "draftgate_speculations_cancelled_total", "draftgate_speculations_skipped_total",
+                    "draftgate_router_reclaimed_total", "draftgate_upstream_errors_total",
+                    "draftgate_cache_writes_total")
 
 
 @dataclass
@@ -169,6 +174,17 @@ def service_errors(before: dict[str, dict[str, float]], after: dict[str, dict[st
     return dict(found)
 
 
+def counter_deltas(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+                   names: tuple[str, ...]) -> dict[str, float]:
+    """How much the named counters grew, summed over the services, per label set."""
+    grown: Counter[str] = Counter()
+    for service, samples in after.items():
+        for key, value in samples.items():
+            if key.split("{")[0] in names and value > before.get(service, {}).get(key, 0.0):
+                grown[key] += value - before.get(service, {}).get(key, 0.0)
+    return dict(sorted(grown.items()))
+
+
 async def redis_sample(redis: Redis) -> dict[str, Any]:
     replies = [key async for key in redis.scan_iter(match=f"{REPLY_STREAM_PREFIX}*", _type="stream")]
     lengths = {"requests": await redis.xlen(REQUEST_STREAM), "cache_writes": await redis.xlen(CACHE_WRITE_STREAM),
@@ -269,6 +285,7 @@ def judge(records: list[Record], samples: list[dict[str, Any]], final: dict[str,
         "per_minute": minutes,
         "errors": client_errors,
         "service_errors": counted,
+        "service_counters": counter_deltas(counters_before, counters_after, WATCHED_COUNTERS),
         "rss_mb": {name: {"after_warmup": round(rss_start[name] / 2**20, 1), "end": round(rss_end[name] / 2**20, 1),
                           "growth": round(soak_report.growth(rss_start[name], rss_end[name]), 4)}
                    for name in rss_start},
