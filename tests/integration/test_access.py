@@ -14,6 +14,9 @@ import httpx
 import openai
 import pytest
 
+from services.gateway.app import create_app
+from services.gateway.operator import is_operator_path
+from shared.config import load_config
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.stack import Stack, ask, start_stack
 from tests.support import Service, free_port
@@ -144,3 +147,26 @@ def test_models_retrieve_finds_ids_with_a_slash(redis_url: str, fake: FakeUpstre
         assert client.models.retrieve("Qwen/Qwen2.5-0.5B-Instruct").id == "Qwen/Qwen2.5-0.5B-Instruct"
     finally:
         gateway.stop()
+
+
+async def test_every_operator_route_of_the_gateway_needs_an_admin_key(aiohttp_client, redis_url: str) -> None:
+    """Whatever routes the gateway has now or gains later: outside /v1/ and the probes, no key is a 401,
+    a client key a 403 (or, where the handler is tenant-scoped, it gets through)."""
+    config = load_config(env={"DRAFTGATE_REDIS_URL": redis_url, "DRAFTGATE_GATEWAY_CACHE_URL": "null",
+                              "DRAFTGATE_GATEWAY_API_KEYS_ENV": "CLIENTS",
+                              "DRAFTGATE_GATEWAY_ADMIN_KEYS_ENV": "ADMINS"})
+    app = create_app(config, env={"CLIENTS": ALICE, "ADMINS": ADMIN})
+    client = await aiohttp_client(app)
+    routes = [(route.method, route.resource.canonical) for route in app.router.routes()
+              if route.method != "HEAD" and route.resource is not None]
+    operator = [(method, path) for method, path in routes if is_operator_path(path)]
+    assert ("GET", "/cache/stats") in operator and ("POST", "/cache/flush") in operator
+    for method, path in operator:
+        assert (await client.request(method, path)).status == 401, path
+        as_client = await client.request(method, path, headers=auth(ALICE))
+        assert as_client.status not in (401, 500), path
+        if as_client.status == 403:
+            assert (await as_client.json())["error"]["type"] == "permission_error"
+        as_admin = await client.request(method, path, headers=auth(ADMIN))
+        assert as_admin.status not in (401, 403, 500), path
+    assert (await client.get("/cache/stats", headers=auth(ALICE))).status == 403
