@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -59,9 +60,10 @@ class Draft:
 
 async def answer(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) -> None:
     if request.tier == RequestedTier.HEAVYWEIGHT:
-        await _serve_tier(ctx, ctx.heavyweight, request, out, out.head("escalate", None, "none", "heavyweight"))
+        await _serve_tier(ctx, ctx.heavyweight, request, out,
+                          partial(out.head, "escalate", None, "none", "heavyweight"))
     elif request.tier == RequestedTier.DRAFTER:
-        await _serve_tier(ctx, ctx.drafter, request, out, out.head("accept", None, "none", "drafter"))
+        await _serve_tier(ctx, ctx.drafter, request, out, partial(out.head, "accept", None, "none", "drafter"))
     else:
         await _route(ctx, request, out)
 
@@ -84,11 +86,12 @@ async def _route(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) ->
         if speculation is not None:
             ctx.metrics.speculations_used.inc()
             ctx.metrics.speculation_saved.observe(time.monotonic() - speculation.started)
-            head = out.head("escalate", draft.window.metric, "used", "heavyweight", draft.escalate_reason)
+            head = partial(out.head, "escalate", draft.window.metric, "used", "heavyweight", draft.escalate_reason)
             await _deliver(ctx, ctx.heavyweight, speculation.follow(), request, out, head)
         else:
             await _serve_tier(ctx, ctx.heavyweight, request, out,
-                              out.head("escalate", draft.window.metric, "none", "heavyweight", draft.escalate_reason))
+                              partial(out.head, "escalate", draft.window.metric, "none", "heavyweight",
+                                      draft.escalate_reason))
     finally:
         if speculation is not None:
             await speculation.cancel()
@@ -198,7 +201,8 @@ def _cache_write(ctx: RoutingContext, request: ChatRequest, completion: dict[str
     return bus.Publication(CACHE_WRITE_STREAM, encode(message), ctx.cache_write_maxlen)
 
 
-async def _serve_tier(ctx: RoutingContext, tier: Tier, request: ChatRequest, out: ReplyWriter, head: bytes) -> None:
+async def _serve_tier(ctx: RoutingContext, tier: Tier, request: ChatRequest, out: ReplyWriter,
+                      head: Callable[[], bytes]) -> None:
     try:
         async with open_chunks(tier, stream_params(request.body, tier.model)) as chunks:
             await _deliver(ctx, tier, chunks, request, out, head)
@@ -207,23 +211,28 @@ async def _serve_tier(ctx: RoutingContext, tier: Tier, request: ChatRequest, out
 
 
 async def _deliver(ctx: RoutingContext, tier: Tier, chunks: AsyncIterator[dict[str, Any]], request: ChatRequest,
-                   out: ReplyWriter, head: bytes) -> None:
-    """Pass a tier's chunks on as they arrive (or as one completion); the head goes with the first."""
+                   out: ReplyWriter, head: Callable[[], bytes]) -> None:
+    """Pass a tier's chunks on as they arrive (or as one completion); the head goes with the first.
+
+    The head is made only when it is sent: replies are numbered as they are made, and a failure
+    before the first chunk must reach the gateway as the first reply (a plain error status), not
+    after a number that never arrived."""
     body = request.body
     top = client_top_logprobs(body)
     usage = wants_usage(body)
-    pending = [head]
+    headed = False
     received: list[dict[str, Any]] = []
     try:
         async for chunk in chunks:
             received.append(chunk)
             if body.get("stream") and (usage or not is_usage_chunk(chunk)):
-                pending.append(out.chunk(shape_chunk(chunk, top)))
-                await out.send(*pending)
-                pending = []
+                first = [] if headed else [head()]
+                headed = True
+                await out.send(*first, out.chunk(shape_chunk(chunk, top)))
+        last = [] if headed else [head()]
         if not body.get("stream"):
-            pending.append(out.completion(assemble_completion(received, top)))
-        await out.finish(*pending)
+            last.append(out.completion(assemble_completion(received, top)))
+        await out.finish(*last)
     except UPSTREAM_ERRORS as exc:
         await _fail(ctx, tier, out, exc)
         return
