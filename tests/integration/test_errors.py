@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 
 from tests.fakes.scripts import Script, confident, uncertain
 from tests.fakes.upstream import FakeUpstream, Seen
+from tests.integration.raw_client import assert_logged_no_error, open_request, read_until, reset
 from tests.integration.stack import Stack, ask, running_stack, start_stack
 from tests.support import Service, free_port
 
@@ -225,37 +224,6 @@ def test_the_upstream_gets_the_clients_request_as_sent(stack: Stack, fake: FakeU
 
 
 # A client that goes away: handled, and the upstream work is cancelled
-
-def open_request(stack: Stack, body: dict[str, Any]) -> socket.socket:
-    """POST over a plain socket, so the test decides when and how the client goes away."""
-    assert stack.gateway is not None
-    sock = socket.create_connection(("127.0.0.1", stack.gateway.port), timeout=30)
-    data = json.dumps(body).encode()
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n%s" % (len(data), data))
-    return sock
-
-
-def reset(sock: socket.socket) -> None:
-    """Close with a TCP reset (SO_LINGER 0), not a polite FIN: the server's next write fails."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-def read_until(sock: socket.socket, marker: bytes, count: int = 1) -> bytes:
-    received = b""
-    while received.count(marker) < count:
-        block = sock.recv(65536)
-        assert block, received
-        received += block
-    return received
-
-
-def assert_logged_no_error(stack: Stack) -> None:
-    for log in [stack.logs / "gateway.log", *(router.log_path for router in stack.routers)]:
-        text = log.read_text()
-        assert "Traceback" not in text and "unhandled error" not in text, text[-3000:]
-
 
 def disconnects(stack: Stack) -> float:
     metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from tests.fakes.scripts import confident, uncertain
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.cache_helpers import written
+from tests.integration.raw_client import assert_logged_no_error, open_request, read_until, reset
 from tests.integration.stack import Stack, start_stack
 from tests.support import Service, free_port
 
@@ -157,3 +158,34 @@ def test_operator_endpoints_are_proxied(cached_stack: tuple[Stack, Service]) -> 
     assert flushed.status_code == 200 and "flushed" in flushed.json()
     bad = httpx.post(f"{stack.url}/cache/flush", content=b"{oops", timeout=10)
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_cache_hits_name_their_tier_and_survive_clients_that_reset(cached_stack: tuple[Stack, Service],
+                                                                  fake: FakeUpstream) -> None:
+    """Every answer carries the README's headers, hits included (the cache holds accepted drafts:
+    X-Routing-Tier is drafter); a client resetting its connection around a hit, plain or streamed,
+    is no error and leaves the gateway answering."""
+    stack, _ = cached_stack
+    empty_cache(stack)
+    question = chat("Which river flows through Paris?")
+    client = stack.client()
+    assert client.chat.completions.with_raw_response.create(
+        model="auto", messages=question).headers["X-Routing-Decision"] == "accept"
+    wait_for_entries(stack, 1)
+    upstream_calls = len(fake.seen)
+    for stream in (False, True):
+        hit = client.chat.completions.with_raw_response.create(model="auto", messages=question, stream=stream)
+        assert {name: hit.headers[name] for name in ("X-Routing-Decision", "X-Routing-Tier", "X-Speculation",
+                                                     "X-Draft-Entropy")} == {
+            "X-Routing-Decision": "cache_hit", "X-Routing-Tier": "drafter", "X-Speculation": "none",
+            "X-Draft-Entropy": "0.000"}
+        assert "X-Request-ID" in hit.headers and "X-Request-Duration-Ms" in hit.headers
+    for attempt in range(30):
+        sock = open_request(stack, {"model": "auto", "messages": question, "stream": attempt % 2 == 1})
+        if attempt % 3 == 2:
+            read_until(sock, b"HTTP/1.1 200")
+        reset(sock)
+    again = client.chat.completions.with_raw_response.create(model="auto", messages=question, stream=True)
+    assert again.headers["X-Routing-Decision"] == "cache_hit" and list(again.parse())
+    assert len(fake.seen) == upstream_calls
+    assert_logged_no_error(stack)
