@@ -24,7 +24,7 @@ def upstream_error_reply(tier: str, exc: BaseException, model: str | None = None
     everything else is the gateway's upstream failing: 502, or 504 for a timeout. The message
     names the tier and its deployed model, so an operator knows which upstream to look at."""
     upstream = f"The {tier} model ({model})" if model else f"The {tier} model"
-    if isinstance(exc, APITimeoutError):
+    if isinstance(exc, APITimeoutError | httpx2.TimeoutException):  # before the headers, or mid-stream
         return 504, error_body(f"{upstream} did not answer in time.", "timeout", code="upstream_timeout")
     if isinstance(exc, UpstreamProtocolError):
         return 502, error_body(f"{upstream} sent a malformed response: {exc.detail}.", "upstream_error",

@@ -168,3 +168,9 @@ def test_every_checked_chunk_can_be_judged_even_with_null_alternatives() -> None
     window = EntropyWindow(2.0, 10, 10, 1.4)
     assert _judge(check_chunk(alternatives(*tops)), window, 5) is Decision.CONTINUE
     assert window.tokens == 1
+
+
+def test_a_stream_that_stalls_past_the_timeout_is_a_504_naming_the_tier() -> None:
+    status, error = upstream_error_reply("heavyweight", httpx2.ReadTimeout("Timeout on reading data from socket"),
+                                         "big-model-v2")
+    assert status == 504 and error["error"]["message"] == "The heavyweight model (big-model-v2) did not answer in time."
