@@ -208,3 +208,26 @@ async def test_non_json_bodies_and_bad_flush_targets_are_400s(cache: TestClient)
     assert (await cache.post("/lookup", data=b"{nope")).status == 400
     assert (await cache.post("/cache/flush", json={"partition": "not-a-partition"})).status == 400
     assert (await cache.post("/cache/flush", json={"everything": True})).status == 400
+
+
+async def test_flush_one_tenants_partition_leaves_the_same_partition_of_others(
+        cache: TestClient, redis_client: Redis) -> None:
+    """What a client key's flush with a partition becomes: the gateway adds the caller's tenant."""
+    await remember(redis_client, chat(PARIS), "Paris.", tenant="tenant-a")
+    await remember(redis_client, chat(PARIS), "Paris.", tenant="tenant-b")
+    await written(redis_client)
+    partition = request_keys(chat(PARIS), "tenant-a").partition
+    assert await flush(cache, tenant="tenant-a", partition=partition) == {"flushed": 2, "exact": 1, "semantic": 1}
+    assert await lookup(cache, chat(PARIS), tenant="tenant-a") == {"hit": False}
+    assert (await lookup(cache, chat(PARIS), tenant="tenant-b"))["hit"] is True
+    # Another tenant's partition id names nothing of this tenant's.
+    other = request_keys(chat(PARIS), "tenant-b").partition
+    assert await flush(cache, tenant="tenant-a", partition=other) == {"flushed": 0, "exact": 0, "semantic": 0}
+
+
+async def test_deeply_nested_operator_bodies_are_400s(cache: TestClient) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path in ("/cache/flush", "/lookup"):
+        response = await cache.post(path, data=deep)
+        assert response.status == 400, path
+        assert (await response.json())["error"]["type"] == "invalid_request_error"
