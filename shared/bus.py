@@ -120,7 +120,8 @@ async def read_own(redis: Redis, stream: str, last_id: bytes | str, count: int, 
     async with redis.pipeline(transaction=False) as pipe:
         pipe.expire(stream, ttl_s)
         if trim_below is not None:
-            pipe.xtrim(stream, minid=trim_below, approximate=True)
+            # Exact, so the stream's length is what is unread (plus the last entry read).
+            pipe.xtrim(stream, minid=trim_below, approximate=False)
         pipe.xread({stream: last_id}, count=count, block=block_ms)
         results = await pipe.execute()
     return bool(results[0]), _entries(results[-1])

@@ -15,10 +15,14 @@ import httpx
 import openai
 import pytest
 
+from shared.keys import CACHE_WRITE_STREAM, MESSAGE_FIELD
+from shared.messages import CacheWrite, encode
 from tests.fakes.scripts import confident
 from tests.fakes.upstream import FakeUpstream
+from tests.integration.cache_helpers import chat, completion
 from tests.integration.stack import Stack, ask, start_stack
 from tests.redis_servers import RedisServer
+from tests.support import Service, free_port
 
 CLIENTS = 8
 ANSWER = "Redis came and went and this answer still arrived whole."
@@ -203,3 +207,41 @@ async def test_full_memory_is_a_503_and_recovers(chaos_stack: Stack, private_red
     await wait_until(lambda: ready(stack.url) == 200, 10, "gateway ready again")
     assert answered(stack)
     assert "Traceback" not in "".join(r.logs() for r in stack.routers)
+
+
+def remember(server: RedisServer, question: str, answer: str) -> None:
+    """A cache write, published the way the router publishes it."""
+    write = CacheWrite(request_id=question, body=chat(question), completion=completion(answer), tenant="",
+                       created=time.time())
+    server.client().xadd(CACHE_WRITE_STREAM, {MESSAGE_FIELD: encode(write)}, maxlen=1000)
+
+
+def cached(cache: Service, question: str) -> bool:
+    found = httpx.post(f"{cache.url}/lookup", json={"tenant": "", "body": chat(question)}, timeout=10)
+    assert found.status_code == 200, found.text
+    return found.json()["hit"]
+
+
+@pytest.mark.redis_flavours
+async def test_the_cache_service_rides_out_a_redis_restart(private_redis: RedisServer, tmp_path: Path) -> None:
+    """Its writer loop is down (and /ready 503) while Redis is, lookups are misses meanwhile, and
+    once Redis is back writes are stored again with no restart of the service."""
+    port = free_port()
+    env = {"DRAFTGATE_CACHE_PORT": str(port), "DRAFTGATE_REDIS_URL": f"{private_redis.url}/0",
+           "DRAFTGATE_CACHE_EMBEDDER_URL": f"http://127.0.0.1:{free_port()}",
+           "DRAFTGATE_CACHE_QDRANT_PATH": str(tmp_path / "q"), "DRAFTGATE_BUS_RECLAIM_INTERVAL_MS": "200"}
+    cache = Service("services.cache", env, port, tmp_path / "cache.log").start()
+    try:
+        remember(private_redis, "before", "Stored before the restart.")
+        await wait_until(lambda: cached(cache, "before"), 15, "the first write stored")
+        assert ready(cache.url) == 200
+        private_redis.kill()
+        await wait_until(lambda: ready(cache.url) == 503, 15, "cache /ready 503 without Redis")
+        assert not cached(cache, "before")
+        private_redis.start()
+        await wait_until(lambda: ready(cache.url) == 200, 15, "cache /ready again")
+        remember(private_redis, "after", "Stored after the restart.")
+        await wait_until(lambda: cached(cache, "after"), 15, "a write after the restart stored")
+    finally:
+        assert cache.stop() == 0
+    assert "Traceback" not in cache.logs(), cache.logs()[-3000:]
