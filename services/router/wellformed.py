@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 
 # A logprob: a number (not a bool: its type is bool, which `type() in` tells apart), or null, which
-# is how C++ JSON libraries write -inf; a missing one reads as _MISSING, whose type is neither.
+# is how C++ JSON libraries write -inf.
 _LOGPROB = (int, float, type(None))
-_MISSING = object()
 _OPTIONAL_STR = (str, type(None))
+_DELTA_STR = frozenset({"content", "role", "refusal"})
 _INF = math.inf
 
 
@@ -36,14 +36,29 @@ def parse_chunk(data: bytes) -> dict[str, Any]:
 
 
 def _parse_rare(data: bytes) -> Any:
-    """What orjson refuses. Python-based servers send NaN and Infinity literals, which only the
-    stdlib reads (as shared.fastjson does); what else it reads beyond orjson (integers past 64
-    bits, lone surrogates) no reply could carry on, so it is garbage like text that is not JSON."""
+    """What orjson refuses. Python-based servers send NaN and -Infinity literals, which only the
+    stdlib reads (as shared.fastjson does); +Infinity, which no logprob can be, and what else it
+    reads beyond orjson (integers past 64 bits, lone surrogates) no reply could carry on, so that
+    is garbage like text that is not JSON. (orjson itself never yields an infinity, so the hot
+    path need not look for one.)"""
     try:
-        value = json.loads(data)
+        value = json.loads(data, parse_constant=_constant, parse_float=_finite_or_negative)
         orjson.dumps(value)
     except (ValueError, TypeError, RecursionError):  # JSONDecodeError, UnicodeDecodeError; JSONEncodeError
         raise MalformedChunk("a data value that is not JSON") from None
+    return value
+
+
+def _constant(name: str) -> float:
+    if name == "Infinity":
+        raise ValueError("+Infinity")
+    return float(name)  # NaN, -Infinity
+
+
+def _finite_or_negative(text: str) -> float:
+    value = float(text)
+    if value == _INF:
+        raise ValueError("+Infinity")
     return value
 
 
@@ -60,10 +75,8 @@ def check_chunk(value: Any) -> dict[str, Any]:
     usage = value.get("usage")
     if usage is not None and type(usage) is not dict:
         raise MalformedChunk("`usage` is not an object")
-    for key in ("id", "model"):
-        field = value.get(key)
-        if field is not None and type(field) is not str:
-            raise MalformedChunk(f"`{key}` is not a string")
+    if type(value.get("id")) not in _OPTIONAL_STR or type(value.get("model")) not in _OPTIONAL_STR:
+        raise MalformedChunk("`id` or `model` is not a string")
     return value
 
 
@@ -77,12 +90,12 @@ def _check_choice(choice: Any) -> None:
     if delta is not None:
         if type(delta) is not dict:
             raise MalformedChunk("a choice's `delta` is not an object")
-        if type(delta.get("content")) not in _OPTIONAL_STR or type(delta.get("role")) not in _OPTIONAL_STR \
-                or type(delta.get("refusal")) not in _OPTIONAL_STR:
-            raise MalformedChunk("a choice's `delta` has a `content`, `role` or `refusal` that is not a string")
-        calls = delta.get("tool_calls")
-        if calls is not None:
-            _check_tool_calls(calls)
+        for key, field in delta.items():  # usually one key: cheaper than a get per known one
+            if key in _DELTA_STR:
+                if type(field) not in _OPTIONAL_STR:
+                    raise MalformedChunk(f"`delta.{key}` is not a string")
+            elif key == "tool_calls" and field is not None:
+                _check_tool_calls(field)
     if type(get("finish_reason")) not in _OPTIONAL_STR:
         raise MalformedChunk("`finish_reason` is not a string")
     logprobs = get("logprobs")
@@ -102,23 +115,22 @@ def _check_entry(entry: Any) -> None:
     """One token's log-prob: the token, its logprob and (if sent) its alternatives, each alike.
 
     A missing or null `top_logprobs` is allowed (the token is then not judged); NaN, -inf and null
-    carry no mass; +inf, which no probability has, is garbage."""
-    if type(entry) is not dict:
-        raise MalformedChunk("a log-prob entry is not an object")
-    logprob = entry.get("logprob", _MISSING)
-    if type(entry.get("token")) is not str or type(logprob) not in _LOGPROB or logprob == _INF:
-        raise MalformedChunk("a log-prob entry lacks a string `token` or a numeric `logprob`")
-    alternatives = entry.get("top_logprobs")
-    if alternatives is None:
-        return
-    if type(alternatives) is not list:
-        raise MalformedChunk("`top_logprobs` is not a list")
-    for alternative in alternatives:
-        if type(alternative) is not dict:
-            raise MalformedChunk("a `top_logprobs` item is not an object")
-        logprob = alternative.get("logprob", _MISSING)
-        if type(logprob) not in _LOGPROB or logprob == _INF or type(alternative.get("token")) is not str:
-            raise MalformedChunk("a `top_logprobs` item lacks a string `token` or a numeric `logprob`")
+    carry no mass. Subscripts, not type tests, find what is not an object: cheaper per alternative,
+    and every JSON value but an object raises TypeError on them."""
+    try:
+        if type(entry["token"]) is not str or type(entry["logprob"]) not in _LOGPROB:
+            raise MalformedChunk("a log-prob entry lacks a string `token` or a numeric `logprob`")
+        alternatives = entry.get("top_logprobs")
+        if alternatives is None:
+            return
+        if type(alternatives) is not list:
+            raise MalformedChunk("`top_logprobs` is not a list")
+        for alternative in alternatives:
+            if type(alternative["logprob"]) not in _LOGPROB or type(alternative["token"]) is not str:
+                raise MalformedChunk("a `top_logprobs` item lacks a string `token` or a numeric `logprob`")
+    except (TypeError, KeyError):
+        raise MalformedChunk("a log-prob entry or `top_logprobs` item is not an object with a `token` and a "
+                             "`logprob`") from None
 
 
 def _check_tool_calls(calls: Any) -> None:
