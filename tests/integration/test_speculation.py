@@ -158,3 +158,18 @@ def test_speculation_budget_survives_a_burst_of_quick_accepts(bounded_stack: Sta
         assert (raw.headers["X-Routing-Decision"], raw.headers["X-Speculation"]) == ("accept", "cancelled"), i
     assert router_metric(bounded_stack, "draftgate_speculations_started_total") == started + 6
     assert router_metric(bounded_stack, "draftgate_speculations_active") == 0
+
+
+async def test_speculation_budget_comes_back_after_a_concurrent_burst(bounded_stack: Stack, fake: FakeUpstream) -> None:
+    """Eight quick accepts at once against a budget of two: some speculate, the rest are skipped;
+    afterwards the whole budget is free again and the next uncertain draft speculates."""
+    fake.script_model("fake-drafter", Script(tokens=[f" q{i}" for i in range(12)], entropies=[1.5] * 12))
+    fake.script_model("fake-heavy", Script(tokens=HEAVY_TOKENS, ttft_s=5))
+    client = bounded_stack.async_client()
+    answers = await asyncio.gather(*(client.chat.completions.with_raw_response.create(
+        model="auto", messages=ask(f"burst of quick accepts {i}")) for i in range(8)))
+    assert {a.headers["X-Routing-Decision"] for a in answers} == {"accept"}
+    assert "cancelled" in {a.headers["X-Speculation"] for a in answers}
+    assert router_metric(bounded_stack, "draftgate_speculations_active") == 0  # released before each answer
+    raw = await client.chat.completions.with_raw_response.create(model="auto", messages=ask("after the burst"))
+    assert raw.headers["X-Speculation"] == "cancelled"
