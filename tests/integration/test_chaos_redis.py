@@ -138,7 +138,7 @@ async def test_redis_restarted_empty_under_load(chaos_stack: Stack, private_redi
         private_redis.start()
         restarts.append((killed, time.monotonic()))
         recovered.append(await wait_until(lambda: ready(stack.url) == 200, 15, "gateway /ready after a restart"))
-        await asyncio.sleep(RECOVERY_S + 1)
+        await asyncio.sleep(RECOVERY_S + 2)
     stop.set()
     outcomes = await load_task
 
