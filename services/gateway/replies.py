@@ -2,8 +2,11 @@
 a watcher ends the requests the bus lost instead of letting them wait for the timeout.
 
 Replies carry a sequence number per request: a router that took over a request from a
-dead one starts again at 1, and whatever the client already got is dropped here. A reply
-that skips a number means replies were lost on the way: the request ends with a 502.
+dead one starts again at 1, and whatever the client already got is dropped here, once it has
+been checked to say what the client got: a retry that differs (sampling, another answer) ends
+the request with a 502 rather than splicing two answers, and one that agrees goes on under the
+first attempt's completion id. A reply that skips a number means replies were lost on the way:
+the request ends with a 502.
 
 The reader trims its stream up to what it has read (in the same round trip as its next read)
 and routers never trim it, so a gateway that lags loses no answer. Each turn also pushes back
@@ -39,6 +42,7 @@ WATCH_INTERVAL_S = 0.25
 READER, WATCHER = "replies", "replies_watch"
 # A retry shorter than the attempt the client already saw must still be able to finish it.
 _TERMINAL = frozenset({ReplyKind.COMPLETION, ReplyKind.ERROR, ReplyKind.END})
+_CHECKED = frozenset({ReplyKind.HEAD, ReplyKind.CHUNK})  # what a retry is held to
 
 
 @dataclass
@@ -47,6 +51,8 @@ class Waiter:
     last_seq: int = 0
     entry_id: bytes | None = None  # the request's entry on the request stream, once published
     heard: float = field(default_factory=time.monotonic)  # the last reply (or the publish)
+    forwarded: dict[int, Reply] = field(default_factory=dict)  # head and chunks by seq, to check a retry by
+    retried: bool = False  # a replacement router's attempt is under way
 
 
 @dataclass
@@ -187,6 +193,14 @@ class ReplyReader:
         if waiter is None:
             return
         if reply.seq <= waiter.last_seq:
+            if reply.kind != ReplyKind.ERROR and not _agrees(waiter.forwarded.get(reply.seq), reply):
+                log.error("a retry's answer differs from the one being streamed", request_id=reply.request_id,
+                          seq=reply.seq)
+                self._end(reply.request_id, waiter, UpstreamFailed(
+                    "The router answering this request failed mid-answer and its replacement's answer differs "
+                    "from what was already sent; try again.", code="retry_diverged"))
+                return
+            waiter.retried = True
             if reply.kind not in _TERMINAL:
                 return
         elif reply.seq > waiter.last_seq + 1:
@@ -198,6 +212,33 @@ class ReplyReader:
             return
         waiter.last_seq = max(waiter.last_seq, reply.seq)
         waiter.heard = now
+        if reply.kind in _CHECKED:
+            if waiter.retried:
+                _as_first_attempt(waiter, reply)
+            waiter.forwarded[reply.seq] = reply
         waiter.queue.put_nowait(reply)
         if reply.kind == ReplyKind.END:
             self.forget(reply.request_id)
+
+
+def _agrees(sent: Reply | None, retry: Reply) -> bool:
+    """Does a retry's reply say what the client already got under the same sequence number?"""
+    if sent is None or sent.kind != retry.kind:
+        return False
+    if sent.kind == ReplyKind.HEAD:
+        return (sent.decision, sent.tier) == (retry.decision, retry.tier)
+    return _said(sent.data) == _said(retry.data)
+
+
+def _said(chunk: dict | None) -> list[tuple]:
+    """What a chunk tells the client, without what differs between two calls (id, created, usage)."""
+    return [(c.get("index"), c.get("delta"), c.get("finish_reason")) for c in (chunk or {}).get("choices") or ()]
+
+
+def _as_first_attempt(waiter: Waiter, reply: Reply) -> None:
+    """A retry's new chunk goes out under the completion id (and time) of the chunks before it."""
+    first = next((r.data for r in waiter.forwarded.values() if r.kind == ReplyKind.CHUNK and r.data), None)
+    if first is not None and reply.data is not None:
+        for key in ("id", "created"):
+            if key in first:
+                reply.data[key] = first[key]
