@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -316,7 +317,15 @@ def _validate(config: Config) -> None:
         checks.append((f"{tier}.base_url", bool(upstream.base_url) and upstream.base_url.startswith(("http://", "https://")),
                        "must be an http:// or https:// URL"))
         checks.append((f"{tier}.model", bool(upstream.model), "must be set when base_url is not a default"))
+        checks.append((f"{tier}.base_url", not (_has_credentials(upstream.base_url) and upstream.api_key_env),
+                       "carries user:password (sent as HTTP Basic auth) and api_key_env names a key too; "
+                       "both would be the Authorization header: keep one"))
         checks.append((f"{tier}.timeout_s", upstream.timeout_s > 0, "must be > 0"))
     for key, ok, message in checks:
         if not ok:
             raise ConfigError(f"{key}: {message}")
+
+
+def _has_credentials(url: str | None) -> bool:
+    parts = urlsplit(url or "")
+    return parts.username is not None or parts.password is not None

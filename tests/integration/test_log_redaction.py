@@ -4,6 +4,7 @@ upstream failure at debug level, log none of them; the router's start-up line sh
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import openai
@@ -38,6 +39,11 @@ def test_no_secret_reaches_a_log(redis_server: str, fake: FakeUpstream, tmp_path
             openai.OpenAI(base_url=f"{stack.url}/v1", api_key=f"{CLIENT_KEY}-wrong", max_retries=0) \
                 .chat.completions.create(model="auto", messages=ask("hi"))
         assert fake.seen[0].model == "fake-heavy"
+        # The drafter's URL credentials reach it as Basic auth, not as a broken URL.
+        drafted = client.chat.completions.create(model="drafter", messages=ask("hello"))
+        assert drafted.choices[0].message.content
+        expected = base64.b64encode(f"drafter-user:{URL_PASSWORD}".encode()).decode()
+        assert fake.seen[-1].authorization == f"Basic {expected}"
     router_log, gateway_log = (tmp_path / "router-0.log").read_text(), (tmp_path / "gateway.log").read_text()
     assert "router started" in router_log and "upstream failed" in router_log
     assert f"fake-drafter @ {drafter_url.replace(f'drafter-user:{URL_PASSWORD}', '***')}" in router_log

@@ -93,3 +93,12 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
 def test_invalid_values_name_the_key(tmp_path: Path, yaml_text: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_config(write(tmp_path, yaml_text), env=env)
+
+
+def test_a_tier_url_with_credentials_and_an_api_key_is_refused(tmp_path: Path) -> None:
+    env = {"DRAFTGATE_DRAFTER_BASE_URL": "https://user:pw@llm.example/v1", "DRAFTGATE_DRAFTER_MODEL": "m",
+           "DRAFTGATE_DRAFTER_API_KEY_ENV": "DRAFTER_KEY"}
+    with pytest.raises(ConfigError, match=r"^drafter\.base_url: carries user:password"):
+        load_config(write(tmp_path, ""), env=env)
+    env.pop("DRAFTGATE_DRAFTER_API_KEY_ENV")
+    assert load_config(write(tmp_path, ""), env=env).drafter.base_url == "https://user:pw@llm.example/v1"
