@@ -3,6 +3,7 @@ typed model (shared/chat_request.py), with OpenAI's error for the first thing wr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -108,7 +109,7 @@ def _huge_int(value: Any, path: str) -> str | None:
         return None if WIRE_INT_MIN <= value <= WIRE_INT_MAX else path
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        found = _huge_int(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+        found = _huge_int(item, _step(path, key))
         if found is not None:
             return found
     return None
@@ -118,11 +119,18 @@ def param_path(loc: tuple[int | str, ...]) -> str:
     """('messages', 0, 'role=user', 'content') -> 'messages[0].content' (union tags dropped)."""
     path = ""
     for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif TAG_MARK not in part:
-            path += f".{part}" if path else part
+        if isinstance(part, int) or TAG_MARK not in part:
+            path = _step(path, part)
     return path
+
+
+def _step(path: str, key: int | str) -> str:
+    """One more step on a parameter path: [0], .name, or ["odd key"] for keys a dot cannot show."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if not key or any(c in key for c in '.[]"'):
+        return f"{path}[{json.dumps(key)}]"
+    return f"{path}.{key}" if path else key
 
 
 def json_kind(value: Any) -> str:

@@ -97,3 +97,5 @@ def test_an_integer_the_wire_cannot_carry_is_named() -> None:
     error = beyond_the_wire({"messages": [], "vendor": {"a": [1, 2**64 - 1, -(2**63), 2**64]}})
     assert error is not None and error.param == "vendor.a[3]" and error.status == 400
     assert beyond_the_wire({"messages": [], "vendor": {"a": [2**64 - 1, -(2**63)]}}) is None
+    assert beyond_the_wire({"messages": [], "": 2**64}).param == '[""]'
+    assert beyond_the_wire({"messages": [], "a.b": [{"": 2**64}]}).param == '["a.b"][0][""]'
