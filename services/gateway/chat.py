@@ -103,10 +103,10 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
 
 
 def served_models(config: Config) -> list[str]:
-    """Every name resolve_tier() accepts."""
+    """Every name resolve_tier() accepts (and "", which it takes for auto, as it takes null)."""
     names = [Tier.AUTO.value, Tier.DRAFTER.value, Tier.HEAVYWEIGHT.value, config.drafter.model,
              config.heavyweight.model]
-    return list(dict.fromkeys(name for name in names if name))
+    return [*dict.fromkeys(name for name in names if name), ""]
 
 
 def resolve_tier(model: str | None, config: Config) -> str:

@@ -122,6 +122,6 @@ def test_the_openapi_document_describes_the_request_as_validated(fuzzed: Stack) 
     assert document["openapi"].startswith("3.1")
     assert request["required"] == ["messages"] and request["additionalProperties"] is True
     assert request["properties"]["stream"]["anyOf"][0] == {"type": "boolean"}
-    assert {"auto", "drafter", "heavyweight", "fake-drafter", "fake-heavy"} == set(
+    assert {"auto", "drafter", "heavyweight", "fake-drafter", "fake-heavy", ""} == set(
         request["properties"]["model"]["anyOf"][0]["enum"])
     assert "ToolMessage" in document["components"]["schemas"]

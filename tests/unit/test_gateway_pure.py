@@ -9,10 +9,12 @@ from openai.types.chat import ChatCompletionChunk
 
 from services.gateway.auth import authenticate
 from services.gateway.cache_client import cache_directives, served_from_cache
+from services.gateway.chat import resolve_tier, served_models
 from services.gateway.headers import cache_hit_headers, routing_headers
 from services.gateway.protocol import beyond_the_wire, parse_chat_request
 from services.gateway.sse import DONE, completion_to_chunks, frame
-from shared.errors import AuthenticationFailed, InvalidRequest
+from shared.config import load_config
+from shared.errors import AuthenticationFailed, InvalidRequest, NotFound
 
 COMPLETION = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
               "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."}, "logprobs": None,
@@ -99,3 +101,10 @@ def test_an_integer_the_wire_cannot_carry_is_named() -> None:
     assert beyond_the_wire({"messages": [], "vendor": {"a": [2**64 - 1, -(2**63)]}}) is None
     assert beyond_the_wire({"messages": [], "": 2**64}).param == '[""]'
     assert beyond_the_wire({"messages": [], "a.b": [{"": 2**64}]}).param == '["a.b"][0][""]'
+
+
+def test_every_model_the_openapi_document_names_is_served() -> None:
+    config = load_config(env={})
+    assert {resolve_tier(name, config) for name in served_models(config)} == {"auto", "drafter", "heavyweight"}
+    with pytest.raises(NotFound):
+        resolve_tier("gpt-9", config)
