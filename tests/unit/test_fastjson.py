@@ -21,9 +21,12 @@ def test_reads_the_nan_and_infinity_literals_python_servers_emit() -> None:
     assert parsed["logprob"] == -math.inf and math.isnan(parsed["other"])
 
 
-def test_integers_beyond_64_bits_survive_both_ways() -> None:
-    assert fastjson.loads(b'{"seed": 36893488147419103232}') == {"seed": 2**65}
-    assert fastjson.dumps({"seed": 2**65}) == b'{"seed":36893488147419103232}'
+@pytest.mark.parametrize("number", [2**65, 2**64, -(2**63) - 1, 123456789012345678901234567890, 2**64 - 1])
+def test_integers_beyond_64_bits_survive_both_ways_exactly(number: int) -> None:
+    parsed = fastjson.loads(f'{{"seed": {number}}}'.encode())["seed"]
+    assert type(parsed) is int and parsed == number  # orjson alone reads them as floats
+    assert fastjson.dumps({"seed": number}) == f'{{"seed":{number}}}'.encode()
+    assert fastjson.loads(f'{{"seed": {number}}}') == {"seed": number}
 
 
 def test_malformed_json_still_raises_a_value_error() -> None:
