@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,15 @@ def test_a_client_resetting_before_its_answer_cancels_the_upstream(stack: Stack,
     assert disconnects(stack) == before + 1
     assert_logged_no_error(stack)
     assert stack.client().chat.completions.create(model="heavyweight", messages=ask("still fine?"))
+
+
+def test_a_client_resetting_while_sending_its_body_is_no_error(stack: Stack, fake: FakeUpstream) -> None:
+    assert stack.gateway is not None
+    for _ in range(5):
+        sock = socket.create_connection(("127.0.0.1", stack.gateway.port), timeout=30)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
+                     b'Content-Length: 4096\r\n\r\n{"messages": [{"role": "user", "content": "half')
+        reset(sock)
+    assert stack.client().chat.completions.create(model="auto", messages=ask("after them"))
+    assert len(fake.seen) == 1
+    assert_logged_no_error(stack)
