@@ -53,6 +53,11 @@ class Written:
     length: int
 
 
+class StreamGone(Exception):
+    """A reply stream no longer exists: its reader is gone, or Redis restarted and the reader has
+    not recreated it yet. Only a stream's reader creates it, so the reader can tell it was lost."""
+
+
 def is_nogroup(exc: BaseException) -> bool:
     """The stream or its group is gone: Redis restarted empty or was flushed."""
     return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
@@ -79,13 +84,14 @@ async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], ttl_s: int
 
     Reply streams are never trimmed here: their reader trims what it has read, so a lagging
     gateway loses nothing; the length returned lets the writer notice one that stopped reading.
-    Raises if a reply or the ack was not written. `also` is best effort: its failures are
-    returned, not raised, so a side write never costs the client its answer. A gateway that
-    died stops reading; its stream then expires ttl_s after the last reply.
+    Nor are they created here (StreamGone if missing). Raises if a reply or the ack was not
+    written. `also` is best effort: its failures are returned, not raised, so a side write never
+    costs the client its answer. A gateway that died stops reading and refreshing its stream,
+    which then expires ttl_s after its last read.
     """
     async with redis.pipeline(transaction=False) as pipe:
         for payload in payloads:
-            pipe.xadd(stream, {MESSAGE_FIELD: payload})
+            pipe.xadd(stream, {MESSAGE_FIELD: payload}, nomkstream=True)
         pipe.expire(stream, ttl_s)
         pipe.xlen(stream)
         if ack is not None:
@@ -98,6 +104,8 @@ async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], ttl_s: int
     for result in results[:required]:
         if isinstance(result, Exception):
             raise result
+    if any(result is None for result in results[:len(payloads)]):
+        raise StreamGone(stream)
     return Written([result for result in results[required:] if isinstance(result, RedisError)],
                    results[len(payloads) + 1])
 

@@ -67,6 +67,8 @@ async def _replies_ctx(app: web.Application) -> AsyncIterator[None]:
     reader = ReplyReader(app[REDIS], reply_stream(uuid.uuid4().hex), ttl_s=bus.reply_stream_ttl_s,
                          outage_grace_s=bus.outage_grace_s, metrics=app[METRICS])
     app[REPLIES] = reader
+    with contextlib.suppress(RedisError):  # Redis down at start: the reader creates it once it is back
+        await reader.open()
     app[LOOPS] = loops = Loops()
     reader.start(loops)
     yield

@@ -127,8 +127,13 @@ class ReplyReader:
         elif self._suspect:
             await self._verify()
 
+    async def open(self) -> None:
+        """Create the stream before the first request is published (the reader does it otherwise)."""
+        await self._create()
+
     async def _create(self) -> None:
-        """Start the stream with an empty batch, so that its absence later means it was lost."""
+        """Start the stream with an empty batch, so that its absence later means it was lost
+        (routers write to it but never create it)."""
         if self._created:
             log.warning("reply stream vanished (Redis restarted or was flushed); checking waiting requests")
             self._suspect = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,11 @@ from shared import bus
 from shared.messages import Reply, ReplyBatch, ReplyKind, encode
 
 log = structlog.get_logger(__name__)
+
+
+# After a Redis restart a live gateway recreates its reply stream within one reader turn; a
+# stream missing for longer means its gateway is gone.
+STREAM_WAIT_S = 5.0
 
 
 class ReplyOverflow(Exception):
@@ -48,18 +54,32 @@ class ReplyWriter:
     async def send(self, *payloads: bytes) -> None:
         """Raises ReplyOverflow once the gateway has fallen this far behind; a Redis error if the
         replies could not be written even after redis-py's retries."""
-        written = await bus.reply(self.redis, self.stream, [_batch(payloads)], self.ttl_s)
+        written = await self._write([_batch(payloads)])
         if written.length > self.maxlen:
             raise ReplyOverflow(f"{written.length} unread replies on {self.stream}")
 
     async def finish(self, *payloads: bytes, also: Sequence[bus.Publication] = ()) -> None:
         """The last replies and END, the request's ack and any side writes: one round trip,
         because the router's cost per request is mostly round trips."""
-        written = await bus.reply(self.redis, self.stream, [_batch((*payloads, self._reply(ReplyKind.END)))],
-                                  self.ttl_s, ack=self.ack, also=also)
+        written = await self._write([_batch((*payloads, self._reply(ReplyKind.END)))], ack=self.ack, also=also)
         self.acked = self.ack is not None
         for error in written.failures:
             log.warning("side write not queued", error=str(error))
+
+    async def _write(self, payloads: list[bytes], ack: bus.Ack | None = None,
+                     also: Sequence[bus.Publication] = ()) -> bus.Written:
+        """bus.reply, waiting (with backoff) for a reply stream that is missing to be recreated by
+        its gateway; StreamGone if it is not within STREAM_WAIT_S."""
+        delay, waited = 0.05, 0.0
+        while True:
+            try:
+                return await bus.reply(self.redis, self.stream, payloads, self.ttl_s, ack=ack, also=also)
+            except bus.StreamGone:
+                if waited >= STREAM_WAIT_S:
+                    raise
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 1.0)
 
     def _reply(self, kind: ReplyKind, **fields: Any) -> bytes:
         self.seq += 1

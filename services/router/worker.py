@@ -145,6 +145,9 @@ class Worker:
             self.ctx.metrics.bus_errors.inc()
             log.warning("could not write the answer to Redis; leaving the request pending", error=repr(exc))
             return
+        except bus.StreamGone:
+            # Its gateway is gone (its stream expired) and nobody can get this answer: drop it.
+            log.info("the gateway's reply stream is gone; dropping the answer")
         except ReplyOverflow as exc:
             self.ctx.metrics.reply_overflows.inc()
             log.warning("the gateway is not reading its replies; stopping this answer", error=str(exc))

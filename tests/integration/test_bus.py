@@ -39,16 +39,33 @@ async def test_streams_are_capped(redis_client: Redis) -> None:
     assert 100 <= await redis_client.xlen(STREAM) <= 200
 
 
-async def test_replies_push_back_the_streams_expiry_and_report_its_length(redis_client: Redis) -> None:
-    written = await bus.reply(redis_client, "test:replies", [b"a", b"b"], ttl_s=30)
-    assert written.length == await redis_client.xlen("test:replies") == 2
-    assert 0 < await redis_client.ttl("test:replies") <= 30
+@pytest.fixture
+async def replies(redis_client: Redis) -> str:
+    """A reply stream as its reader creates it: with one (empty) entry."""
+    await redis_client.xadd("test:replies", {MESSAGE_FIELD: b""})
+    return "test:replies"
 
 
-async def test_replies_are_never_trimmed_by_their_writer(redis_client: Redis) -> None:
+async def test_replies_push_back_the_streams_expiry_and_report_its_length(redis_client: Redis, replies: str) -> None:
+    written = await bus.reply(redis_client, replies, [b"a", b"b"], ttl_s=30)
+    assert written.length == await redis_client.xlen(replies) == 3
+    assert 0 < await redis_client.ttl(replies) <= 30
+
+
+async def test_replies_are_never_trimmed_by_their_writer(redis_client: Redis, replies: str) -> None:
     for _ in range(300):
-        await bus.reply(redis_client, "test:replies", [b"x"] * 10, ttl_s=30)
-    assert await redis_client.xlen("test:replies") == 3000
+        await bus.reply(redis_client, replies, [b"x"] * 10, ttl_s=30)
+    assert await redis_client.xlen(replies) == 3001
+
+
+async def test_a_missing_reply_stream_is_not_recreated_by_a_writer(redis_client: Redis) -> None:
+    """Only its reader creates a reply stream, so the reader can tell Redis lost it."""
+    await bus.ensure_group(redis_client, STREAM, GROUP)
+    await bus.publish(redis_client, STREAM, b"request", maxlen=100)
+    ((entry_id, _),) = await bus.read_group(redis_client, STREAM, GROUP, "a", count=10, block_ms=100)
+    with pytest.raises(bus.StreamGone):
+        await bus.reply(redis_client, "test:gone", [b"answer"], ttl_s=30, ack=bus.Ack(STREAM, GROUP, entry_id))
+    assert not await redis_client.exists("test:gone")
 
 
 async def test_the_reader_trims_only_what_it_read_and_notices_its_stream_is_gone(redis_client: Redis) -> None:
@@ -67,7 +84,7 @@ async def test_the_reader_trims_only_what_it_read_and_notices_its_stream_is_gone
     assert not exists
 
 
-async def test_the_last_reply_acks_its_request_and_carries_side_writes(redis_client: Redis) -> None:
+async def test_the_last_reply_acks_its_request_and_carries_side_writes(redis_client: Redis, replies: str) -> None:
     await bus.ensure_group(redis_client, STREAM, GROUP)
     await bus.publish(redis_client, STREAM, b"request", maxlen=100)
     ((entry_id, _),) = await bus.read_group(redis_client, STREAM, GROUP, "a", count=10, block_ms=100)
@@ -79,18 +96,17 @@ async def test_the_last_reply_acks_its_request_and_carries_side_writes(redis_cli
     assert [fields[MESSAGE_FIELD] for _, fields in await redis_client.xrange("test:side")] == [b"remember"]
 
 
-async def test_acking_into_a_vanished_group_is_not_an_error(redis_client: Redis) -> None:
-    written = await bus.reply(redis_client, "test:replies", [b"answer"], ttl_s=30,
-                              ack=bus.Ack("test:gone", GROUP, b"1-1"))
-    assert written.length == 1
+async def test_acking_into_a_vanished_group_is_not_an_error(redis_client: Redis, replies: str) -> None:
+    written = await bus.reply(redis_client, replies, [b"answer"], ttl_s=30, ack=bus.Ack("test:gone", GROUP, b"1-1"))
+    assert written.length == 2
 
 
-async def test_a_failed_side_write_does_not_cost_the_reply(redis_client: Redis) -> None:
+async def test_a_failed_side_write_does_not_cost_the_reply(redis_client: Redis, replies: str) -> None:
     await redis_client.set("test:not-a-stream", "x")
-    written = await bus.reply(redis_client, "test:replies", [b"answer"], ttl_s=30,
+    written = await bus.reply(redis_client, replies, [b"answer"], ttl_s=30,
                               also=[bus.Publication("test:not-a-stream", b"lost", maxlen=100)])
     assert len(written.failures) == 1 and "WRONGTYPE" in str(written.failures[0])
-    assert await redis_client.xlen("test:replies") == 1
+    assert await redis_client.xlen(replies) == 2
 
 
 async def test_a_silent_consumers_entries_are_reclaimed_but_kept_ones_are_not(redis_client: Redis) -> None:

@@ -22,6 +22,8 @@ from redis.asyncio import Redis
 
 from services.gateway.metrics import GatewayMetrics, create_metrics
 from services.gateway.replies import ReplyReader
+from services.router import replies as router_replies
+from services.router.replies import ReplyWriter
 from shared import bus
 from shared.config import RedisConfig
 from shared.keys import CANCELLED_PREFIX, MESSAGE_FIELD, REQUEST_STREAM, ROUTER_GROUP, reply_stream
@@ -229,6 +231,9 @@ async def test_requests_redis_lost_end_503_at_once_and_others_wait_on(redis_clie
         reader.published(lost, await bus.publish(redis_client, REQUEST_STREAM, b"request", maxlen=100))
         await eventually(lambda: redis.Redis.from_url(redis_url).exists(stream))
         await redis_client.flushdb()  # what a restart with nothing persisted leaves
+        # A router answering another request writes at once: that must not hide the loss.
+        busy = ReplyWriter(redis_client, stream, "busy", maxlen=100, ttl_s=30)
+        answered = asyncio.create_task(busy.send(busy.head("accept", 0.1, "none", "drafter")))
         kept = reader.expect("kept")
         reader.published(kept, await bus.publish(redis_client, REQUEST_STREAM, b"request", maxlen=100))
         reply = await next_reply(lost.queue)
@@ -236,6 +241,7 @@ async def test_requests_redis_lost_end_503_at_once_and_others_wait_on(redis_clie
         await write(redis_client, stream, Reply("kept", 1, ReplyKind.HEAD, decision="accept"))
         assert (await next_reply(kept.queue)).kind == ReplyKind.HEAD
         assert reader_metrics.bus_failures.labels("bus_restarted")._value.get() == 1
+        await answered  # and its reply went through once the gateway had made the stream again
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -294,3 +300,23 @@ async def test_waiting_requests_end_503_when_redis_stays_unreachable(own_redis: 
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await client.aclose()
+
+
+async def test_a_router_waits_for_its_gateway_to_recreate_a_lost_reply_stream(redis_client: Redis,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a Redis restart a router's reply finds no stream until the gateway's reader has made
+    it again (routers never create one, so the gateway can tell it was lost); the router waits for
+    it, and gives up on a stream that does not come back (its gateway is gone)."""
+    monkeypatch.setattr(router_replies, "STREAM_WAIT_S", 0.5)
+    out = ReplyWriter(redis_client, "test:late", "r1", maxlen=100, ttl_s=30)
+
+    async def gateway_comes_back() -> None:
+        await asyncio.sleep(0.2)
+        await redis_client.xadd("test:late", {MESSAGE_FIELD: b""})
+
+    await asyncio.gather(out.send(out.head("accept", 0.1, "none", "drafter")), gateway_comes_back())
+    assert await redis_client.xlen("test:late") == 2
+    gone = ReplyWriter(redis_client, "test:gone", "r2", maxlen=100, ttl_s=30)
+    with pytest.raises(bus.StreamGone):
+        await gone.finish(gone.error(500, {}))
+    assert not await redis_client.exists("test:gone")
