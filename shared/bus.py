@@ -116,11 +116,6 @@ async def read_group(redis: Redis, stream: str, group: str, consumer: str, count
     return _entries(response)
 
 
-async def read(redis: Redis, stream: str, last_id: bytes | str, count: int, block_ms: int) -> list[Entry]:
-    response = await redis.xread({stream: last_id}, count=count, block=block_ms)
-    return _entries(response)
-
-
 async def read_own(redis: Redis, stream: str, last_id: bytes | str, count: int, block_ms: int, ttl_s: int,
                    trim_below: bytes | None = None) -> tuple[bool, list[Entry]]:
     """A reader's turn on its own stream, in one round trip: push back the stream's expiry (False
