@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from shared.keys import CACHE_WRITE_STREAM, MESSAGE_FIELD
+from shared.keys import CACHE_WRITE_STREAM, MESSAGE_FIELD, REQUEST_STREAM, ROUTERS_ALIVE
 from shared.messages import CacheWrite, encode
 from tests.fakes.scripts import confident
 from tests.fakes.upstream import FakeUpstream
@@ -245,3 +245,29 @@ async def test_the_cache_service_rides_out_a_redis_restart(private_redis: RedisS
     finally:
         assert cache.stop() == 0
     assert "Traceback" not in cache.logs(), cache.logs()[-3000:]
+
+
+async def test_a_router_whose_request_loop_fails_stops_beating_and_comes_back(chaos_stack: Stack,
+                                                                               private_redis: RedisServer) -> None:
+    """The request stream replaced by a string (every read fails with WRONGTYPE): the routers' request
+    loops fail and retry, their heartbeats stop so the gateway is not ready (no router), clients get
+    a 503; once the key is repaired everything recovers by itself."""
+    stack = chaos_stack
+    db = private_redis.client(db=int(stack.redis_url.rsplit("/", 1)[1]))
+    assert answered(stack)
+    db.delete(REQUEST_STREAM)
+    db.set(REQUEST_STREAM, "not a stream")
+    try:
+        await wait_until(lambda: all(ready(r.url) == 503 for r in stack.routers), 10, "routers not ready")
+        await wait_until(lambda: ready(stack.url) == 503, 10, "gateway without a live router")
+        assert db.zcard(ROUTERS_ALIVE) == 0
+        with pytest.raises(openai.APIStatusError) as refused:
+            stack.client().chat.completions.create(model="auto", messages=ask("broken"))
+        assert refused.value.status_code == 503
+    finally:
+        db.delete(REQUEST_STREAM)
+    await wait_until(lambda: all(ready(r.url) == 200 for r in stack.routers), 10, "routers ready again")
+    await wait_until(lambda: ready(stack.url) == 200, 10, "gateway ready again")
+    assert answered(stack)
+    for router in stack.routers:
+        assert "loop step failed" in router.logs() and "loop recovered" in router.logs()
