@@ -39,6 +39,9 @@ log = structlog.get_logger(__name__)
 READ_BLOCK_MS = 1000
 READ_COUNT = 512
 WATCH_INTERVAL_S = 0.25
+# After a loss is suspected, routers still answering requests whose entries were lost get this
+# long to have a reply through before those requests are checked (and ended if silent).
+VERIFY_DELAY_S = 0.5
 READER, WATCHER = "replies", "replies_watch"
 # A retry shorter than the attempt the client already saw must still be able to finish it.
 _TERMINAL = frozenset({ReplyKind.COMPLETION, ReplyKind.ERROR, ReplyKind.END})
@@ -67,7 +70,7 @@ class ReplyReader:
     _trimmed: bytes = b"0-0"
     _created: bool = False
     _outage_since: float | None = None  # Redis unreachable since (monotonic)
-    _suspect: bool = False  # requests may have been lost: check that their entries still exist
+    _suspect_since: float | None = None  # requests may have been lost: check that their entries still exist
 
     def expect(self, request_id: str) -> Waiter:
         waiter = self.waiters[request_id] = Waiter()
@@ -84,7 +87,7 @@ class ReplyReader:
         """A Redis call failed even after retries (here or in a request's publish)."""
         if isinstance(exc, ConnectionError | TimeoutError) and self._outage_since is None:
             self._outage_since = time.monotonic()
-        self._suspect = True
+        self._suspect()
 
     def start(self, loops: Loops) -> None:
         loops.start(READER, self.read_step)
@@ -124,8 +127,8 @@ class ReplyReader:
         if self._outage_since is not None:
             if time.monotonic() - self._outage_since >= self.outage_grace_s:
                 self._end_quiet()
-        elif self._suspect:
-            await self._verify()
+        elif self._suspect_since is not None and time.monotonic() - self._suspect_since >= VERIFY_DELAY_S:
+            await self._verify(self._suspect_since)
 
     async def open(self) -> None:
         """Create the stream before the first request is published (the reader does it otherwise)."""
@@ -136,16 +139,22 @@ class ReplyReader:
         (routers write to it but never create it)."""
         if self._created:
             log.warning("reply stream vanished (Redis restarted or was flushed); checking waiting requests")
-            self._suspect = True
+            self._suspect()
         self._last_id = self._trimmed = b"0-0"  # whatever the new stream holds is new
         await self.redis.xadd(self.stream, {MESSAGE_FIELD: encode(ReplyBatch(replies=[]))})
         await self.redis.expire(self.stream, self.ttl_s)
         self._created = True
 
-    async def _verify(self) -> None:
-        """End the requests whose entries Redis no longer has: no router will ever answer them."""
-        self._suspect = False
-        waiting = [(request_id, waiter) for request_id, waiter in self.waiters.items() if waiter.entry_id]
+    def _suspect(self) -> None:
+        if self._suspect_since is None:
+            self._suspect_since = time.monotonic()
+
+    async def _verify(self, since: float) -> None:
+        """End the requests whose entries Redis no longer has and that heard nothing since the loss
+        was suspected: no router will ever answer them."""
+        self._suspect_since = None
+        waiting = [(request_id, waiter) for request_id, waiter in self.waiters.items()
+                   if waiter.entry_id and waiter.heard < since]
         if not waiting:
             return
         try:
@@ -154,6 +163,7 @@ class ReplyReader:
                     pipe.xrange(REQUEST_STREAM, waiter.entry_id, waiter.entry_id)
                 found = await pipe.execute()
         except RedisError as exc:
+            self._suspect_since = since
             self.trouble(exc)
             raise
         lost = [(request_id, waiter) for (request_id, waiter), entries in zip(waiting, found, strict=True)

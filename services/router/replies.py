@@ -79,7 +79,7 @@ class ReplyWriter:
                     raise
             await asyncio.sleep(delay)
             waited += delay
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 0.25)  # the gateway makes it again within a reader turn: look often
 
     def _reply(self, kind: ReplyKind, **fields: Any) -> bytes:
         self.seq += 1
