@@ -250,10 +250,14 @@ def test_k8s_deployment_runs_the_service_on_its_config_port(name: str):
     assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
 
 
-def test_k8s_probes_use_ready_for_the_gateway_and_health_elsewhere():
+# The services whose /ready says more than /health (Redis and their supervised loops).
+SERVICES_WITH_READY = {"gateway", "router", "cache"}
+
+
+def test_k8s_readiness_uses_ready_where_a_service_has_it_and_liveness_health():
     for name in SERVICES:
         [container] = pod_spec(name)["containers"]
-        ready = "/ready" if name == "gateway" else "/health"
+        ready = "/ready" if name in SERVICES_WITH_READY else "/health"
         assert container["readinessProbe"]["httpGet"] == {"path": ready, "port": "http"}
         assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
 
@@ -452,3 +456,16 @@ def test_k8s_network_policies_admit_every_in_cluster_connection_the_config_makes
         server = urlsplit(url).hostname
         allowed = ALLOWED_PEERS[server]
         assert allowed is None or client in allowed, (client, url)
+
+
+def test_services_with_ready_serve_it():
+    from services.cache.app import create_app as cache_app
+    from services.gateway.app import create_app as gateway_app
+    from services.router.app import create_app as router_app
+    from shared.config import load_config
+
+    config = load_config(env={})
+    apps = {"gateway": gateway_app(config, env={}), "router": router_app(config, env={}), "cache": cache_app(config)}
+    for name, app in apps.items():
+        paths = {resource.canonical for resource in app.router.resources()}
+        assert "/ready" in paths, name
