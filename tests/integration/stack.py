@@ -94,3 +94,26 @@ def start_stack(redis_server: str, logs: Path, fake: FakeUpstream, routers: int 
         stack.stop()
         raise
     return stack
+
+
+@contextlib.contextmanager
+def running_cached_stack(redis_server: str, logs: Path, fake: FakeUpstream) -> Iterator[tuple[Stack, Service]]:
+    """A stack whose gateway looks answers up in a real cache service backed by the MiniLM embedder;
+    yields the stack and the cache service. Timeouts are generous: a busy 2-core test machine must
+    not turn hits into misses."""
+    cache_port, embedder_port = free_port(), free_port()
+    stack = start_stack(redis_server, logs, fake, DRAFTGATE_GATEWAY_CACHE_URL=f"http://127.0.0.1:{cache_port}",
+                        DRAFTGATE_GATEWAY_CACHE_TIMEOUT_S="10")
+    env = {**stack.env, "DRAFTGATE_CACHE_PORT": str(cache_port), "DRAFTGATE_EMBEDDER_PORT": str(embedder_port),
+           "DRAFTGATE_CACHE_EMBEDDER_URL": f"http://127.0.0.1:{embedder_port}",
+           "DRAFTGATE_CACHE_QDRANT_PATH": str(logs / "qdrant"), "DRAFTGATE_CACHE_EMBEDDER_TIMEOUT_S": "10"}
+    services: list[Service] = []
+    try:
+        services.append(Service("services.embedder", env, embedder_port, logs / "embedder.log").start(timeout_s=180))
+        cache = Service("services.cache", env, cache_port, logs / "cache.log").start(timeout_s=60)
+        services.append(cache)
+        yield stack, cache
+    finally:
+        for service in reversed(services):
+            service.stop()
+        stack.stop()

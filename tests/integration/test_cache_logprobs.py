@@ -18,8 +18,7 @@ from services.gateway.auth import tenant_of
 from tests.fakes.scripts import confident
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.cache_helpers import written
-from tests.integration.stack import Stack, start_stack
-from tests.support import Service, free_port
+from tests.integration.stack import Stack, running_cached_stack
 
 ANSWER = "Paris is the capital of France."
 VARIANTS = {"no-logprobs": {}, "logprobs": {"logprobs": True}, "top-2": {"logprobs": True, "top_logprobs": 2}}
@@ -27,22 +26,8 @@ VARIANTS = {"no-logprobs": {}, "logprobs": {"logprobs": True}, "top-2": {"logpro
 
 @pytest.fixture(scope="module")
 def cached_stack(redis_server: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    logs = tmp_path_factory.mktemp("cached-logprobs")
-    cache_port, embedder_port = free_port(), free_port()
-    stack = start_stack(redis_server, logs, fake, DRAFTGATE_GATEWAY_CACHE_URL=f"http://127.0.0.1:{cache_port}",
-                        DRAFTGATE_GATEWAY_CACHE_TIMEOUT_S="10")
-    env = {**stack.env, "DRAFTGATE_CACHE_PORT": str(cache_port), "DRAFTGATE_EMBEDDER_PORT": str(embedder_port),
-           "DRAFTGATE_CACHE_EMBEDDER_URL": f"http://127.0.0.1:{embedder_port}",
-           "DRAFTGATE_CACHE_QDRANT_PATH": str(logs / "qdrant"), "DRAFTGATE_CACHE_EMBEDDER_TIMEOUT_S": "10"}
-    services = []
-    try:
-        services.append(Service("services.embedder", env, embedder_port, logs / "embedder.log").start(timeout_s=180))
-        services.append(Service("services.cache", env, cache_port, logs / "cache.log").start(timeout_s=60))
+    with running_cached_stack(redis_server, tmp_path_factory.mktemp("cached-logprobs"), fake) as (stack, _):
         yield stack
-    finally:
-        for service in reversed(services):
-            service.stop()
-        stack.stop()
 
 
 def stored(stack: Stack) -> None:

@@ -15,8 +15,8 @@ from tests.fakes.scripts import confident, uncertain
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.cache_helpers import written
 from tests.integration.raw_client import assert_logged_no_error, open_request, read_until, reset
-from tests.integration.stack import Stack, start_stack
-from tests.support import Service, free_port
+from tests.integration.stack import Stack, running_cached_stack
+from tests.support import Service
 
 SYSTEM = "You are a concise geography assistant."
 FIRST = "what's the capital city of France"
@@ -31,19 +31,8 @@ def chat(question: str, system: str = SYSTEM) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def cached_stack(redis_server: str, fake: FakeUpstream,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Service]]:
-    logs = tmp_path_factory.mktemp("cached")
-    cache_port, embedder_port = free_port(), free_port()
-    stack = start_stack(redis_server, logs, fake, DRAFTGATE_GATEWAY_CACHE_URL=f"http://127.0.0.1:{cache_port}",
-                        DRAFTGATE_GATEWAY_CACHE_TIMEOUT_S="10")
-    env = {**stack.env, "DRAFTGATE_CACHE_PORT": str(cache_port), "DRAFTGATE_EMBEDDER_PORT": str(embedder_port),
-           "DRAFTGATE_CACHE_EMBEDDER_URL": f"http://127.0.0.1:{embedder_port}",
-           "DRAFTGATE_CACHE_QDRANT_PATH": str(logs / "qdrant"), "DRAFTGATE_CACHE_EMBEDDER_TIMEOUT_S": "10"}
-    embedder = Service("services.embedder", env, embedder_port, logs / "embedder.log").start(timeout_s=180)
-    cache = Service("services.cache", env, cache_port, logs / "cache.log").start(timeout_s=60)
-    yield stack, cache
-    for service in (cache, embedder):
-        service.stop()
-    stack.stop()
+    with running_cached_stack(redis_server, tmp_path_factory.mktemp("cached"), fake) as running:
+        yield running
 
 
 def empty_cache(stack: Stack) -> None:
