@@ -106,7 +106,15 @@ class CacheConfig:
     port: int = 8083
     embedder_url: str = "http://127.0.0.1:8084"
     embedder_timeout_s: float = 1.0
-    similarity_threshold: float = 0.95
+    # Semantic tier: the nearest `candidates` entries at or above `similarity_floor` (cosine) are
+    # retrieved, then each must pass the verifier (services/cache/verify.py) to be served.
+    similarity_floor: float = 0.80
+    candidates: int = 4
+    verify: str = "learned"  # rules | learned
+    verify_model: str | None = None  # learned: a model JSON; None: the one shipped in services/cache/
+    verify_drafter: bool = False  # also ask the drafter tier "same answer?" on would-be hits
+    verify_drafter_min_prob: float = 0.9  # the drafter's probability of "yes" needed to serve
+    verify_drafter_timeout_s: float = 0.3  # slower: the would-be hit is a miss
     ttl_s: int = 3600
     max_temperature: float = 1.0
     qdrant_url: str | None = None
@@ -182,9 +190,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+# Keys that existed once: naming one says what replaced it instead of "unknown key".
+REPLACED = {
+    "cache.similarity_threshold": "replaced by cache.similarity_floor (the recall floor for candidates) and "
+                                  "cache.verify (which decides whether a candidate is served)",
+}
+
+
 def _build_section(name: str, cls: Any, values: dict[str, Any], env: Mapping[str, str], given: set[str]) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
+    for key in sorted(values):
+        if f"{name}.{key}" in REPLACED:
+            raise ConfigError(f"{name}.{key}: {REPLACED[f'{name}.{key}']}")
     unknown = set(values) - known
     if unknown:
         raise ConfigError(f"{name}.{sorted(unknown)[0]}: unknown key")
@@ -296,7 +314,11 @@ def _validate(config: Config) -> None:
         ("bus.outage_grace_s", config.bus.outage_grace_s > 0, "must be > 0"),
         ("redis.retries", config.redis.retries >= 0, "must be >= 0"),
         ("redis.socket_timeout_s", config.redis.socket_timeout_s > 1, "must be > 1 (blocking reads wait 1 s)"),
-        ("cache.similarity_threshold", 0 < config.cache.similarity_threshold <= 1, "must be in (0, 1]"),
+        ("cache.similarity_floor", 0 < config.cache.similarity_floor <= 1, "must be in (0, 1]"),
+        ("cache.candidates", 1 <= config.cache.candidates <= 32, "must be between 1 and 32"),
+        ("cache.verify", config.cache.verify in ("rules", "learned"), "must be 'rules' or 'learned'"),
+        ("cache.verify_drafter_min_prob", 0.5 < config.cache.verify_drafter_min_prob <= 1, "must be in (0.5, 1]"),
+        ("cache.verify_drafter_timeout_s", config.cache.verify_drafter_timeout_s > 0, "must be > 0"),
         ("cache.ttl_s", config.cache.ttl_s >= 1, "must be >= 1"),
         ("cache.embedder_timeout_s", config.cache.embedder_timeout_s > 0, "must be > 0"),
         ("embedder.backend", config.embedder.backend in ("local", "openai"), "must be 'local' or 'openai'"),

@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry
 from qdrant_client import AsyncQdrantClient
 
 from services.cache import handlers, writer
-from services.cache.core import QDRANT_ERRORS, Cache
+from services.cache.core import Cache
 from services.cache.embeddings import EmbedderClient
 from services.cache.exact import ExactTier
-from services.cache.semantic import SemanticTier
+from services.cache.semantic import STORE_ERRORS, SemanticTier
 from services.cache.state import CACHE, CONFIG, METRICS
 from services.cache.stats import CacheMetrics, CacheStats, Recorder
 from shared.config import Config
@@ -66,7 +66,7 @@ async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
     semantic = SemanticTier(qdrant, config.cache.collection, indexed=config.cache.qdrant_url is not None)
     try:
         await semantic.open()
-    except QDRANT_ERRORS as exc:
+    except STORE_ERRORS as exc:
         log.warning("qdrant unavailable at start; the semantic tier will retry", error=repr(exc))
     async with aiohttp.ClientSession() as session:
         embedder = EmbedderClient(session, config.cache.embedder_url, config.embedder.model,
@@ -101,6 +101,6 @@ def _purger(cache: Cache, interval_s: float) -> Step:
         await asyncio.sleep(interval_s)
         try:
             await cache.purge()
-        except QDRANT_ERRORS as exc:
+        except STORE_ERRORS as exc:
             log.warning("purging expired semantic entries failed", error=repr(exc))
     return purge

@@ -12,22 +12,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from qdrant_client.http.exceptions import ApiException
 from redis.exceptions import RedisError
 
 from services.cache.embeddings import EmbedderClient, EmbedderUnavailable
 from services.cache.exact import ExactTier
 from services.cache.keys import RequestKeys, request_keys, tenant_hash
 from services.cache.policy import cacheable
-from services.cache.semantic import SemanticEntry, SemanticTier
+from services.cache.semantic import STORE_ERRORS, SemanticEntry, SemanticTier
 from services.cache.stats import Recorder, Tier
 from shared.config import CacheConfig
 from shared.messages import CacheWrite
 
 log = structlog.get_logger(__name__)
 
-# Qdrant's local mode raises plain ValueError/RuntimeError, its server mode ApiException or OSError.
-QDRANT_ERRORS = (ApiException, OSError, ValueError, RuntimeError)
 MISS: dict[str, Any] = {"hit": False}
 
 
@@ -78,7 +75,7 @@ class Cache:
             log.warning("exact tier unavailable for stats", error=repr(exc))
         try:
             counts[Tier.SEMANTIC] = await self.semantic.count(self.clock())
-        except QDRANT_ERRORS as exc:
+        except STORE_ERRORS as exc:
             log.warning("semantic tier unavailable for stats", error=repr(exc))
         return counts
 
@@ -110,11 +107,13 @@ class Cache:
     async def _semantic(self, keys: RequestKeys, text: str) -> dict[str, Any] | None:
         try:
             [vector] = await self.embedder.embed([text])
-            hit = await self.semantic.search(keys, vector, self.config.similarity_threshold, self.clock())
-        except (EmbedderUnavailable, *QDRANT_ERRORS) as exc:
+            candidates = await self.semantic.search(keys, vector, self.config.similarity_floor,
+                                                    self.config.candidates, self.clock())
+        except (EmbedderUnavailable, *STORE_ERRORS) as exc:
             log.warning("semantic tier lookup failed; treating as a miss", error=repr(exc))
             self.record.error(Tier.SEMANTIC)
             return None
+        hit = candidates[0] if candidates else None  # TODO(#15): verify candidates before serving one
         if hit is None:
             self.record.miss(Tier.SEMANTIC)
             return None
@@ -145,7 +144,7 @@ class Cache:
             vectors = await self.embedder.embed([p.keys.semantic_text or "" for p in pending])
             await self.semantic.put([SemanticEntry(p.keys, v, p.completion, p.expires_at)
                                      for p, v in zip(pending, vectors, strict=True)])
-        except (EmbedderUnavailable, *QDRANT_ERRORS) as exc:
+        except (EmbedderUnavailable, *STORE_ERRORS) as exc:
             log.warning("semantic tier write failed; stored in the exact tier only", count=len(pending),
                         error=repr(exc))
             self.record.write("semantic_error", len(pending))

@@ -9,8 +9,8 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from services.cache.core import QDRANT_ERRORS
 from services.cache.protocol import FlushRequest, LookupRequest, parse
+from services.cache.semantic import STORE_ERRORS
 from services.cache.state import CACHE, METRICS
 from shared import __version__
 from shared.errors import InvalidRequest, Unavailable
@@ -37,7 +37,7 @@ async def flush(request: web.Request) -> web.Response:
     parsed = parse(FlushRequest, await _json(request, allow_empty=True))
     try:
         result = await request.app[CACHE].flush(parsed.tenant, parsed.partition)
-    except (RedisError, *QDRANT_ERRORS) as exc:
+    except (RedisError, *STORE_ERRORS) as exc:
         raise Unavailable(f"The cache store is unavailable, nothing was flushed: {type(exc).__name__}",
                           code="cache_store_unavailable") from exc
     return web.json_response(result)

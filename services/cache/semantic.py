@@ -13,14 +13,23 @@ from typing import Any
 
 import structlog
 from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ApiException
 
 from services.cache.keys import RequestKeys
 
 log = structlog.get_logger(__name__)
 
+# What a vector store may raise when it cannot answer: callers degrade to a miss (lookups) or
+# to the exact tier only (writes). Qdrant's local mode raises plain ValueError/RuntimeError,
+# its server mode ApiException or OSError.
+STORE_ERRORS: tuple[type[Exception], ...] = (ApiException, OSError, ValueError, RuntimeError)
+
 
 @dataclass(frozen=True, slots=True)
-class SemanticHit:
+class Candidate:
+    """A cached answer near the request: the verifier decides whether it is served."""
+
+    text: str | None  # the cached request's semantic text (None: stored before texts were kept)
     completion: dict[str, Any]
     similarity: float
 
@@ -46,18 +55,18 @@ class SemanticTier:
             vectors = info.config.params.vectors
             self._size = vectors.size if isinstance(vectors, models.VectorParams) else None
 
-    async def search(self, keys: RequestKeys, vector: list[float], threshold: float, now: float) -> SemanticHit | None:
+    async def search(self, keys: RequestKeys, vector: list[float], floor: float, limit: int, now: float
+                     ) -> list[Candidate]:
+        """The live entries of this tenant and partition with cosine >= floor, best first, at most limit."""
         if self._size is None:
             await self.open()  # another instance may have created it since
         if self._size != len(vector):
-            return None
+            return []
         response = await self._client.query_points(
             self._collection, query=vector, query_filter=_filter(keys.tenant, keys.partition, live_at=now),
-            limit=1, score_threshold=threshold, with_payload=["completion"])
-        if not response.points:
-            return None
-        point = response.points[0]
-        return SemanticHit(completion=point.payload["completion"], similarity=float(point.score))
+            limit=limit, score_threshold=floor, with_payload=["completion", "text"])
+        return [Candidate(text=point.payload.get("text"), completion=point.payload["completion"],
+                          similarity=float(point.score)) for point in response.points]
 
     async def put(self, entries: list[SemanticEntry]) -> None:
         if not entries:
@@ -65,7 +74,8 @@ class SemanticTier:
         await self._ensure(len(entries[0].vector))
         points = [models.PointStruct(id=str(uuid.UUID(e.keys.exact[:32])), vector=e.vector,
                                      payload={"tenant": e.keys.tenant, "partition": e.keys.partition,
-                                              "expires_at": e.expires_at, "completion": e.completion})
+                                              "expires_at": e.expires_at, "text": e.keys.semantic_text,
+                                              "completion": e.completion})
                   for e in entries]
         await self._client.upsert(self._collection, points=points)
 

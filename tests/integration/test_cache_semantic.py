@@ -46,15 +46,15 @@ async def test_purge_deletes_expired_points_and_keeps_live_ones(qdrant: AsyncQdr
     await tier.purge(now)
 
     assert (await qdrant.count(COLLECTION)).count == 1
-    assert await tier.search(keys("new"), [0.0, 1.0], 0.9, now) is not None
+    assert await tier.search(keys("new"), [0.0, 1.0], 0.9, 1, now)
 
 
 async def test_expired_points_are_never_found_even_before_the_purge(qdrant: AsyncQdrantClient) -> None:
     tier = await opened(qdrant)
     now = time.time()
     await tier.put([entry("soon gone", [1.0, 0.0], now + 1)])
-    assert await tier.search(keys("soon gone"), [1.0, 0.0], 0.9, now) is not None
-    assert await tier.search(keys("soon gone"), [1.0, 0.0], 0.9, now + 2) is None
+    assert await tier.search(keys("soon gone"), [1.0, 0.0], 0.9, 1, now)
+    assert await tier.search(keys("soon gone"), [1.0, 0.0], 0.9, 1, now + 2) == []
     assert await tier.count(now + 2) == 0
 
 
@@ -66,10 +66,10 @@ async def test_entries_survive_a_restart_on_the_same_path(tmp_path: Path) -> Non
 
     second = AsyncQdrantClient(path=str(tmp_path / "qdrant"))
     try:
-        hit = await (await opened(second)).search(keys("kept"), [0.6, 0.8], 0.99, now)
+        [hit] = await (await opened(second)).search(keys("kept"), [0.6, 0.8], 0.99, 1, now)
     finally:
         await second.close()
-    assert hit is not None and hit.completion["choices"][0]["message"]["content"] == "kept"
+    assert hit.completion["choices"][0]["message"]["content"] == "kept"
 
 
 async def test_a_new_embedding_size_replaces_the_collection(qdrant: AsyncQdrantClient) -> None:
@@ -78,4 +78,4 @@ async def test_a_new_embedding_size_replaces_the_collection(qdrant: AsyncQdrantC
     await tier.put([entry("two dims", [1.0, 0.0], now + 60)])
     await tier.put([entry("three dims", [0.0, 0.0, 1.0], now + 60)])
     assert await tier.count(now) == 1
-    assert await tier.search(keys("two dims"), [1.0, 0.0], 0.5, now) is None
+    assert await tier.search(keys("two dims"), [1.0, 0.0], 0.5, 1, now) == []
