@@ -1,9 +1,9 @@
 """Soak: the whole stack under mixed traffic for a long while, watched for leaks and drift.
 
 Gateway, two routers, cache, embedder (the real MiniLM), Redis and the two fake upstreams each
-run as their own process. First a short closed-loop ramp (8, 16, 32... clients, 10 s each,
-until the rate stops growing) measures the maximum throughput of the traffic mix
-(bench/soak_load.py); then the soak sends that mix open-loop at half of it for `--minutes` (10).
+run as their own process (bench/soak_stack.py). First a short closed-loop ramp (8, 16, 32...
+clients, 10 s each, until the rate stops growing) measures the maximum throughput of the traffic
+mix (bench/soak_load.py); then the soak sends that mix open-loop at half of it for `--minutes` (10).
 The first `--warmup-s` (120) are the warm-up: RSS, CPU and the p99 trend are judged from its end on.
 
 The cache keeps entries for 60 s here (`cache.ttl_s`, default an hour), so its working set
@@ -23,31 +23,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import re
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
-import redis
 import uvloop
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from bench import soak_load, soak_report
-from bench.harness import Usage, child_process, fake_upstream, redis_server, summarize, usage, write_result
-from bench.soak_report import Record
-from shared.keys import CACHE_WRITE_STREAM, REPLY_STREAM_PREFIX, REQUEST_STREAM
-from tests.support import Service, free_port
+from bench.harness import Usage, summarize, write_result
+from bench.soak_report import Record, counter_deltas
+from bench.soak_stack import SERVICES, Stack, all_metrics, full_stack, metrics, redis_sample
+from shared.keys import REQUEST_STREAM
 
 RAMP_STEP_S = 10.0
 RAMP_GAIN = 1.1
@@ -57,7 +50,6 @@ SAMPLE_EVERY_S = 10.0
 CACHE_TTL_S = 60
 REQUEST_STREAM_MAXLEN, REPLY_STREAM_MAXLEN = 100_000, 10_000  # the defaults, stated for the check
 TARGETS = {"rss_growth_max": 0.10, "p99_last_over_first_max": 1.5, "group_backlog_max_s": 5.0}
-SERVICES = ("gateway", "router-0", "router-1", "cache", "embedder")
 # Besides lookups and writes whose result is an error, and 5xx answers.
 ERROR_COUNTERS = frozenset({"draftgate_upstream_errors_total", "draftgate_router_bus_errors_total",
                             "draftgate_gateway_bus_failures_total", "draftgate_router_reply_overflows_total",
@@ -68,63 +60,6 @@ WATCHED_COUNTERS = ("draftgate_gateway_cache_lookups_total", "draftgate_client_d
                     "draftgate_speculations_cancelled_total", "draftgate_speculations_skipped_total",
                     "draftgate_router_reclaimed_total", "draftgate_upstream_errors_total",
                     "draftgate_cache_writes_total")
-
-
-@dataclass
-class Stack:
-    gateway: str
-    routers: list[str]
-    cache: str
-    redis_url: str
-    processes: dict[str, psutil.Process]  # the services, Redis and the fakes
-    logs: dict[str, Path]  # each service's log file
-
-
-@contextlib.contextmanager
-def full_stack(workdir: Path) -> Iterator[Stack]:
-    with redis_server(workdir) as redis_url, \
-            fake_upstream("drafter", module="bench.soak_upstream") as drafter_url, \
-            fake_upstream("heavyweight", module="bench.soak_upstream") as heavy_url:
-        ports = {name: free_port() for name in ("gateway", "cache", "embedder")}
-        env = {"DRAFTGATE_REDIS_URL": redis_url, "DRAFTGATE_LOGGING_LEVEL": "warning",
-               "DRAFTGATE_DRAFTER_BASE_URL": drafter_url, "DRAFTGATE_DRAFTER_MODEL": "fake-drafter",
-               "DRAFTGATE_HEAVYWEIGHT_BASE_URL": heavy_url, "DRAFTGATE_HEAVYWEIGHT_MODEL": "fake-heavy",
-               "DRAFTGATE_GATEWAY_PORT": str(ports["gateway"]),
-               "DRAFTGATE_GATEWAY_CACHE_URL": f"http://127.0.0.1:{ports['cache']}",
-               "DRAFTGATE_CACHE_PORT": str(ports["cache"]), "DRAFTGATE_EMBEDDER_PORT": str(ports["embedder"]),
-               "DRAFTGATE_CACHE_EMBEDDER_URL": f"http://127.0.0.1:{ports['embedder']}",
-               "DRAFTGATE_CACHE_QDRANT_PATH": str(workdir / "qdrant"), "DRAFTGATE_CACHE_TTL_S": str(CACHE_TTL_S)}
-        services: dict[str, Service] = {}
-        try:
-            services["embedder"] = Service("services.embedder", env, ports["embedder"],
-                                           workdir / "embedder.log").start(timeout_s=180)
-            services["cache"] = Service("services.cache", env, ports["cache"], workdir / "cache.log").start(
-                timeout_s=60)
-            for index in range(2):
-                port = free_port()
-                services[f"router-{index}"] = Service("services.router", {**env, "DRAFTGATE_ROUTER_PORT": str(port)},
-                                                      port, workdir / f"router-{index}.log").start()
-            services["gateway"] = Service("services.gateway", env, ports["gateway"], workdir / "gateway.log").start(
-                "/ready")
-            processes = {name: psutil.Process(service.proc.pid) for name, service in services.items()
-                         if service.proc is not None}
-            processes["redis"] = psutil.Process(_redis_pid(redis_url))
-            for role in ("drafter", "heavyweight"):
-                processes[f"fake-{role}"] = child_process("bench.soak_upstream", role)
-            yield Stack(gateway=services["gateway"].url, routers=[services[f"router-{i}"].url for i in range(2)],
-                        cache=services["cache"].url, redis_url=redis_url, processes=processes,
-                        logs={name: service.log_path for name, service in services.items()})
-        finally:
-            for service in reversed(services.values()):
-                service.stop()
-
-
-def _redis_pid(redis_url: str) -> int:
-    client = redis.Redis.from_url(redis_url)
-    try:
-        return int(client.info("server")["process_id"])
-    finally:
-        client.close()
 
 
 async def ramp(gateway: str) -> dict[str, Any]:
@@ -150,21 +85,6 @@ async def ramp(gateway: str) -> dict[str, Any]:
     return {"method": f"closed-loop ramp, {RAMP_STEP_S:g} s per step, clients doubled from 8 while the rate grew "
                       f"by {RAMP_GAIN - 1:.0%}, same mix", "steps": steps,
             "max_requests_per_s": max(step["requests_per_s"] for step in steps)}
-
-
-async def metrics(http: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    """Every counter sample on a /metrics page, keyed `name{label="value",...}`."""
-    async with http.get(f"{url}/metrics") as response:
-        text = await response.text()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        if family.type != "counter":
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                samples[f"{sample.name}{{{labels}}}"] = sample.value
-    return samples
 
 
 def service_errors(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -194,31 +114,6 @@ def log_errors(logs: dict[str, Path], since: dict[str, int]) -> dict[str, int]:
     return found
 
 
-def counter_deltas(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
-                   names: tuple[str, ...]) -> dict[str, float]:
-    """How much the named counters grew, summed over the services, per label set."""
-    grown: Counter[str] = Counter()
-    for service, samples in after.items():
-        for key, value in samples.items():
-            if key.split("{")[0] in names and value > before.get(service, {}).get(key, 0.0):
-                grown[key] += value - before.get(service, {}).get(key, 0.0)
-    return dict(sorted(grown.items()))
-
-
-async def redis_sample(redis: Redis) -> dict[str, Any]:
-    replies = [key async for key in redis.scan_iter(match=f"{REPLY_STREAM_PREFIX}*", _type="stream")]
-    lengths = {"requests": await redis.xlen(REQUEST_STREAM), "cache_writes": await redis.xlen(CACHE_WRITE_STREAM),
-               "replies": sum([await redis.xlen(key) for key in replies])}
-    backlog = 0
-    for stream in (REQUEST_STREAM, CACHE_WRITE_STREAM):
-        with contextlib.suppress(ResponseError):  # no such stream yet
-            for group in await redis.xinfo_groups(stream):
-                backlog += int(group["pending"]) + int(group.get("lag") or 0)
-    memory = await redis.info("memory")
-    return {"used_memory_mb": round(memory["used_memory"] / 2**20, 2), "xlen": lengths, "group_backlog": backlog,
-            "reply_streams": len(replies)}
-
-
 class Watch:
     """Samples the processes and Redis every SAMPLE_EVERY_S while the soak runs."""
 
@@ -227,7 +122,7 @@ class Watch:
         self.samples: list[dict[str, Any]] = []
 
     def usages(self) -> dict[str, Usage]:
-        return {name: usage(process) for name, process in self.stack.processes.items()}
+        return self.stack.usages()
 
     async def sample(self) -> dict[str, Any]:
         usages = self.usages()
@@ -244,12 +139,10 @@ class Watch:
 
 async def soak(stack: Stack, rate: float, duration_s: float, warmup_s: float) -> dict[str, Any]:
     url = f"{stack.gateway}/v1/chat/completions"
-    metric_urls = {"gateway": stack.gateway, "cache": stack.cache,
-                   **{f"router-{i}": router for i, router in enumerate(stack.routers)}}
     records: list[Record] = []
     redis = Redis.from_url(stack.redis_url)
     async with aiohttp.ClientSession() as http:
-        counters_before = {name: await metrics(http, u) for name, u in metric_urls.items()}
+        counters_before = await all_metrics(http, stack)
         log_offsets = {name: path.stat().st_size for name, path in stack.logs.items()}
         started = time.monotonic()
         watch = Watch(stack, redis, started)
@@ -266,7 +159,7 @@ async def soak(stack: Stack, rate: float, duration_s: float, warmup_s: float) ->
         sampler.cancel()
         marker.cancel()
         final = await watch.sample()
-        counters_after = {name: await metrics(http, u) for name, u in metric_urls.items()}
+        counters_after = await all_metrics(http, stack)
     request_stream_bytes = await redis.memory_usage(REQUEST_STREAM, samples=0) or 0
     await redis.aclose()
     if not at_warmup:
@@ -297,14 +190,11 @@ def judge(records: list[Record], samples: list[dict[str, Any]], final: dict[str,
         soak_report.errors_check(client_errors, counted),
         soak_report.p99_check(minutes, TARGETS["p99_last_over_first_max"]),
     ]
-    decisions: dict[str, Counter[str]] = {}
-    for record in records:
-        decisions.setdefault(record.kind, Counter())[record.cache or record.decision or "none"] += 1
     return {
         "requests": len(records),
         "by_kind": dict(sorted(Counter(r.kind for r in records).items())),
         "by_outcome": dict(sorted(Counter(r.outcome for r in records).items())),
-        "answered_as": {kind: dict(sorted(counts.items())) for kind, counts in sorted(decisions.items())},
+        "answered_as": soak_report.answered_as(records),
         "per_minute": minutes,
         "errors": client_errors,
         "service_errors": counted,
@@ -324,7 +214,8 @@ def judge(records: list[Record], samples: list[dict[str, Any]], final: dict[str,
 
 
 def run(minutes: float, warmup_s: float, load_fraction: float, logs: Path | None = None) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="draftgate-soak-") as tmp, full_stack(logs or Path(tmp)) as stack:
+    with tempfile.TemporaryDirectory(prefix="draftgate-soak-") as tmp, full_stack(
+            logs or Path(tmp), DRAFTGATE_CACHE_TTL_S=str(CACHE_TTL_S)) as stack:
         found = uvloop.run(ramp(stack.gateway))
         rate = round(found["max_requests_per_s"] * load_fraction, 1)
         result = uvloop.run(soak(stack, rate, minutes * 60, warmup_s))

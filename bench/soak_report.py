@@ -110,3 +110,25 @@ def errors_check(client_errors: Mapping[str, int], service_errors: Mapping[str, 
 def cpu_ms_per_request(cpu_start_s: Mapping[str, float], cpu_end_s: Mapping[str, float],
                        requests: int) -> dict[str, float]:
     return {name: round((cpu_end_s[name] - cpu_start_s[name]) * 1000 / max(requests, 1), 3) for name in cpu_start_s}
+
+
+def answered_as(records: Iterable[Record]) -> dict[str, dict[str, int]]:
+    """For each traffic kind, how its requests were answered: the cache tier of a hit (exact,
+    semantic), else the router's decision (accept, escalate), else "none" (no answer's headers)."""
+    found: dict[str, Counter[str]] = {}
+    for record in records:
+        found.setdefault(record.kind, Counter())[record.cache or record.decision or "none"] += 1
+    return {kind: dict(sorted(counts.items())) for kind, counts in sorted(found.items())}
+
+
+def counter_deltas(before: Mapping[str, Mapping[str, float]], after: Mapping[str, Mapping[str, float]],
+                   names: Iterable[str]) -> dict[str, float]:
+    """How much the named counters grew between two snapshots of every service's counters
+    (service -> `name{labels}` -> value), summed over the services, per label set."""
+    wanted = frozenset(names)
+    grown: Counter[str] = Counter()
+    for service, samples in after.items():
+        for key, value in samples.items():
+            if key.split("{")[0] in wanted and value > before.get(service, {}).get(key, 0.0):
+                grown[key] += value - before.get(service, {}).get(key, 0.0)
+    return dict(sorted(grown.items()))
