@@ -22,6 +22,10 @@ from services.cache.exact import ExactTier
 from services.cache.semantic import STORE_ERRORS, SemanticTier
 from services.cache.state import CACHE, CONFIG, METRICS
 from services.cache.stats import CacheMetrics, CacheStats, Recorder
+from services.cache.vectors.base import VectorStore
+from services.cache.vectors.edge import EdgeStore
+from services.cache.vectors.migrate import set_aside_local_mode
+from services.cache.vectors.server import ServerStore
 from shared.config import Config
 from shared.http import error_middleware
 from shared.metrics import add_metrics_route
@@ -59,36 +63,42 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open Redis, Qdrant and the embedder session; run the writer and purger while serving."""
+    """Open Redis, the vector store and the embedder session; run the writer and purger while serving."""
     config = app[CONFIG]
     redis = connect(config.redis)
-    qdrant = _qdrant_client(config)
-    semantic = SemanticTier(qdrant, config.cache.collection, indexed=config.cache.qdrant_url is not None)
+    semantic = SemanticTier(_vector_store(config))
     try:
         await semantic.open()
     except STORE_ERRORS as exc:
-        log.warning("qdrant unavailable at start; the semantic tier will retry", error=repr(exc))
-    async with aiohttp.ClientSession() as session:
-        embedder = EmbedderClient(session, config.cache.embedder_url, config.embedder.model,
-                                  config.cache.embedder_timeout_s)
-        cache = Cache(config.cache, ExactTier(redis), semantic, embedder, Recorder(CacheStats(), app[METRICS]))
-        app[CACHE] = cache
-        name = f"cache-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        app[LOOPS] = loops = Loops()
-        loops.start(WRITES, writer.consumer(redis, cache, name, config.bus).step)
-        loops.start(PURGE, _purger(cache, _purge_interval_s(config.cache.ttl_s)), essential=False)
-        yield
-        await loops.cancel()
-    await qdrant.close()
-    await redis.aclose()
+        log.warning("vector store unavailable at start; the semantic tier will retry", error=repr(exc))
+    try:
+        async with aiohttp.ClientSession() as session:
+            embedder = EmbedderClient(session, config.cache.embedder_url, config.embedder.model,
+                                      config.cache.embedder_timeout_s)
+            cache = Cache(config.cache, ExactTier(redis), semantic, embedder, Recorder(CacheStats(), app[METRICS]))
+            app[CACHE] = cache
+            name = f"cache-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            app[LOOPS] = loops = Loops()
+            loops.start(WRITES, writer.consumer(redis, cache, name, config.bus).step)
+            loops.start(PURGE, _purger(cache, _purge_interval_s(config.cache.ttl_s)), essential=False)
+            yield
+            await loops.cancel()
+    finally:
+        await semantic.close()  # the Edge worker flushes and lets go of its directory
+        await redis.aclose()
 
 
-def _qdrant_client(config: Config) -> AsyncQdrantClient:
+def _vector_store(config: Config) -> VectorStore:
+    """A Qdrant server when cache.qdrant_url is set; otherwise Qdrant Edge embedded, on disk at
+    cache.qdrant_path/<collection>, where a search still queued when the gateway has stopped
+    waiting for the lookup (gateway.cache_timeout_s) is dropped unanswered."""
     if config.cache.qdrant_url:
         # No version probe at construction: it would block start-up and only warn when Qdrant is down.
-        return AsyncQdrantClient(url=config.cache.qdrant_url, timeout=5, check_compatibility=False)
-    Path(config.cache.qdrant_path).mkdir(parents=True, exist_ok=True)
-    return AsyncQdrantClient(path=config.cache.qdrant_path)
+        client = AsyncQdrantClient(url=config.cache.qdrant_url, timeout=5, check_compatibility=False)
+        return ServerStore(client, config.cache.collection)
+    root = Path(config.cache.qdrant_path)
+    set_aside_local_mode(root)
+    return EdgeStore(root / config.cache.collection, search_budget_s=config.gateway.cache_timeout_s)
 
 
 def _purge_interval_s(ttl_s: int) -> float:

@@ -1,8 +1,9 @@
-"""Semantic tier: last-user-message embeddings in Qdrant, filtered by tenant, partition and expiry.
+"""Semantic tier: last-user-message embeddings in a vector store, filtered by tenant, partition and expiry.
 
-Qdrant has no TTL, so every point carries `expires_at`: lookups skip expired points and
-purge() deletes them. The collection is created on the first write, sized by the embedding;
-a different size (the embedder's model changed) recreates it, since old vectors are useless.
+The store (services/cache/vectors: Qdrant Edge embedded, or a Qdrant server) has no TTL, so every
+point carries `expires_at`: lookups skip expired points and purge() deletes them. The store is
+sized by the first embedding written; a different size (the embedder's model changed) recreates
+it, since old vectors are useless.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ApiException
 
 from services.cache.keys import RequestKeys
+from services.cache.vectors.base import EXPIRES_AT, PARTITION, TENANT, Point, Scope, VectorStore, VectorStoreError
 
 log = structlog.get_logger(__name__)
 
 # What a vector store may raise when it cannot answer: callers degrade to a miss (lookups) or
-# to the exact tier only (writes). Qdrant's local mode raises plain ValueError/RuntimeError,
-# its server mode ApiException or OSError.
-STORE_ERRORS: tuple[type[Exception], ...] = (ApiException, OSError, ValueError, RuntimeError)
+# to the exact tier only (writes). The Edge engine raises VectorStoreError (its worker died, is
+# starting, or a search waited past its deadline); a Qdrant server ApiException or OSError.
+STORE_ERRORS: tuple[type[Exception], ...] = (VectorStoreError, ApiException, OSError, ValueError, RuntimeError)
+
+TEXT, COMPLETION = "text", "completion"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +46,12 @@ class SemanticEntry:
 
 
 class SemanticTier:
-    def __init__(self, client: AsyncQdrantClient, collection: str, *, indexed: bool) -> None:
-        self._client = client
-        self._collection = collection
-        self._indexed = indexed  # payload indexes only help (and only exist) on a Qdrant server
+    def __init__(self, store: VectorStore) -> None:
+        self._store = store
         self._size: int | None = None
 
     async def open(self) -> None:
-        if await self._client.collection_exists(self._collection):
-            info = await self._client.get_collection(self._collection)
-            vectors = info.config.params.vectors
-            self._size = vectors.size if isinstance(vectors, models.VectorParams) else None
+        self._size = await self._store.size()
 
     async def search(self, keys: RequestKeys, vector: list[float], floor: float, limit: int, now: float
                      ) -> list[Candidate]:
@@ -62,44 +60,39 @@ class SemanticTier:
             await self.open()  # another instance may have created it since
         if self._size != len(vector):
             return []
-        response = await self._client.query_points(
-            self._collection, query=vector, query_filter=_filter(keys.tenant, keys.partition, live_at=now),
-            limit=limit, score_threshold=floor, with_payload=["completion", "text"])
-        return [Candidate(text=point.payload.get("text"), completion=point.payload["completion"],
-                          similarity=float(point.score)) for point in response.points]
+        hits = await self._store.search(vector, Scope(keys.tenant, keys.partition, live_at=now), floor=floor,
+                                        limit=limit, fields=[COMPLETION, TEXT])
+        return [Candidate(text=hit.payload.get(TEXT), completion=hit.payload[COMPLETION], similarity=hit.score)
+                for hit in hits]
 
     async def put(self, entries: list[SemanticEntry]) -> None:
         if not entries:
             return
         await self._ensure(len(entries[0].vector))
-        points = [models.PointStruct(id=str(uuid.UUID(e.keys.exact[:32])), vector=e.vector,
-                                     payload={"tenant": e.keys.tenant, "partition": e.keys.partition,
-                                              "expires_at": e.expires_at, "text": e.keys.semantic_text,
-                                              "completion": e.completion})
-                  for e in entries]
-        await self._client.upsert(self._collection, points=points)
+        await self._store.upsert([point(e) for e in entries])
 
     async def count(self, now: float) -> int:
         if self._size is None:
             return 0
-        result = await self._client.count(self._collection, count_filter=_filter(live_at=now), exact=True)
-        return result.count
+        return await self._store.count(Scope(live_at=now))
 
     async def flush(self, now: float, tenant_tag: str | None = None, partition: str | None = None) -> int:
         """Delete a tenant's or partition's points, or all; returns how many were live."""
         if self._size is None:
             return 0
-        flushed = (await self._client.count(self._collection, count_filter=_filter(tenant_tag, partition, live_at=now),
-                                            exact=True)).count
-        selector = models.FilterSelector(filter=_filter(tenant_tag, partition))
-        await self._client.delete(self._collection, points_selector=selector)
+        flushed = await self._store.count(Scope(tenant_tag, partition, live_at=now))
+        await self._store.delete(Scope(tenant_tag, partition))
         return flushed
 
     async def purge(self, now: float) -> None:
+        """Delete the expired points, then let the store index and compact what changed."""
         if self._size is None:
             return
-        expired = models.Filter(must=[models.FieldCondition(key="expires_at", range=models.Range(lte=now))])
-        await self._client.delete(self._collection, points_selector=models.FilterSelector(filter=expired))
+        await self._store.delete(Scope(expired_at=now))
+        await self._store.maintain()
+
+    async def close(self) -> None:
+        await self._store.close()
 
     async def _ensure(self, size: int) -> None:
         if self._size is None:
@@ -108,24 +101,13 @@ class SemanticTier:
             return
         if self._size is not None:
             log.warning("embedding size changed; recreating the semantic cache", old=self._size, new=size)
-            await self._client.delete_collection(self._collection)
-        await self._client.create_collection(
-            self._collection, vectors_config=models.VectorParams(size=size, distance=models.Distance.COSINE))
-        if self._indexed:
-            for name, schema in (("tenant", models.PayloadSchemaType.KEYWORD),
-                                 ("partition", models.PayloadSchemaType.KEYWORD),
-                                 ("expires_at", models.PayloadSchemaType.FLOAT)):
-                await self._client.create_payload_index(self._collection, name, field_schema=schema)
+        await self._store.recreate(size)
         self._size = size
 
 
-def _filter(tenant_tag: str | None = None, partition: str | None = None, *, live_at: float | None = None
-            ) -> models.Filter:
-    must: list[models.Condition] = []
-    if tenant_tag is not None:
-        must.append(models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant_tag)))
-    if partition is not None:
-        must.append(models.FieldCondition(key="partition", match=models.MatchValue(value=partition)))
-    if live_at is not None:
-        must.append(models.FieldCondition(key="expires_at", range=models.Range(gt=live_at)))
-    return models.Filter(must=must)
+def point(entry: SemanticEntry) -> Point:
+    """Pure: an entry as a stored point; its id derives from the exact key, so a rewrite replaces it."""
+    keys = entry.keys
+    return Point(id=str(uuid.UUID(keys.exact[:32])), vector=entry.vector,
+                 payload={TENANT: keys.tenant, PARTITION: keys.partition, EXPIRES_AT: entry.expires_at,
+                          TEXT: keys.semantic_text, COMPLETION: entry.completion})
