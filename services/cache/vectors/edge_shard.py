@@ -114,6 +114,10 @@ class ShardStore:
         self._shard.flush()
         return rebuilt
 
+    def indexed(self) -> int:
+        """How many points an HNSW graph holds (the rest are searched by a scan)."""
+        return 0 if self._shard is None else self._shard.info().indexed_vectors_count
+
     def close(self) -> None:
         if self._shard is not None:
             self._shard.close()
