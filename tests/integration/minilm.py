@@ -1,22 +1,23 @@
-"""The real all-MiniLM-L6-v2, loaded once per test process and shared by every embedder app."""
+"""The real all-MiniLM-L6-v2, loaded once per test process and shared by every embedder app.
+
+It is the configured local backend (onnx by default, from the export `make install` writes), so the
+cache tests embed exactly as a deployed embedder does.
+"""
 
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
 from services.embedder.app import create_app
-from services.embedder.backends import LocalBackend, load_local_encoder
+from services.embedder.backends import LocalBackend, open_local_backend
 from shared.config import load_config
 
 
 @functools.cache
 def local_backend() -> LocalBackend:
-    """Loaded on the thread that will encode, as LocalBackend.load() does."""
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
-    return LocalBackend(executor.submit(load_local_encoder).result(), executor)
+    return open_local_backend(load_config(env={}).embedder)
 
 
 def embedder_app() -> web.Application:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from services.embedder.app import create_app
 from shared.config import EmbedderConfig, load_config
 from tests.integration.minilm import embedder_app, local_backend
-from tests.support import Service, free_port
+from tests.support import REPO, Service, free_port
 
 MINILM = "all-MiniLM-L6-v2"
 
@@ -97,17 +100,35 @@ async def test_the_openai_backend_relays_to_any_openai_compatible_embedder(
     assert answer.usage.prompt_tokens > 0
 
 
-def test_the_embedder_runs_as_a_process_with_health_and_metrics(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("backend", "min_cosine"), [("onnx", 0.99999), ("onnx-int8", 0.95), ("torch", 0.99999)])
+def test_the_embedder_runs_as_a_process_with_health_and_metrics_on_each_local_backend(
+        tmp_path: Path, backend: str, min_cosine: float) -> None:
     port = free_port()
-    service = Service("services.embedder", {"DRAFTGATE_EMBEDDER_PORT": str(port)}, port, tmp_path / "embedder.log")
+    env = {"DRAFTGATE_EMBEDDER_PORT": str(port), "DRAFTGATE_EMBEDDER_BACKEND": backend}
+    service = Service("services.embedder", env, port, tmp_path / "embedder.log")
     service.start(timeout_s=180)
     try:
         health = httpx.get(service.url + "/health").json()
         client = openai.OpenAI(base_url=service.url + "/v1", api_key="unused")
-        answer = client.embeddings.create(model=MINILM, input="hello")
+        answer = client.embeddings.create(model=MINILM, input="What is the capital of France?")
         metrics = httpx.get(service.url + "/metrics").text
     finally:
         assert service.stop() == 0, service.logs()
-    assert health["backend"] == "local" and health["model"] == MINILM
-    assert len(answer.data[0].embedding) == 384
+    assert health["backend"] == backend and health["model"] == MINILM
+    vector = np.asarray(answer.data[0].embedding)
+    assert vector.shape == (384,)
+    reference = local_backend().encode(["What is the capital of France?"]).vectors[0]  # onnx, in this process
+    assert float(vector @ reference) >= min_cosine
     assert metric(metrics, "draftgate_embedder_requests_total") == 1
+
+
+def test_an_embedder_without_its_onnx_export_exits_with_one_line_saying_to_run_make_install(tmp_path: Path) -> None:
+    empty = tmp_path / "no-export"
+    empty.mkdir()
+    env = {**os.environ, "DRAFTGATE_EMBEDDER_PORT": str(free_port()), "DRAFTGATE_EMBEDDER_ONNX_DIR": str(empty)}
+    done = subprocess.run([sys.executable, "-m", "services.embedder"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (f"draftgate embedder: no ONNX export of all-MiniLM-L6-v2 in {empty}: "
+                           "run make install (or: python -m services.embedder.export)\n")
