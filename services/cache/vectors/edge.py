@@ -157,7 +157,11 @@ class EdgeStore(VectorStore):
                 if not waiter.done():  # its caller may have given up (a cancelled lookup)
                     waiter.set_result(reply)
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            pass  # the worker exited
+        except Exception:  # a garbled reply: nothing after it can be matched to its request
+            log.exception("unreadable reply from the Edge worker; stopping it")
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
         code = await process.wait()
         if not self._closed:
             self._failed_at = time.monotonic()
