@@ -121,6 +121,20 @@ def usage(process: psutil.Process) -> Usage:
         return Usage(process.memory_info().rss, times.user + times.system)
 
 
+def tree_usage(process: psutil.Process) -> Usage:
+    """A process and all its descendants (a service's worker processes) together; the CPU of
+    children that ended and were waited for is included, so a worker restarted mid-run loses none."""
+    with process.oneshot():
+        times = process.cpu_times()
+        rss, cpu_s = process.memory_info().rss, times.user + times.system + times.children_user + times.children_system
+        children = process.children()
+    for child in children:
+        with contextlib.suppress(psutil.Error):  # ended since it was listed: its parent's children_* have it
+            below = tree_usage(child)
+            rss, cpu_s = rss + below.rss_bytes, cpu_s + below.cpu_s
+    return Usage(rss, cpu_s)
+
+
 def child_process(*words: str) -> psutil.Process:
     """This process's child whose command line holds all of `words` (a fake upstream)."""
     for child in psutil.Process().children(recursive=True):

@@ -8,8 +8,9 @@ clients leaving mid-stream), closed-loop with `--clients` (8). The first `--warm
 the warm-up; the next `--seconds` (90) are measured. After the load the cache's write backlog is
 drained, so the writes of measured requests are paid inside the window.
 
-Per request: each process's CPU (user + system, psutil) over the window divided by the requests
-that started in it. Target (PASS/FAIL): cache + embedder at most 8 ms. A PASS stands only if the
+Per request: each process's CPU (user + system, psutil; a service's worker processes, such as the
+cache's Qdrant Edge worker, count as its own) over the window divided by the requests that
+started in it. Target (PASS/FAIL): cache + embedder at most 8 ms. A PASS stands only if the
 cache kept up (at most 1% of the gateway's lookups given up: a cache that times out does less
 work, not less per lookup), nothing was left queued and no request failed; otherwise INVALID.
 

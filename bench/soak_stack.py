@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from bench.harness import Usage, child_process, fake_upstream, redis_server, usage
+from bench.harness import Usage, child_process, fake_upstream, redis_server, tree_usage
 from shared.keys import CACHE_WRITE_STREAM, REPLY_STREAM_PREFIX, REQUEST_STREAM
 from tests.support import Service, free_port
 
@@ -43,7 +43,8 @@ class Stack:
                 **{f"router-{i}": router for i, router in enumerate(self.routers)}}
 
     def usages(self) -> dict[str, Usage]:
-        return {name: usage(process) for name, process in self.processes.items()}
+        """Each process with its own workers (the cache's Qdrant Edge worker is the cache's cost)."""
+        return {name: tree_usage(process) for name, process in self.processes.items()}
 
 
 @contextlib.contextmanager

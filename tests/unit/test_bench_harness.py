@@ -1,0 +1,30 @@
+"""The benchmarks' CPU accounting: a service's worker processes are part of its cost, alive or ended."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psutil
+
+from bench.harness import tree_usage, usage
+
+# Burns about 0.3 s of CPU, says so, then waits to be told to end.
+BURN = "import sys\nn = 0\nfor i in range(6_000_000): n += i\nprint('done', flush=True)\nsys.stdin.read()\n"
+
+
+def test_a_process_tree_s_cpu_includes_its_children_alive_and_after_they_ended() -> None:
+    me = psutil.Process()
+    child = subprocess.Popen([sys.executable, "-c", BURN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "done\n"
+        burned = usage(psutil.Process(child.pid)).cpu_s
+        alive = tree_usage(me)
+        assert burned > 0.05
+        assert alive.cpu_s >= usage(me).cpu_s + burned
+        assert alive.rss_bytes > usage(me).rss_bytes
+    finally:
+        child.communicate("")  # ends and is waited for: its CPU moves to our children_* times
+    ended = tree_usage(me)
+    assert ended.cpu_s >= alive.cpu_s  # nothing lost when the worker went
+    assert ended.cpu_s - usage(me).cpu_s >= burned
