@@ -2,19 +2,28 @@
 
 partition: everything that shapes the answer except the last user message (system prompt,
 earlier turns, tier, sampling parameters, tools, response_format) plus the tenant.
-exact: the whole normalised request plus the tenant. semantic_text: what gets embedded.
+exact: the whole normalised request plus the tenant, with the last user message in its key form.
+semantic_text: what gets embedded, stored with the entry and verified against a new request.
+Both come from services/cache/normalise.py: the semantic form keeps case and every literal (the
+verifier reads them); the key form folds plain words' case on top, so "What's the capital of Japan?"
+and "what is the capital of japan" share an exact entry while "userId" and "userid", "4411" and
+"4412" or two different quoted strings never do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-KEY_VERSION = 1
+from services.cache.normalise import key_form, semantic_form
+
+__all__ = ["KEY_VERSION", "RequestKeys", "is_partition_id", "request_keys", "semantic_form", "tenant_hash"]
+
+# 2: the last user message enters the exact key in its key form (case, contractions, punctuation).
+KEY_VERSION = 2
 EXACT_PREFIX = "draftgate:cache:exact:"
 
 # Fields that change how an answer is delivered or billed, never what it says.
@@ -26,8 +35,6 @@ DELIVERY_FIELDS = frozenset({
 DEFAULTS: dict[str, Any] = {"temperature": 1.0, "top_p": 1.0, "n": 1, "frequency_penalty": 0.0,
                             "presence_penalty": 0.0}
 DEFAULT_TIER = "auto"
-_TRAILING = re.compile(r"[\s?!.\u3002]+$")  # applied after NFKC, which folds fullwidth ?! to ASCII
-_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,8 @@ def request_keys(body: dict[str, Any], tenant: str) -> RequestKeys:
     if last is not None:
         semantic_text = semantic_form(messages[last]["content"])
         context[last] = {**messages[last], "content": None}
+        if semantic_text is not None:
+            messages[last] = {**messages[last], "content": key_form(semantic_text)}
     partition = _digest({"tenant": tenant_tag, "tier": tier, "params": params, "messages": context})
     exact = _digest({"tenant": tenant_tag, "tier": tier, "params": params, "messages": messages})
     return RequestKeys(tenant_tag, partition, exact, semantic_text)
@@ -61,18 +70,6 @@ def request_keys(body: dict[str, Any], tenant: str) -> RequestKeys:
 
 def tenant_hash(tenant: str) -> str:
     return hashlib.sha256(tenant.encode()).hexdigest()[:16]
-
-
-def semantic_form(content: Any) -> str | None:
-    """The text to embed: whitespace collapsed, trailing punctuation dropped.
-
-    A trailing "?" moves MiniLM far more than it changes meaning (0.87 vs 0.96 for a paraphrase),
-    so it is stripped. Content that is not plain text (images, audio) has no semantic form.
-    """
-    if not isinstance(content, str):
-        return None
-    text = _TRAILING.sub("", _SPACES.sub(" ", unicodedata.normalize("NFKC", content))).strip()
-    return text or None
 
 
 def is_partition_id(value: str) -> bool:
