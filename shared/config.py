@@ -108,7 +108,7 @@ class CacheConfig:
     embedder_timeout_s: float = 1.0
     # Semantic tier: the nearest `candidates` entries at or above `similarity_floor` (cosine) are
     # retrieved, then each must pass the verifier (services/cache/verify.py) to be served.
-    similarity_floor: float = 0.80
+    similarity_floor: float = 0.85
     candidates: int = 4
     verify: str = "learned"  # rules | learned
     verify_model: str | None = None  # learned: a model JSON; None: the one shipped in services/cache/
