@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.cache.keys import is_partition_id, request_keys, semantic_form, tenant_hash
+import pytest
+
+from services.cache.keys import KEY_VERSION, is_partition_id, request_keys, semantic_form, tenant_hash
+from services.cache.normalise import key_form
 
 
 def chat(question: str = "What is the capital of France?", system: str = "You are terse.",
@@ -96,3 +99,49 @@ def test_partition_ids_and_tenant_tags_are_safe_inside_redis_keys() -> None:
     assert keys.tenant == tenant_hash("tenant:with*glob?chars")
     assert keys.redis_key.count(":") == 5
     assert not is_partition_id("*")
+
+
+def exact(question: str) -> str:
+    return request_keys(chat(question), "t").exact
+
+
+def test_trivially_different_wordings_share_the_exact_key() -> None:
+    variants = ["What's the capital of France?", "what is the capital of france", "What  is the capital of France ?",
+                "What is the capital of France.", "WHAT's the capital of France!?", "What\u2019s the capital of France"]
+    assert len({exact(v) for v in variants}) == 1
+    assert exact("Why don't cats like water?") == exact("why do not cats like water")
+    assert exact("I can't log in, we're stuck") == exact("i cannot log in we are stuck")
+    assert exact("Hello , world") == exact("hello, world")
+
+
+@pytest.mark.parametrize(("one", "other"), [
+    ('Translate "Hello World" to French', 'Translate "hello world" to French'),  # quoted strings verbatim
+    ("What does `userId` hold?", "What does `userid` hold?"),  # code
+    ("Why is userId undefined?", "Why is userid undefined?"),  # camelCase outside backticks
+    ("Is the US in NATO?", "Is the us in NATO?"),  # acronyms keep their case
+    ("Status of order 4411", "Status of order 4412"),
+    ("Status of order 4411", "Status of order 44.11"),
+    ('What does "don\'t panic" mean?', 'What does "do not panic" mean?'),  # no expansion inside quotes
+    ("Fetch https://example.com/Report", "Fetch https://example.com/report"),  # URL paths
+    ("Email Bob@Example.com", "Email bob@example.com, now"),
+    ("What is John's car?", "What is John car?"),  # possessive 's is no "is"
+    ("Why is the build not failing?", "Why is the build failing?"),
+])
+def test_wordings_that_need_different_answers_never_share_the_exact_key(one: str, other: str) -> None:
+    assert exact(one) != exact(other)
+
+
+def test_semantic_text_is_normalised_but_keeps_case_and_literals() -> None:
+    assert request_keys(chat("What's  the capital of Japan?"), "t").semantic_text == "What is the capital of Japan"
+    assert semantic_form('Why doesn\'t `fooBar` print "don\'t"?') == 'Why does not `fooBar` print "don\'t"'
+    assert semantic_form("Where\u2019s order #4,411 ?") == "Where is order #4,411"
+
+
+def test_key_form_folds_plain_words_only() -> None:
+    assert key_form("What is JavaScript's Map in iOS?") == "what is JavaScript's map in iOS?"
+    assert key_form("Compare Python, Rust and Go") == "compare python rust and go"
+    assert key_form("sum 1,000 and 2, then 3") == "sum 1,000 and 2, then 3"  # commas between numbers stay
+
+
+def test_the_key_version_moved_with_the_normalisation() -> None:
+    assert KEY_VERSION == 2
