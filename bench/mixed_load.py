@@ -210,6 +210,8 @@ def judge(records: list[Record], seconds: float, start: dict[str, Any], end: dic
         "errors": client_errors,
         "backlog": backlog,
         "cpu_ms_per_request": cpu_ms,
+        "rss_mb": {name: {"after_warmup": round(u.rss_bytes / 2**20, 1),
+                          "end": round(end["usage"][name].rss_bytes / 2**20, 1)} for name, u in start["usage"].items()},
         CACHE_AND_EMBEDDER: cache_and_embedder(cpu_ms),
         "checks": {check.name: check.as_dict() for check in checks},
         "verdict": verdict(checks),
