@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from qdrant_client import AsyncQdrantClient
 
 from services.cache import handlers, writer
+from services.cache.chain import open_chain
 from services.cache.core import Cache
 from services.cache.embeddings import EmbedderClient
 from services.cache.exact import ExactTier
@@ -72,10 +73,11 @@ async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
     except STORE_ERRORS as exc:
         log.warning("vector store unavailable at start; the semantic tier will retry", error=repr(exc))
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession() as session, open_chain(config, os.environ) as chain:
             embedder = EmbedderClient(session, config.cache.embedder_url, config.embedder.model,
                                       config.cache.embedder_timeout_s)
-            cache = Cache(config.cache, ExactTier(redis), semantic, embedder, Recorder(CacheStats(), app[METRICS]))
+            cache = Cache(config.cache, ExactTier(redis), semantic, embedder, Recorder(CacheStats(), app[METRICS]),
+                          chain)
             app[CACHE] = cache
             name = f"cache-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             app[LOOPS] = loops = Loops()

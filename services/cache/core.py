@@ -2,21 +2,26 @@
 
 Every store failure degrades: a lookup whose tier is down is a miss for that tier, a write
 whose semantic half fails still lands in the exact tier. Nothing here raises to a caller.
+A semantic candidate is served only once the verification chain (chain.py) passed it; a lookup
+that cannot finish within its budget is a counted miss, its work cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
 
+from services.cache.chain import Chain
 from services.cache.embeddings import EmbedderClient, EmbedderUnavailable
 from services.cache.exact import ExactTier
 from services.cache.keys import RequestKeys, request_keys, tenant_hash
+from services.cache.memo import VectorMemo
 from services.cache.policy import cacheable
 from services.cache.semantic import STORE_ERRORS, SemanticEntry, SemanticTier
 from services.cache.stats import Recorder, Tier
@@ -26,6 +31,9 @@ from shared.messages import CacheWrite
 log = structlog.get_logger(__name__)
 
 MISS: dict[str, Any] = {"hit": False}
+# A lookup answers within this share of the time its caller waits: the rest is for the answer's
+# way back and a busy caller, so a late lookup reaches the caller as a miss, not as its timeout.
+BUDGET_SHARE = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +52,30 @@ class Cache:
     semantic: SemanticTier
     embedder: EmbedderClient
     record: Recorder
+    chain: Chain
+    memo: VectorMemo = field(default_factory=VectorMemo)
     clock: Callable[[], float] = time.time
 
-    async def lookup(self, body: dict[str, Any], tenant: str) -> dict[str, Any]:
+    async def lookup(self, body: dict[str, Any], tenant: str, wait_s: float) -> dict[str, Any]:
+        """The answer to one request, or MISS; the caller waits `wait_s` for it."""
         self.record.lookup()
         if not cacheable(body, self.config.max_temperature):
             self.record.bypass()
             return MISS
         keys = request_keys(body, tenant)
-        found = await self._exact(keys)
-        if found is None and keys.semantic_text is not None:
-            found = await self._semantic(keys, keys.semantic_text)
+        tier = Tier.EXACT
+        try:
+            async with asyncio.timeout(wait_s * BUDGET_SHARE) as budget:
+                found = await self._exact(keys)
+                if found is None and keys.semantic_text is not None:
+                    tier = Tier.SEMANTIC
+                    found = await self._semantic(keys, keys.semantic_text)
+        except TimeoutError:
+            if not budget.expired():
+                raise
+            log.warning("cache lookup ran out of time; treating as a miss", tier=tier.value, budget_s=wait_s)
+            self.record.timeout(tier)
+            return MISS
         return MISS if found is None else found
 
     async def store(self, writes: list[CacheWrite]) -> None:
@@ -106,20 +127,34 @@ class Cache:
 
     async def _semantic(self, keys: RequestKeys, text: str) -> dict[str, Any] | None:
         try:
-            [vector] = await self.embedder.embed([text])
+            [vector] = await self._vectors([text])
             candidates = await self.semantic.search(keys, vector, self.config.similarity_floor,
                                                     self.config.candidates, self.clock())
         except (EmbedderUnavailable, *STORE_ERRORS) as exc:
             log.warning("semantic tier lookup failed; treating as a miss", error=repr(exc))
             self.record.error(Tier.SEMANTIC)
             return None
-        hit = candidates[0] if candidates else None  # TODO(#15): verify candidates before serving one
-        if hit is None:
+        served = await self.chain.first_passing(text, candidates, self.record.rejected)
+        if served is None:
             self.record.miss(Tier.SEMANTIC)
             return None
         self.record.hit(Tier.SEMANTIC)
-        return {"hit": True, "tier": Tier.SEMANTIC.value, "similarity": hit.similarity,
-                "completion": hit.completion, "partition": keys.partition}
+        return {"hit": True, "tier": Tier.SEMANTIC.value, "similarity": served.candidate.similarity,
+                "completion": served.candidate.completion, "partition": keys.partition,
+                "verified": served.verified}
+
+    async def _vectors(self, texts: list[str]) -> list[list[float]]:
+        """One vector per text: those this process computed lately from the memo, the rest in one
+        embedder call (each distinct text once), remembered for the write that follows a miss."""
+        known = {text: vector for text in texts if (vector := self.memo.get(text)) is not None}
+        missing = list(dict.fromkeys(text for text in texts if text not in known))
+        if missing:
+            for text, vector in zip(missing, await self.embedder.embed(missing), strict=True):
+                self.memo.put(text, vector)
+                known[text] = vector
+        self.record.vectors("memo", len(texts) - len(missing))
+        self.record.vectors("embedder", len(missing))
+        return [known[text] for text in texts]
 
     def _accept(self, write: CacheWrite) -> Pending | None:
         try:
@@ -141,7 +176,7 @@ class Cache:
 
     async def _store_semantic(self, pending: list[Pending]) -> None:
         try:
-            vectors = await self.embedder.embed([p.keys.semantic_text or "" for p in pending])
+            vectors = await self._vectors([p.keys.semantic_text or "" for p in pending])
             await self.semantic.put([SemanticEntry(p.keys, v, p.completion, p.expires_at)
                                      for p, v in zip(pending, vectors, strict=True)])
         except (EmbedderUnavailable, *STORE_ERRORS) as exc:

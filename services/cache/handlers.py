@@ -11,17 +11,19 @@ from redis.exceptions import RedisError
 
 from services.cache.protocol import FlushRequest, LookupRequest, parse
 from services.cache.semantic import STORE_ERRORS
-from services.cache.state import CACHE, METRICS
+from services.cache.state import CACHE, CONFIG, METRICS
 from shared import __version__
 from shared.errors import InvalidRequest, Unavailable
 
 
 async def lookup(request: web.Request) -> web.Response:
-    """{"tenant", "body"} -> {"hit": false} or {"hit": true, "tier", "similarity", "completion", "partition"}."""
+    """{"tenant", "body", "timeout_s"?} -> {"hit": false} or
+    {"hit": true, "tier", "similarity", "completion", "partition", "verified" (semantic hits only)}."""
     started = time.perf_counter()
     data = await _json(request, allow_empty=False)
     parsed = parse(LookupRequest, data)
-    result = await request.app[CACHE].lookup(data["body"], parsed.tenant)
+    wait_s = parsed.timeout_s or request.app[CONFIG].gateway.cache_timeout_s
+    result = await request.app[CACHE].lookup(data["body"], parsed.tenant, wait_s)
     outcome = result.get("tier", "miss")
     request.app[METRICS].lookup_seconds.labels(outcome).observe(time.perf_counter() - started)
     return web.json_response(result)

@@ -30,6 +30,8 @@ class LookupRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     tenant: str = ""
     body: ChatBody
+    # How long the caller waits for the answer; absent: gateway.cache_timeout_s, the gateway's wait.
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
 
 
 class FlushRequest(BaseModel):

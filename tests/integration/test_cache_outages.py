@@ -26,8 +26,8 @@ def nowhere() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-async def lookup(cache: TestClient, body: dict[str, Any]) -> dict[str, Any]:
-    response = await cache.post("/lookup", json={"tenant": "", "body": body})
+async def lookup(cache: TestClient, body: dict[str, Any], **options: Any) -> dict[str, Any]:
+    response = await cache.post("/lookup", json={"tenant": "", "body": body, **options})
     assert response.status == 200, await response.text()
     return await response.json()
 
@@ -64,10 +64,14 @@ async def test_redis_down_lookups_miss_stats_answer_and_flush_says_unavailable(
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
     cache = await aiohttp_client(cache_app(dead_redis, embedder_url=embedder_url, qdrant_path=str(tmp_path / "q")))
 
+    # Given time, the Redis client gives up after its reconnect retries (about 1.2 s): an error.
+    assert await lookup(cache, chat(PARIS), timeout_s=30) == {"hit": False}
+    # The gateway waits 0.5 s: the lookup stops before that, a counted miss, not a gateway timeout.
     assert await lookup(cache, chat(PARIS)) == {"hit": False}
     stats = await cache.get("/cache/stats")
     assert stats.status == 200
-    assert (await stats.json())["exact"]["errors"] == 1
+    exact = (await stats.json())["exact"]
+    assert (exact["errors"], exact["timeouts"], exact["misses"]) == (1, 1, 2)
     flushed = await cache.post("/cache/flush")
     assert flushed.status == 503
     assert (await flushed.json())["error"]["code"] == "cache_store_unavailable"

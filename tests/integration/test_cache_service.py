@@ -174,8 +174,9 @@ async def test_stats_count_entries_hits_and_misses_per_tier(cache: TestClient, r
     await lookup(cache, chat(PARIS, temperature=1.7))  # too hot: bypassed
 
     current = await stats(cache)
-    assert current["exact"] == {"entries": 2, "hits": 1, "misses": 2, "hit_rate": 1 / 3, "errors": 0}
-    assert current["semantic"] == {"entries": 2, "hits": 1, "misses": 1, "hit_rate": 0.5, "errors": 0}
+    assert current["exact"] == {"entries": 2, "hits": 1, "misses": 2, "hit_rate": 1 / 3, "errors": 0, "timeouts": 0}
+    assert current["semantic"] == {"entries": 2, "hits": 1, "misses": 1, "hit_rate": 0.5, "errors": 0,
+                                   "timeouts": 0, "rejected": {}}
     assert current["total"] == {"entries": 4, "lookups": 4, "hits": 2, "misses": 2, "hit_rate": 0.5, "bypassed": 1}
 
 
