@@ -26,6 +26,7 @@ class CacheHit:
     tier: str
     similarity: float
     completion: dict[str, Any]
+    verified: str | None = None  # semantic hits: the checks that passed them ("learned", "learned+drafter")
 
 
 def cache_directives(header: str | None) -> frozenset[str]:
@@ -34,8 +35,9 @@ def cache_directives(header: str | None) -> frozenset[str]:
 
 async def lookup(session: aiohttp.ClientSession, base_url: str, tenant: str, body: dict[str, Any],
                  timeout_s: float) -> CacheHit | None:
+    """The cache is told how long we wait, so it answers a miss in time rather than work on for nobody."""
     try:
-        async with session.post(f"{base_url}/lookup", json={"tenant": tenant, "body": body},
+        async with session.post(f"{base_url}/lookup", json={"tenant": tenant, "body": body, "timeout_s": timeout_s},
                                 timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
             if response.status != 200:
                 raise CacheUnavailable(f"cache answered {response.status}")
@@ -44,7 +46,8 @@ async def lookup(session: aiohttp.ClientSession, base_url: str, tenant: str, bod
         raise CacheUnavailable(str(exc) or type(exc).__name__) from exc
     if not found.get("hit"):
         return None
-    return CacheHit(tier=found["tier"], similarity=float(found["similarity"]), completion=found["completion"])
+    return CacheHit(tier=found["tier"], similarity=float(found["similarity"]), completion=found["completion"],
+                    verified=found.get("verified"))
 
 
 def served_from_cache(completion: dict[str, Any]) -> dict[str, Any]:

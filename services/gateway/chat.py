@@ -137,7 +137,7 @@ async def _answer_from_cache(call: Call) -> web.StreamResponse | None:
     if hit is None:
         return None
     completion = cache_client.served_from_cache(hit.completion)
-    headers = cache_hit_headers(call.request_id, call.started, hit.tier, hit.similarity)
+    headers = cache_hit_headers(call.request_id, call.started, hit.tier, hit.similarity, hit.verified)
     if not call.stream:
         return json_response(completion, headers=headers)
     response = web.StreamResponse(headers={**headers, **SSE_HEADERS})

@@ -29,8 +29,15 @@ def headers_for_head(request_id: str, started: float, head: Reply) -> dict[str, 
                            head.speculation or "none", head.tier, head.reason)
 
 
-def cache_hit_headers(request_id: str, started: float, cache_tier: str, similarity: float) -> dict[str, str]:
-    """The cache holds accepted drafts only, so the tier behind every hit is the drafter."""
+def cache_hit_headers(request_id: str, started: float, cache_tier: str, similarity: float,
+                      verified: str | None = None) -> dict[str, str]:
+    """The cache holds accepted drafts only, so the tier behind every hit is the drafter.
+
+    X-Cache-Verified names the checks a semantic hit passed; exact hits have none (the same
+    normalised request needs no judge), so they carry no X-Cache-Verified.
+    """
     headers = routing_headers(request_id, started, "cache_hit", tier=Tier.DRAFTER)
     headers.update({"X-Cache": cache_tier, "X-Cache-Similarity": f"{similarity:.4f}"})
+    if verified:
+        headers["X-Cache-Verified"] = verified
     return headers

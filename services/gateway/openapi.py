@@ -38,6 +38,12 @@ ROUTING_HEADERS = {
     "X-Speculation": {"enum": ["none", "cancelled", "used"]},
     "X-Request-ID": {"type": "string"},
 }
+# On cache hits only: the tier, the cosine, and (semantic hits) the checks that passed the hit.
+CACHE_HEADERS = {
+    "X-Cache": {"enum": ["exact", "semantic"]},
+    "X-Cache-Similarity": {"type": "string", "pattern": r"^\d+\.\d{4}$"},
+    "X-Cache-Verified": {"type": "string", "examples": ["learned", "rules", "learned+drafter"]},
+}
 
 
 def openapi_document(config: Config) -> dict[str, Any]:
@@ -49,7 +55,8 @@ def openapi_document(config: Config) -> dict[str, Any]:
     answer = {
         "description": "A chat.completion object, or with `stream: true` chat.completion.chunk events ending "
                        "in `data: [DONE]`",
-        "headers": {name: {"required": True, "schema": value} for name, value in ROUTING_HEADERS.items()},
+        "headers": {**{name: {"required": True, "schema": value} for name, value in ROUTING_HEADERS.items()},
+                    **{name: {"required": False, "schema": value} for name, value in CACHE_HEADERS.items()}},
         "content": {"application/json": {"schema": {"type": "object"}},
                     # Per event: a chunk's JSON, or [DONE] last.
                     "text/event-stream": {"schema": {"type": "object", "required": ["data"],

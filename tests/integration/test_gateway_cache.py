@@ -11,6 +11,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from shared.config import CacheConfig
 from tests.fakes.scripts import confident, uncertain
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.cache_helpers import written
@@ -82,9 +83,12 @@ def test_accepted_answers_are_served_again_from_the_cache(cached_stack: tuple[St
     assert completion.choices[0].message.content == ANSWER
     assert completion.usage is not None and completion.usage.total_tokens == 0
 
+    assert "X-Cache-Verified" not in again.headers  # the same normalised request needs no verifier
+
     paraphrased = client.chat.completions.with_raw_response.create(model="auto", messages=chat(PARAPHRASE))
     assert (paraphrased.headers["X-Routing-Decision"], paraphrased.headers["X-Cache"]) == ("cache_hit", "semantic")
-    assert 0.95 <= float(paraphrased.headers["X-Cache-Similarity"]) <= 1.0
+    assert CacheConfig().similarity_floor <= float(paraphrased.headers["X-Cache-Similarity"]) <= 1.0
+    assert paraphrased.headers["X-Cache-Verified"] == CacheConfig().verify
     assert paraphrased.parse().choices[0].message.content == ANSWER
 
     stream = client.chat.completions.with_raw_response.create(
@@ -178,3 +182,89 @@ def test_cache_hits_name_their_tier_and_survive_clients_that_reset(cached_stack:
     assert again.headers["X-Routing-Decision"] == "cache_hit" and list(again.parse())
     assert len(fake.seen) == upstream_calls
     assert_logged_no_error(stack)
+
+
+def test_a_near_miss_is_answered_by_the_model_not_from_the_cache(cached_stack: tuple[Stack, Service],
+                                                                 fake: FakeUpstream) -> None:
+    stack, _ = cached_stack
+    empty_cache(stack)
+    fake.script("miles", confident("100 miles is 160.9 kilometers."))
+    client = stack.client()
+    stored = client.chat.completions.with_raw_response.create(model="auto",
+                                                              messages=chat("Convert 100 miles to kilometers"))
+    assert stored.headers["X-Routing-Decision"] == "accept"
+    _drain(stack)
+    fake.script("kilometers to", confident("100 kilometers is 62.1 miles."))
+
+    swapped = client.chat.completions.with_raw_response.create(model="auto",
+                                                               messages=chat("Convert 100 kilometers to miles"))
+
+    assert swapped.headers["X-Routing-Decision"] == "accept" and "X-Cache" not in swapped.headers
+    assert swapped.parse().choices[0].message.content == "100 kilometers is 62.1 miles."
+    assert sum(cache_stats(stack)["semantic"]["rejected"].values()) >= 1
+
+
+def test_an_accepted_miss_costs_one_embedding(cached_stack: tuple[Stack, Service], fake: FakeUpstream) -> None:
+    """Counted by the real embedder: its lookup embeds the question, the write of the accepted
+    draft reuses that vector."""
+    stack, cache = cached_stack
+    empty_cache(stack)
+    embedder = cache.env["DRAFTGATE_CACHE_EMBEDDER_URL"]
+    before = embedder_counts(embedder)
+    client = stack.client()
+    questions = ["Name a lake in Finland.", "Name a desert in Chile.", "Name a volcano in Iceland."]
+    for question in questions:
+        assert client.chat.completions.with_raw_response.create(
+            model="auto", messages=chat(question)).headers["X-Routing-Decision"] == "accept"
+    _drain(stack)
+    assert cache_stats(stack)["semantic"]["entries"] == len(questions)
+
+    after = embedder_counts(embedder)
+    assert (after[0] - before[0], after[1] - before[1]) == (len(questions), len(questions))  # requests, inputs
+
+
+def test_semantic_hits_confirmed_by_the_drafter_say_so(cached_stack: tuple[Stack, Service],
+                                                       fake: FakeUpstream) -> None:
+    stack, cache = cached_stack
+    empty_cache(stack)
+    restart(cache, DRAFTGATE_CACHE_VERIFY_DRAFTER="true", DRAFTGATE_CACHE_VERIFY_DRAFTER_TIMEOUT_S="10")
+    try:
+        fake.script("Do these two requests ask for the same answer", confident("Yes"))
+        client = stack.client()
+        client.chat.completions.create(model="auto", messages=chat(FIRST))
+        _drain(stack)
+
+        hit = client.chat.completions.with_raw_response.create(model="auto", messages=chat(PARAPHRASE))
+
+        verified = f"{CacheConfig().verify}+drafter"
+        assert (hit.headers["X-Cache"], hit.headers["X-Cache-Verified"]) == ("semantic", verified)
+        assert sum(1 for seen in fake.seen if seen.body.get("max_tokens") == 1) == 1
+    finally:
+        restart(cache, DRAFTGATE_CACHE_VERIFY_DRAFTER=None, DRAFTGATE_CACHE_VERIFY_DRAFTER_TIMEOUT_S=None)
+
+
+def restart(service: Service, **env: str | None) -> None:
+    """Start the service again with these variables set (None: removed)."""
+    service.stop()
+    for name, value in env.items():
+        if value is None:
+            service.env.pop(name, None)
+        else:
+            service.env[name] = value
+    service.start(timeout_s=60)
+
+
+def cache_stats(stack: Stack) -> dict:
+    return httpx.get(f"{stack.url}/cache/stats", timeout=10).json()
+
+
+def _drain(stack: Stack) -> None:
+    asyncio.run(_written(stack.redis_url))
+
+
+def embedder_counts(url: str) -> tuple[float, float]:
+    """The embedder's own count of POST /v1/embeddings answered and of strings embedded."""
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
+              if line.startswith(("draftgate_embedder_requests_total", "draftgate_embedder_inputs_total"))}
+    return values["draftgate_embedder_requests_total"], values["draftgate_embedder_inputs_total"]
