@@ -32,6 +32,7 @@ from qdrant_edge import (
     Query,
     QueryRequest,
     RangeFloat,
+    SearchParams,
     UpdateOperation,
 )
 from qdrant_edge import Point as EdgePoint
@@ -50,6 +51,10 @@ HNSW = HnswIndexConfig(m=16, ef_construct=64, full_scan_threshold=10_000, max_in
 # until most of a segment is dead rather than rebuilding it again and again as it empties.
 OPTIMIZERS = EdgeOptimizersConfig(default_segment_number=6, max_segment_size=40_000, indexing_threshold=8_000,
                                   deleted_threshold=0.5)
+# How wide a search explores the graph. Measured on 100,000 random unit vectors (the hardest case:
+# real embeddings cluster) for a query at cosine 0.9 from one of them: ef 64 found it 84% of the
+# time in 1.1 ms, ef 128 99% in 1.8 ms, ef 200 100% in 2.6 ms (an exact scan: 23 ms).
+SEARCH = SearchParams(hnsw_ef=128)
 
 
 def shard_config(size: int) -> EdgeConfig:
@@ -93,7 +98,7 @@ class ShardStore:
     def search(self, vector: list[float], scope: Scope, floor: float, limit: int, fields: list[str]) -> list[Hit]:
         points = self._open_shard().query(QueryRequest(
             limit=limit, query=Query.Nearest(vector), filter=edge_filter(scope), score_threshold=floor,
-            with_payload=fields))
+            with_payload=fields, params=SEARCH))
         return [Hit(point.payload or {}, float(point.score)) for point in points]
 
     def upsert(self, points: list[Point]) -> None:
