@@ -15,7 +15,7 @@ def _words(block: str) -> frozenset[str]:
 
 
 NEGATIONS = frozenset({"not", "no", "never", "none", "nothing", "nobody", "nowhere", "neither", "nor", "without",
-                       "cannot", "unable", "non", "n't"})
+                       "cannot", "unable", "non", "n't", "except", "excluding"})
 # "fail to X" is "not X"; "fail" alone is not a negation ("why does the build fail").
 NEGATING_BEFORE_TO = frozenset({"fail", "fails", "failed", "failing"})
 
@@ -64,7 +64,7 @@ antonym: strong stronger strongest / weak weaker weakest
 antonym: easy easier easiest / hard harder hardest difficult
 antonym: win* winning won / lose* losing lost
 antonym: profit* / loss* losses
-antonym: buy* bought / sell* sold
+antonym: buy* bought purchase* / sell* sold
 antonym: import* / export*
 antonym: encrypt* encryption / decrypt* decryption
 antonym: encode* / decode*
@@ -195,7 +195,7 @@ COMPARATIVES = {"greater": ">", "more": ">", "larger": ">", "bigger": ">", "high
                 "lower": "<", "younger": "<", "shorter": "<", "below": "<", "under": "<"}
 # Words that make the order of what they join matter ("from X to Y", "X instead of Y", "X than Y"), each
 # with the relation it names: "JSON to CSV" and "CSV into JSON" are one relation, swapped.
-DIRECTIONAL = {"to": "to", "into": "to", "onto": "to", "as": "to", "toward": "to", "towards": "to", "from": "from",
+DIRECTIONAL = {"to": "to", "into": "to", "onto": "to", "toward": "to", "towards": "to", "from": "from",
                "than": "than", "instead": "instead", "minus": "minus", "subtract": "minus", "divided": "divided",
                "over": "divided", "per": "divided", "before": "before", "after": "after", "then": "then",
                "beat": "beat", "beats": "beat"}
@@ -273,7 +273,8 @@ monday tuesday wednesday thursday friday saturday sunday
 _SYNONYM_GROUPS = """
 fix repair resolve|big large huge|small little tiny|buy purchase|begin start|end finish|quick fast rapid
 car automobile|movie film|house home|job work|error bug issue|function method|picture image photo
-dict dictionary|list array|doctor physician|kid child|kids children|use utilize employ|make create build
+dict dictionary|integer int|string str|boolean bool|character char|list array|doctor physician|kid child
+kids children|use utilize employ|make create build
 show display|find locate|get obtain|answer reply|help assist|choose pick select|speak talk|smart intelligent
 error exception|delete remove erase|stop halt|city town|country nation|cost price
 """

@@ -48,7 +48,7 @@ def veto(a: Reading, b: Reading) -> str | None:
     if missing is not None:
         return "unit" if missing in _UNIT_KEYS else "entity"
     if _inverted(a.sequence, b.sequence) or _transposed(a.sequence, b.sequence) or (
-            a.anchored and b.anchored and a.anchored != b.anchored):
+            a.anchored and b.anchored and a.anchored != b.anchored) or _roles_swapped(a, b):
         return "order"
     return None
 
@@ -102,20 +102,47 @@ def _missing_entity(a: Reading, b: Reading) -> str | None:
     return None
 
 
+def _roles_swapped(a: Reading, b: Reading) -> bool:
+    """A language that is the source of one translation and the target of the other."""
+    return any(b.roles.get(language, role) != role for language, role in a.roles.items())
+
+
 def _inverted(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    """Two things both name, in opposite orders, joined in both requests by the same directional word
-    within a few words ("from English to French" / "from French to English", "butter instead of oil")."""
+    """Two things both name, swapped around the same middle (X M Y / Y M X) and joined in both requests by
+    the same directional word ("from English to French" / "from French to English", "sour cream instead of
+    yogurt" / "yogurt instead of sour cream"). A reworded sentence moves its parts around other shared
+    words, so its middles differ ("get from Berlin to Prague fast" / "the fastest way to get from...")."""
     first_a = {key: i for i, key in reversed(list(enumerate(a)))}
     first_b = {key: i for i, key in reversed(list(enumerate(b)))}
-    shared = [key for key in first_a if key in first_b and key not in lx.STOPWORDS]
-    for i, x in enumerate(shared):
-        for y in shared[i + 1:]:
+    heads = _phrase_heads([key for key in first_a if key in first_b and key not in lx.STOPWORDS], first_a, first_b)
+    for i, x in enumerate(heads):
+        for y in heads[i + 1:]:
             if (first_a[x] < first_a[y]) == (first_b[x] < first_b[y]):
+                continue
+            if _between(heads, first_a, x, y) != _between(heads, first_b, x, y):
                 continue
             joined_a = _joining(a, first_a[x], first_a[y])
             if joined_a and joined_a & _joining(b, first_b[x], first_b[y]):
                 return True
     return False
+
+
+def _phrase_heads(shared: list[str], first_a: dict[str, int], first_b: dict[str, int]) -> list[str]:
+    """The first word of each run of shared words that stand together in both ("sour cream", "New York")."""
+    heads: list[str] = []
+    previous: str | None = None
+    for key in sorted(shared, key=first_a.__getitem__):
+        together = previous is not None and first_a[key] == first_a[previous] + 1 and (
+            first_b[key] == first_b[previous] + 1)
+        if not together:
+            heads.append(key)
+        previous = key
+    return heads
+
+
+def _between(heads: list[str], first: dict[str, int], x: str, y: str) -> set[str]:
+    low, high = sorted((first[x], first[y]))
+    return {h for h in heads if low < first[h] < high}
 
 
 def _joining(sequence: tuple[str, ...], one: int, other: int) -> set[str]:

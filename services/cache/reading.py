@@ -38,6 +38,9 @@ _ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)", re.IGNORECASE)
 _WITH_UNIT = re.compile(r"(\d+(?:\.\d+)?)([a-zA-Z]{1,3})")
 _DOTTED = re.compile(r"\w+(?:\.\w+)+")
 _CAMEL_LOWER_FIRST = re.compile(r"[a-z]+[A-Z]\w*")
+# A language's role in a translation: "from X" and "the X word" are the source, "to/into/in X" the target.
+_ROLE_BEFORE = {"from": "source", "to": "target", "into": "target", "in": "target"}
+_SOURCE_AFTER = frozenset({"word", "words", "phrase", "term", "expression", "sentence", "text", "saying"})
 _ANCHORING = frozenset({"in", "at", "of", "for"})  # "3pm in Tokyo", "order 5 of Acme"
 _CURRENCY = {"$": "usd", "\u20ac": "eur", "\u00a3": "gbp", "\u00a5": "jpy"}
 
@@ -59,6 +62,7 @@ class Reading:
     content: frozenset[str]  # what the sequence names apart from stopwords: lemmas, numbers, literals, units
     sequence: tuple[str, ...]  # every token's key in order (content words as lemmas): what order checks read
     anchored: Counter[tuple[str, str]]  # a literal and the entity it is said of: ("3pm", "tokyo") in "3pm in Tokyo"
+    roles: dict[str, str]  # language -> "source" ("from French", "the French word") or "target" ("into French")
 
 
 def read(text: str) -> Reading:
@@ -85,6 +89,7 @@ class _Builder:
         self.words: list[str] = []
         self.sequence: list[str] = []
         self.anchored: Counter[tuple[str, str]] = Counter()
+        self.roles: dict[str, str] = {}
         self._anchor: tuple[str, int] | None = None  # the last literal and its position in the sequence
         self._last_number: str | None = None  # a number waiting for its unit
         self._comparative: tuple[str, str] | None = None  # ("greater", ">") waiting for "than" or a number
@@ -94,7 +99,7 @@ class _Builder:
         return Reading({k: c for k, c in self.literals.items() if c}, self.quantities, tuple(self.numbers),
                        self.negations > 0, frozenset(self.asks), frozenset(self.operators), frozenset(self.languages),
                        tuple(self.entities), frozenset(self.keys), tuple(self.words),
-                       frozenset(self.sequence) - lx.STOPWORDS, tuple(self.sequence), self.anchored)
+                       frozenset(self.sequence) - lx.STOPWORDS, tuple(self.sequence), self.anchored, self.roles)
 
     def protected(self, piece: str) -> None:
         self._flush_number()
@@ -214,6 +219,8 @@ class _Builder:
 
     def _meaning(self, text: str, key: str, initial: bool) -> None:
         self._question(key)
+        if key in _SOURCE_AFTER and self.sequence and self.sequence[-1] in self.languages:
+            self.roles.setdefault(self.sequence[-1], "source")  # "the Japanese word 'arigato'"
         if key in lx.NEGATIONS or (key == "to" and self.words[-2:-1] and self.words[-2] in lx.NEGATING_BEFORE_TO):
             self.negations += 1
         if key in lx.OPERATOR_WORDS:
@@ -236,6 +243,10 @@ class _Builder:
             self.asks.add(kind)
 
     def _language(self, key: str) -> None:
+        before = self.words[:-1] if self.words[-1:] == [key] else self.words  # "C++" never enters words
+        role = _ROLE_BEFORE.get(before[-1]) if before else None
+        if role is not None:
+            self.roles.setdefault(key, role)
         self.languages.add(key)
         self.keys.add(key)
         self.sequence.append(key)

@@ -5,8 +5,8 @@ misses (a number or an entity swapped in an otherwise identical sentence) teach 
 looks like, which is what the near misses the rules let through look like too. Its threshold only
 answers for the pairs it will decide (those the rules pass) and comes from out-of-fold probabilities
 (folds by template family, so no family is scored by a model that saw it): for each floor, the lowest
-threshold that lets no near miss at or above that floor through; of those, the one that keeps the most
-paraphrases.
+threshold whose hits keep precision >= 99.5%; of those, the one that keeps the most paraphrases. The test
+split, not this, enforces "no wrong hit", when calibration picks the floor.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from services.cache.logistic import LogisticModel
 from services.cache.pair_features import FEATURES, features, veto
 from services.cache.verify import reading
+from services.router.calibration.choose import MIN_PRECISION
 from services.router.calibration.pairs import LabelledPair
 
 FOLDS = 5
@@ -78,18 +79,33 @@ def out_of_fold(data: Rows) -> list[float]:
     return probabilities
 
 
-def threshold_for(data: Rows, probabilities: Sequence[float], floors: Sequence[float]) -> tuple[float, float, float]:
-    """(threshold, floor, recall): per floor the lowest threshold with no near miss through, the best floor."""
+def threshold_for(data: Rows, probabilities: Sequence[float], floors: Sequence[float],
+                  min_precision: float = MIN_PRECISION) -> tuple[float, float, float]:
+    """(threshold, floor, recall): per floor, the lowest threshold whose out-of-fold hits keep min_precision
+    (exact hits count as right); of those, the one that keeps the most paraphrases."""
     best = (1.0, floors[-1], -1.0)
     for floor in floors:
         above = [i for i, c in enumerate(data.cosine) if c >= floor and not data.vetoed[i]]
-        refused = [probabilities[i] for i in above if not data.same[i]]
-        threshold = min(1.0, max(refused, default=0.0) + MARGIN)
+        threshold = _lowest_threshold([probabilities[i] for i in above], [data.same[i] for i in above],
+                                      data.exact_paraphrases, min_precision)
         kept = sum(1 for i in above if data.same[i] and probabilities[i] >= threshold)
         recall = (kept + data.exact_paraphrases) / data.paraphrases if data.paraphrases else 0.0
         if recall > best[2]:
             best = (threshold, floor, recall)
     return best
+
+
+def _lowest_threshold(probabilities: Sequence[float], same: Sequence[bool], exact: int, min_precision: float
+                      ) -> float:
+    """Walk the candidates from the most probable down; stop before the first near miss that would bring
+    precision under min_precision."""
+    right, wrong, threshold = exact, 0, 1.0
+    for probability, is_same in sorted(zip(probabilities, same, strict=True), reverse=True):
+        right, wrong = right + is_same, wrong + (not is_same)
+        if right / (right + wrong) < min_precision:
+            return min(1.0, probability + MARGIN)
+        threshold = probability
+    return max(0.0, threshold - MARGIN) if probabilities else 0.0
 
 
 def fit(pairs: Sequence[LabelledPair], cosines: Sequence[float], floors: Sequence[float]) -> LogisticModel:
