@@ -85,7 +85,8 @@ FAMILIES: tuple[Family, ...] = (
         ("Can you check order {order} and tell me where it stands?", "reworded"),
         ("Order #{order}: what is its status?", "reordered")),
       one("order", "4411", "5120", "7083", "10234", "88812", "3301"),
-      (Bump("order", "number"), variant("attribute", "Cancel order #{order}.", "When will order #{order} be delivered?"))),
+      (Bump("order", "number"),
+       variant("attribute", "Cancel order #{order}.", "When will order #{order} be delivered?"))),
     F("invoice_total", (
         ("What is the total on invoice INV-{inv}?", ""),
         ("How much is invoice INV-{inv} for?", "question_form"),
