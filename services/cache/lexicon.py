@@ -276,7 +276,7 @@ car automobile|movie film|house home|job work|error bug issue|function method|pi
 dict dictionary|integer int|string str|boolean bool|character char|list array|doctor physician|kid child
 kids children|use utilize employ|make create build
 show display|find locate|get obtain|answer reply|help assist|choose pick select|speak talk|smart intelligent
-error exception|delete remove erase|stop halt|city town|country nation|cost price
+error exception|symptom sign|bicycle bike|delete remove erase|stop halt|city town|country nation|cost price
 """
 SYNONYMS: dict[str, str] = {}
 for _group in _SYNONYM_GROUPS.replace("\n", "|").split("|"):

@@ -59,7 +59,9 @@ def features(a: Reading, b: Reading, similarity: float) -> list[float]:
     union = len(a.content | b.content)
     longest = max(len(a.words), len(b.words), 1)
     matcher = difflib.SequenceMatcher(None, a.sequence, b.sequence, autojunk=False)
-    edits = [op for op in matcher.get_opcodes() if op[0] != "equal"]
+    # Edits that touch a content word: "Which river" / "What river" or "Tell me" / "What is" change none.
+    edits = [op for op in matcher.get_opcodes() if op[0] != "equal"
+             and not set(a.sequence[op[1]:op[2]] + b.sequence[op[3]:op[4]]) <= lx.STOPWORDS]
     one_small_edit = len(edits) == 1 and max(edits[0][2] - edits[0][1], edits[0][4] - edits[0][3]) <= _SMALL
     return [
         similarity,
