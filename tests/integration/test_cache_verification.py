@@ -58,14 +58,14 @@ PARAPHRASES = [
     ("contraction", "Why can't penguins fly?", "Why cannot penguins fly?"),
     ("question_form", "Can you tell me how tall Mount Everest is?", "How tall is Mount Everest?"),
     ("question_form_explain", "Explain how photosynthesis works.", "How does photosynthesis work?"),
-]
-# True paraphrases the shipped learned verifier does not pass yet (its recall on the test split is
-# 65%): kept here so that an improved model shows up as XPASS, and reported to the verifier's owner.
-MISSED_PARAPHRASES = [
     ("which_what", "Which river flows through Vienna?", "What river flows through Vienna?"),
     ("plural", "How many legs does a spider have?", "How many legs do spiders have?"),
     ("synonym_bike", "How can I fix a flat bicycle tire?", "How do I fix a flat bike tire?"),
     ("synonym_signs", "What are the symptoms of the common cold?", "What are the signs of the common cold?"),
+]
+# True paraphrases the shipped learned verifier does not pass yet (its recall on the test split is
+# 66.5%): kept here so that an improved model shows up as XPASS.
+MISSED_PARAPHRASES = [
     ("imperative", "Tell me the capital of Japan.", "What is the capital of Japan?"),
 ]
 YES, NO = confident("Yes"), confident("No")
