@@ -1,7 +1,7 @@
 """Cache lookup latency at the cache service: exact hits, semantic hits (embedding included), misses.
 
 `python -m bench.cache_lookup` starts Redis, the embedder (local MiniLM) and the cache service
-(Qdrant in local mode) as real processes, stores 200 answers through the Redis write stream as
+(embedded Qdrant Edge) as real processes, stores 200 answers through the Redis write stream as
 the router does, then times sequential POST /lookup calls. Writes bench/results/cache_lookup.json.
 Issue targets (through the gateway, so these leave room for it): exact p50 <= 3 ms, semantic p50 <= 15 ms.
 """
@@ -76,28 +76,34 @@ async def populate(redis_url: str) -> None:
         await redis.aclose()
 
 
-async def time_lookups(url: str, bodies: list[dict[str, Any]]) -> tuple[list[float], Counter[str]]:
-    """Sequential lookups over one keep-alive connection; returns latencies (ms) and outcomes."""
-    latencies: list[float] = []
-    outcomes: Counter[str] = Counter()
+async def time_lookups(url: str, bodies: list[dict[str, Any]]) -> list[tuple[float, str]]:
+    """Sequential lookups over one keep-alive connection; returns each one's latency (ms) and outcome."""
+    timed: list[tuple[float, str]] = []
     async with aiohttp.ClientSession() as session:
         for index, body in enumerate(bodies):
             started = time.perf_counter()
             async with session.post(url, json={"tenant": TENANT, "body": body}) as response:
                 found = await response.json()
             if index >= WARMUP:
-                latencies.append((time.perf_counter() - started) * 1000)
-                outcomes[found.get("tier", "miss")] += 1
-    return latencies, outcomes
+                timed.append(((time.perf_counter() - started) * 1000, found.get("tier", "miss")))
+    return timed
+
+
+# Rewordings of "What is <topic> <place>?" that the shipped verifier passes; each lookup asks a text
+# not asked before, so every semantic lookup embeds (none is answered from the cache's vector memo).
+REWORDINGS = ["Can you tell me {}?", "Could you tell me what {} is?", "I'd like to know {}", "Please tell me {}"]
 
 
 def scenarios() -> dict[str, list[dict[str, Any]]]:
-    """Exact: the stored request. Semantic: lower-cased, so the exact key differs but the (uncased)
-    MiniLM embedding does not. Miss: questions never stored."""
+    """Exact: the stored request. Semantic: a rewording, which neither the exact key nor the memo
+    knows but the verifier passes. Miss: questions never stored."""
     stored = questions()
-    pick = [stored[i % len(stored)] for i in range(LOOKUPS + WARMUP)]
+    count = LOOKUPS + WARMUP
+    pick = [stored[i % len(stored)] for i in range(count)]
+    reworded = [REWORDINGS[(i // len(stored)) % len(REWORDINGS)].format(q.removeprefix("What is ").rstrip("?"))
+                for i, q in enumerate(pick)]
     return {"exact_hit": [chat(q) for q in pick],
-            "semantic_hit": [chat(q.lower()) for q in pick],
+            "semantic_hit": [chat(q) for q in reworded],
             "miss": [chat(f"How do I fix a flat bicycle tyre, attempt {i}?") for i in range(len(pick))]}
 
 
@@ -116,11 +122,14 @@ def run(workdir: Path) -> dict[str, Any]:
             asyncio.run(populate(redis_url))
             results = {}
             for name, bodies in scenarios().items():
-                latencies, outcomes = asyncio.run(time_lookups(f"{cache.url}/lookup", bodies))
+                timed = asyncio.run(time_lookups(f"{cache.url}/lookup", bodies))
                 expected = name.removesuffix("_hit")
-                if set(outcomes) != {expected}:
-                    raise RuntimeError(f"{name}: expected only {expected!r} outcomes, got {dict(outcomes)}")
-                results[name] = {**summarize(latencies), "outcomes": dict(outcomes)}
+                outcomes = Counter(outcome for _, outcome in timed)
+                # A rewording the verifier refuses is a (correct, cautious) miss: timed apart, allowed rarely.
+                if outcomes[expected] < 0.9 * len(timed):
+                    raise RuntimeError(f"{name}: expected {expected!r} outcomes, got {dict(outcomes)}")
+                results[name] = {**summarize([ms for ms, outcome in timed if outcome == expected]),
+                                 "outcomes": dict(outcomes)}
         finally:
             cache.stop()
             embedder.stop()
@@ -131,7 +140,7 @@ def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="draftgate-bench-cache-") as tmp:
         results = run(Path(tmp))
     result = {"stored": STORED, "lookups_per_scenario": LOOKUPS, "sequential": True, "cpus": os.cpu_count(),
-              "qdrant": "local mode", **results,
+              "qdrant": "embedded (Qdrant Edge)", **results,
               "load_average_after": [round(x, 2) for x in os.getloadavg()]}
     write_result("cache_lookup", result)
     print("cache lookup: " + ", ".join(f"{name} p50 {results[name]['p50_ms']} ms p99 {results[name]['p99_ms']} ms"
