@@ -9,6 +9,7 @@ use: Edge holds the GIL while it works.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -60,6 +61,8 @@ def serve(store: ShardStore, requests: IO[bytes], replies: IO[bytes]) -> None:
 
 
 def main(path: str) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the cache closes this worker itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print from any library goes to the log, not into the replies
     store = ShardStore(Path(path))
