@@ -50,10 +50,6 @@ class EdgeStore(VectorStore):
         """The worker's process id while it runs (tests kill it)."""
         return self._process.pid if self._process is not None and self._process.returncode is None else None
 
-    async def start(self) -> None:
-        """Start the worker now rather than on the first call, and wait until its shard is loaded."""
-        await self._call("size")
-
     async def size(self) -> int | None:
         return await self._call("size")
 
@@ -62,7 +58,7 @@ class EdgeStore(VectorStore):
 
     async def search(self, vector: list[float], scope: Scope, *, floor: float, limit: int,
                      fields: list[str]) -> list[Hit]:
-        deadline = time.monotonic() + self._search_budget_s
+        deadline = time.monotonic() + self._search_budget_s  # the monotonic clock is the machine's, not the process's
         return wire.unpack_hits(await self._call("search", wire.pack_vector(vector), wire.pack_scope(scope), floor,
                                                  limit, fields, deadline))
 
