@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from bench.harness import percentile
 
 OK, DISCONNECTED = "ok", "disconnected"  # every other outcome names an error kind
@@ -71,11 +73,25 @@ def error_counts(records: Iterable[Record]) -> dict[str, int]:
     return dict(sorted(Counter(r.outcome for r in records if is_error(r.outcome)).items()))
 
 
-def rss_check(rss_start: Mapping[str, int], rss_end: Mapping[str, int], max_growth: float) -> Check:
-    grown = {name: growth(rss_start[name], rss_end[name]) for name in rss_start}
+def rss_check(series: Mapping[str, Sequence[tuple[float, float]]], max_growth: float) -> Check:
+    """A leak is a trend: each service's RSS samples (seconds, MB) after the warm-up, fitted by least
+    squares, must grow at most max_growth from the line's start to its end. A fit, not the first and
+    last sample, because periodic work saws RSS up and down (the cache's Edge worker frees about
+    30 MB after each index build): two single samples would judge the phase of the saw."""
+    grown = {name: trend_growth(points) for name, points in series.items()}
     worst = max(grown, key=grown.__getitem__)
     detail = ", ".join(f"{name} {value:+.1%}" for name, value in grown.items())
-    return Check("rss_growth", grown[worst] <= max_growth, f"after warm-up: {detail} (at most {max_growth:.0%})")
+    return Check("rss_growth", grown[worst] <= max_growth,
+                 f"trend after warm-up (least squares): {detail} (at most {max_growth:.0%})")
+
+
+def trend_growth(points: Sequence[tuple[float, float]]) -> float:
+    """Relative growth of the least-squares line through (t, value) points over their time span."""
+    if len({t for t, _ in points}) < 2:
+        raise ValueError("an RSS trend needs samples at two times at least")
+    times, values = zip(*points, strict=True)
+    slope, intercept = np.polyfit(times, values, 1)
+    return growth(slope * min(times) + intercept, slope * max(times) + intercept)
 
 
 def p99_check(minutes: Sequence[Mapping[str, Any]], max_ratio: float) -> Check:
