@@ -91,7 +91,7 @@ def trend_growth(points: Sequence[tuple[float, float]]) -> float:
         raise ValueError("an RSS trend needs samples at two times at least")
     times, values = zip(*points, strict=True)
     slope, intercept = np.polyfit(times, values, 1)
-    return growth(slope * min(times) + intercept, slope * max(times) + intercept)
+    return growth(float(slope * min(times) + intercept), float(slope * max(times) + intercept))
 
 
 def p99_check(minutes: Sequence[Mapping[str, Any]], max_ratio: float) -> Check:

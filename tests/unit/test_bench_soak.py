@@ -68,6 +68,8 @@ def test_a_sawtooth_is_not_a_leak_but_a_steady_climb_is() -> None:
     climb = [(10 * i, 250 + 5 * i) for i in range(12)]  # 250 -> 305 MB: +22%
     assert trend_growth(climb) == pytest.approx(0.22)
     assert not rss_check({"cache": climb}, 0.10).passed
+    # Plain Python numbers, as json.dumps (the results file) takes them: numpy's would not serialise.
+    assert type(trend_growth(climb)) is float and type(rss_check({"cache": climb}, 0.10).passed) is bool
 
 
 def test_an_rss_trend_needs_two_times() -> None:
