@@ -234,16 +234,17 @@ def run(minutes: float, warmup_s: float, load_fraction: float, logs: Path | None
 def summary(result: dict[str, Any], path: Path) -> str:
     measured = [m for m in result["per_minute"] if not m["warmup"]]
     first, last = (measured[0], measured[-1]) if measured else ({}, {})
-    worst = max(result["rss_mb"].items(), key=lambda item: item[1]["growth"] if item[0] in SERVICES else -1)
+    worst = max(result["rss_mb"].items(), key=lambda item: item[1]["trend_growth"] if item[0] in SERVICES else -1)
     store = result["redis"]
     verdicts = " ".join(f"{name} {'PASS' if check['passed'] else 'FAIL'}" for name, check in result["checks"].items())
     return (f"soak: {result['config']['minutes']:g} min at {result['offered_requests_per_s']} req/s (half of "
             f"{result['max_throughput']['max_requests_per_s']} max), {result['requests']} requests, "
             f"{sum(result['errors'].values())} client errors, {len(result['service_errors'])} kinds of service errors; "
             f"p50/p99 {first.get('p50_ms', 'n/a')}/{first.get('p99_ms', 'n/a')} ms first minute after warm-up -> "
-            f"{last.get('p50_ms', 'n/a')}/{last.get('p99_ms', 'n/a')} ms last; largest RSS growth {worst[0]} "
-            f"{worst[1]['growth']:+.1%}; Redis {store['used_memory_mb']['first']} -> "
-            f"{store['used_memory_mb']['last']} MB, XLEN {store['xlen_last']}; {verdicts} -> {path}")
+            f"{last.get('p50_ms', 'n/a')}/{last.get('p99_ms', 'n/a')} ms last; largest RSS trend {worst[0]} "
+            f"{worst[1]['trend_growth']:+.1%} (end vs start {worst[1]['growth']:+.1%}); "
+            f"Redis {store['used_memory_mb']['first']} -> {store['used_memory_mb']['last']} MB, "
+            f"XLEN {store['xlen_last']}; {verdicts} -> {path}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
