@@ -200,10 +200,13 @@ def test_first_token_waits_for_the_scripted_ttft(fake: FakeUpstream, client: ope
 
 def test_tokens_arrive_no_faster_than_the_scripted_rate(fake: FakeUpstream, client: openai.OpenAI) -> None:
     fake.script("capital", confident(" ".join(["tick"] * 11), tokens_per_s=50))
+    started = time.monotonic()
     stream = client.chat.completions.create(model="fake-drafter", messages=USER, stream=True)
     arrivals = [time.monotonic() for c in stream if c.choices and c.choices[0].delta.content]
     assert len(arrivals) == 11
-    assert arrivals[-1] - arrivals[0] >= 0.2 - 0.005
+    # Ten 20 ms gaps at least between the first token and the last, measured from before the request:
+    # the gap between two arrivals would depend on how the client's reads happen to batch the chunks.
+    assert arrivals[-1] - started >= 0.2
 
 
 def test_models_lists_tiers_and_requested_models(fake: FakeUpstream, client: openai.OpenAI) -> None:
