@@ -11,6 +11,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from services.gateway.auth import authenticate
+from services.gateway.chat import served_models
 from services.gateway.operator import tenant_scoped
 from services.gateway.state import API_KEYS, CALLER, CONFIG, HTTP, LOOPS, REDIS, STARTED
 from shared import __version__
@@ -20,10 +21,9 @@ from shared.keys import ROUTERS_ALIVE
 
 def _models(request: web.Request) -> list[dict[str, Any]]:
     """OpenAI's model objects for every name `model` accepts."""
-    config = request.app[CONFIG]
     created = int(request.app[STARTED])
-    names = dict.fromkeys(["auto", "drafter", "heavyweight", config.drafter.model, config.heavyweight.model])
-    return [{"id": name, "object": "model", "created": created, "owned_by": "draftgate"} for name in names if name]
+    return [{"id": name, "object": "model", "created": created, "owned_by": "draftgate"}
+            for name in served_models(request.app[CONFIG]) if name]
 
 
 async def list_models(request: web.Request) -> web.Response:
