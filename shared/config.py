@@ -68,6 +68,11 @@ class UpstreamConfig:
     model: str | None = None
     api_key_env: str | None = None
     timeout_s: float = 60.0
+    # How this upstream continues a partly shown answer (progressive streaming): instruction (any
+    # chat model: the shown text as an assistant turn, then a request to go on from it),
+    # continue_final_message (vLLM, SGLang: the server extends the last assistant message) or prefill
+    # (servers that extend a trailing assistant message by themselves).
+    continuation: str = "instruction"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,8 @@ class RoutingConfig:
     early_exit_tokens: int = 10
     speculation_threshold: float | None = None  # unset: 0.7 x entropy_threshold; null: off
     max_concurrent_speculations: int = 8
+    stream_mode: str = "progressive"  # streamed requests: progressive (release confident tokens) | buffered
+    stream_holdback_tokens: int = 4  # progressive: the newest tokens kept unshown while the window judges them
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,8 @@ class CacheConfig:
 
 # onnx: MiniLM on ONNX Runtime from the export `make install` writes; onnx-int8: the same, weights
 # quantised to int8 (faster, further from torch); torch: sentence-transformers; openai: any remote API.
+STREAM_MODES = ("progressive", "buffered")
+CONTINUATIONS = ("instruction", "continue_final_message", "prefill")
 EMBEDDER_BACKENDS = ("onnx", "onnx-int8", "torch", "openai")
 
 
@@ -311,6 +320,9 @@ def _validate(config: Config) -> None:
         ("routing.top_logprobs", 1 <= config.routing.top_logprobs <= 20, "must be between 1 and 20"),
         ("routing.early_exit_tokens", config.routing.early_exit_tokens >= 0, "must be >= 0"),
         ("routing.max_concurrent_speculations", config.routing.max_concurrent_speculations >= 0, "must be >= 0"),
+        ("routing.stream_mode", config.routing.stream_mode in STREAM_MODES,
+         f"must be one of {', '.join(repr(mode) for mode in STREAM_MODES)}"),
+        ("routing.stream_holdback_tokens", config.routing.stream_holdback_tokens >= 0, "must be >= 0"),
         ("router.max_in_flight", config.router.max_in_flight >= 1, "must be >= 1"),
         ("router.shutdown_grace_s", config.router.shutdown_grace_s >= 0, "must be >= 0"),
         ("bus.reclaim_idle_ms", config.bus.reclaim_idle_ms >= 100, "must be >= 100"),
@@ -357,6 +369,8 @@ def _validate(config: Config) -> None:
                        "carries user:password (sent as HTTP Basic auth) and api_key_env names a key too; "
                        "both would be the Authorization header: keep one"))
         checks.append((f"{tier}.timeout_s", upstream.timeout_s > 0, "must be > 0"))
+        checks.append((f"{tier}.continuation", upstream.continuation in CONTINUATIONS,
+                       f"must be one of {', '.join(repr(style) for style in CONTINUATIONS)}"))
     for key, ok, message in checks:
         if not ok:
             raise ConfigError(f"{key}: {message}")
