@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+NODE_TESTS := tests/node
 DRAFTGATE_CACHE ?= $(HOME)/.cache/draftgate
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_WHEELS := $(DRAFTGATE_CACHE)/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)
@@ -12,7 +13,7 @@ LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_B
 
 .PHONY: install run stop test lint bench clean
 
-install: $(VENV)/.core $(VENV)/.ml $(VENV)/.onnx $(VENV)/.llama
+install: $(VENV)/.core $(VENV)/.ml $(VENV)/.onnx $(VENV)/.llama $(NODE_TESTS)/node_modules/.package-lock.json
 
 $(VENV)/.core: requirements.txt requirements-dev.txt
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server) \
@@ -46,6 +47,13 @@ $(VENV)/.llama: $(VENV)/.core
 		"llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
 	touch $@
 
+# The Node client test (tests/integration/test_progressive_node.py) runs the official `openai` npm
+# package at the version package-lock.json pins; npm ci installs exactly that into tests/node/node_modules.
+$(NODE_TESTS)/node_modules/.package-lock.json: $(NODE_TESTS)/package.json $(NODE_TESTS)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(NODE_TESTS) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json; \
+	else echo ">>> no npm: the Node client test is skipped without node, fails without node_modules"; fi
+
 run: install
 	$(BIN)/python -m scripts.run
 
@@ -65,4 +73,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .data bench/results
+	rm -rf $(VENV) .data bench/results $(NODE_TESTS)/node_modules
