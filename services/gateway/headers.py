@@ -24,9 +24,17 @@ def routing_headers(request_id: str, started: float, decision: str, entropy: flo
     return headers
 
 
+PROGRESSIVE = "progressive"
+
+
 def headers_for_head(request_id: str, started: float, head: Reply) -> dict[str, str]:
-    return routing_headers(request_id, started, head.decision or "", head.draft_entropy,
-                           head.speculation or "none", head.tier, head.reason)
+    """A progressive stream's headers leave before its decision, entropy and speculation are known:
+    those come in the `draftgate` field of its last chunk instead."""
+    headers = routing_headers(request_id, started, head.decision or "", head.draft_entropy,
+                              head.speculation or "none", head.tier, head.reason)
+    if head.decision == PROGRESSIVE:
+        del headers["X-Draft-Entropy"], headers["X-Speculation"]
+    return headers
 
 
 def cache_hit_headers(request_id: str, started: float, cache_tier: str, similarity: float,

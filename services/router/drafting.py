@@ -1,4 +1,5 @@
-"""One request's flow: draft, judge every token, then accept the draft or escalate."""
+"""One request's flow, buffered: draft, judge every token, then accept the whole draft or escalate;
+and the steps progressive.py shares (judging a chunk, speculating, caching, serving a tier)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from shared import bus
 from shared.config import RoutingConfig
 from shared.keys import CACHE_WRITE_STREAM
 from shared.messages import CacheWrite, ChatRequest, encode
-from shared.messages import Tier as RequestedTier
 
 log = structlog.get_logger(__name__)
 
@@ -58,17 +58,7 @@ class Draft:
     speculation: Speculation | None = None
 
 
-async def answer(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) -> None:
-    if request.tier == RequestedTier.HEAVYWEIGHT:
-        await _serve_tier(ctx, ctx.heavyweight, request, out,
-                          partial(out.head, "escalate", None, "none", "heavyweight"))
-    elif request.tier == RequestedTier.DRAFTER:
-        await _serve_tier(ctx, ctx.drafter, request, out, partial(out.head, "accept", None, "none", "drafter"))
-    else:
-        await _route(ctx, request, out)
-
-
-async def _route(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) -> None:
+async def route_buffered(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) -> None:
     draft = await _draft(ctx, request.body)
     ctx.metrics.draft_entropy.observe(draft.window.metric)
     speculation = draft.speculation
@@ -89,7 +79,7 @@ async def _route(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) ->
             head = partial(out.head, "escalate", draft.window.metric, "used", "heavyweight", draft.escalate_reason)
             await _deliver(ctx, ctx.heavyweight, speculation.follow(), request, out, head)
         else:
-            await _serve_tier(ctx, ctx.heavyweight, request, out,
+            await serve_tier(ctx, ctx.heavyweight, request, out,
                               partial(out.head, "escalate", draft.window.metric, "none", "heavyweight",
                                       draft.escalate_reason))
     finally:
@@ -100,23 +90,22 @@ async def _route(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) ->
 async def _draft(ctx: RoutingContext, body: dict[str, Any]) -> Draft:
     """Stream the drafter and judge each token; stops reading (closing the connection) on escalation."""
     routing = ctx.routing
-    draft = Draft(chunks=[], window=EntropyWindow(routing.entropy_threshold, routing.window,
-                                                  routing.early_exit_tokens, routing.speculation_threshold))
+    draft = Draft(chunks=[], window=new_window(routing))
     params = stream_params(body, ctx.drafter.model, routing.top_logprobs)
     try:
         async with open_chunks(ctx.drafter, params) as chunks:
             async for chunk in chunks:
                 draft.chunks.append(chunk)
-                verdict = _judge(chunk, draft.window, routing.top_logprobs)
+                verdict = judge(chunk, draft.window, routing.top_logprobs)
                 if verdict is None:
-                    _warn_no_logprobs(ctx, chunk)
+                    warn_no_logprobs(ctx, chunk)
                     draft.escalate_reason = "no_logprobs"
                     break
                 if verdict is Decision.ESCALATE:
                     draft.escalate_reason = draft.window.escalation
                     break
                 if verdict is Decision.SPECULATE and draft.speculation is None:
-                    draft.speculation = _speculate(ctx, body)
+                    draft.speculation = speculate(ctx, stream_params(body, ctx.heavyweight.model))
     except UPSTREAM_ERRORS as exc:
         ctx.metrics.upstream_errors.labels("drafter").inc()
         log.warning("drafter failed, escalating", error=str(exc))
@@ -131,7 +120,12 @@ async def _draft(ctx: RoutingContext, body: dict[str, Any]) -> Draft:
     return draft
 
 
-def _judge(chunk: dict[str, Any], window: EntropyWindow, top_k: int) -> Decision | None:
+def new_window(routing: RoutingConfig) -> EntropyWindow:
+    return EntropyWindow(routing.entropy_threshold, routing.window, routing.early_exit_tokens,
+                         routing.speculation_threshold)
+
+
+def judge(chunk: dict[str, Any], window: EntropyWindow, top_k: int) -> Decision | None:
     """Feed the chunk's tokens to the window. None: content arrived without any log-probs.
 
     Some servers send more than k alternatives (llama.cpp adds the sampled token): the k
@@ -161,19 +155,19 @@ def _judge(chunk: dict[str, Any], window: EntropyWindow, top_k: int) -> Decision
     return decision
 
 
-def _warn_no_logprobs(ctx: RoutingContext, chunk: dict[str, Any]) -> None:
+def warn_no_logprobs(ctx: RoutingContext, chunk: dict[str, Any]) -> None:
     model = chunk.get("model") or ctx.drafter.model
     if model not in ctx.warned_models:
         ctx.warned_models.add(model)
         log.warning("drafter returned no log-probs; every request will escalate", model=model)
 
 
-def _speculate(ctx: RoutingContext, body: dict[str, Any]) -> Speculation | None:
+def speculate(ctx: RoutingContext, params: dict[str, Any]) -> Speculation | None:
     if not ctx.budget.try_acquire():
         ctx.metrics.speculations_skipped.inc()
         return None
     ctx.metrics.speculations_started.inc()
-    return Speculation(ctx.heavyweight, stream_params(body, ctx.heavyweight.model), ctx.budget)
+    return Speculation(ctx.heavyweight, params, ctx.budget)
 
 
 async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, draft: Draft, state: str) -> None:
@@ -183,7 +177,7 @@ async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, d
     # top_logprobs when it asked for them (the cache key includes both), none otherwise. Folded
     # before shape_chunk, which trims the same entries in place.
     cached = assemble_completion(draft.chunks, top) if request.cache_store else None
-    cache_writes = [] if cached is None else [_cache_write(ctx, request, cached)]
+    cache_writes = [] if cached is None else [cache_write(ctx, request, cached)]
     head = out.head("accept", draft.window.metric, state, "drafter")
     if body.get("stream"):
         usage = wants_usage(body)
@@ -195,19 +189,19 @@ async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, d
     ctx.metrics.decisions.labels("accept", "drafter").inc()
 
 
-def _cache_write(ctx: RoutingContext, request: ChatRequest, completion: dict[str, Any]) -> bus.Publication:
+def cache_write(ctx: RoutingContext, request: ChatRequest, completion: dict[str, Any]) -> bus.Publication:
     message = CacheWrite(request_id=request.request_id, body=request.body, completion=completion,
                          tenant=request.tenant, created=time.time())
     return bus.Publication(CACHE_WRITE_STREAM, encode(message), ctx.cache_write_maxlen)
 
 
-async def _serve_tier(ctx: RoutingContext, tier: Tier, request: ChatRequest, out: ReplyWriter,
+async def serve_tier(ctx: RoutingContext, tier: Tier, request: ChatRequest, out: ReplyWriter,
                       head: Callable[[], bytes]) -> None:
     try:
         async with open_chunks(tier, stream_params(request.body, tier.model)) as chunks:
             await _deliver(ctx, tier, chunks, request, out, head)
     except UPSTREAM_ERRORS as exc:
-        await _fail(ctx, tier, out, exc)
+        await fail_upstream(ctx, tier, out, exc)
 
 
 async def _deliver(ctx: RoutingContext, tier: Tier, chunks: AsyncIterator[dict[str, Any]], request: ChatRequest,
@@ -234,14 +228,14 @@ async def _deliver(ctx: RoutingContext, tier: Tier, chunks: AsyncIterator[dict[s
             last.append(out.completion(assemble_completion(received, top)))
         await out.finish(*last)
     except UPSTREAM_ERRORS as exc:
-        await _fail(ctx, tier, out, exc)
+        await fail_upstream(ctx, tier, out, exc)
         return
     finally:
         ctx.metrics.upstream_tokens.labels(tier.name).inc(sum(content_tokens(c) for c in received))
     ctx.metrics.decisions.labels("accept" if tier is ctx.drafter else "escalate", tier.name).inc()
 
 
-async def _fail(ctx: RoutingContext, tier: Tier, out: ReplyWriter, exc: BaseException) -> None:
+async def fail_upstream(ctx: RoutingContext, tier: Tier, out: ReplyWriter, exc: BaseException) -> None:
     ctx.metrics.upstream_errors.labels(tier.name).inc()
     log.warning("upstream failed", tier=tier.name, model=tier.model, error=str(exc))
     status, error = upstream_error_reply(tier.name, exc, tier.model)

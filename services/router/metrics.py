@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 ENTROPY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+TOKEN_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
 SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -29,6 +30,7 @@ class RouterMetrics:
     speculations_active: Gauge
     speculation_saved: Histogram
     speculation_wasted_tokens: Counter
+    seam_tokens: Histogram
 
 
 def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
@@ -72,4 +74,7 @@ def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
                                     buckets=SECONDS_BUCKETS, registry=registry),
         speculation_wasted_tokens=Counter("draftgate_speculation_wasted_tokens_total",
                                           "Heavyweight tokens consumed by cancelled speculations", registry=registry),
+        seam_tokens=Histogram("draftgate_router_seam_tokens",
+                              "Drafter tokens the client had been shown when the heavyweight took over (continued "
+                              "answers of progressive streams)", buckets=TOKEN_BUCKETS, registry=registry),
     )

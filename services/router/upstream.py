@@ -35,6 +35,7 @@ class Tier:
     name: str
     model: str
     client: AsyncOpenAI
+    continuation: str = "instruction"  # how it continues a partly shown answer (continuation.py)
 
 
 class UpstreamStreamError(APIError):
@@ -58,7 +59,7 @@ def create_tier(name: str, config: UpstreamConfig, env: Mapping[str, str]) -> Ti
     # The SDK's aiohttp transport: about a millisecond less CPU per call than its default under load.
     client = AsyncOpenAI(base_url=base_url, api_key=api_key or "no-key", timeout=config.timeout_s,
                          max_retries=0, http_client=DefaultAioHttpClient(), default_headers=headers)
-    return Tier(name=name, model=config.model or "", client=client)
+    return Tier(name=name, model=config.model or "", client=client, continuation=config.continuation)
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:

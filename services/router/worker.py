@@ -13,8 +13,9 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.router.answer import answer
 from services.router.cancels import CancelListener
-from services.router.drafting import RoutingContext, answer
+from services.router.drafting import RoutingContext
 from services.router.replies import ReplyOverflow, ReplyWriter
 from shared import bus
 from shared.config import BusConfig

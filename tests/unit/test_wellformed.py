@@ -9,7 +9,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from services.router.drafting import _judge
+from services.router.drafting import judge
 from services.router.entropy import Decision, EntropyWindow
 from services.router.failures import UPSTREAM_ERRORS, upstream_error_reply
 from services.router.upstream import Tier, UpstreamProtocolError, UpstreamStreamError, _chunks
@@ -169,7 +169,7 @@ def test_every_checked_chunk_can_be_judged_even_with_null_alternatives() -> None
     """Null logprobs (-inf from C++ servers) among more alternatives than k: judged, not a crash."""
     tops = [{"token": f"t{i}", "logprob": lp} for i, lp in enumerate([-0.1, None, -2.5, None, -3.0, -4.0, None])]
     window = EntropyWindow(2.0, 10, 10, 1.4)
-    assert _judge(check_chunk(alternatives(*tops)), window, 5) is Decision.CONTINUE
+    assert judge(check_chunk(alternatives(*tops)), window, 5) is Decision.CONTINUE
     assert window.tokens == 1
 
 

@@ -1,0 +1,273 @@
+"""Progressive streaming: the client reads a confident draft while the drafter writes it, and
+when the draft turns uncertain after part of it was shown, the heavyweight continues from exactly
+that text in the same stream.
+
+The headers go out with the first shown token, before the decision is final, so they say
+`progressive`; the decision (accept, continued, or escalate when nothing was shown) travels in
+the last chunk before [DONE] as the extra field `draftgate`, which OpenAI clients ignore. What
+may be shown and when is release.py's; how the heavyweight is asked to go on is continuation.py's;
+the repair of an instruction-style seam is seam.py's.
+
+Speculation is aimed at the continuation: a speculative heavyweight starts at the first elevated
+token from the text shown at that moment, and nothing more is shown while it runs, so on
+escalation it continues exactly what the client has. Once the draft has been calm for a whole
+window, the speculation is cancelled and showing resumes; the next elevated token aims a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from services.router.assemble import (
+    assemble_completion,
+    client_top_logprobs,
+    content_tokens,
+    is_usage_chunk,
+    shape_chunk,
+    wants_usage,
+)
+from services.router.continuation import INSTRUCTION, continuation_params
+from services.router.drafting import (
+    RoutingContext,
+    cache_write,
+    fail_upstream,
+    judge,
+    new_window,
+    speculate,
+    warn_no_logprobs,
+)
+from services.router.entropy import Decision
+from services.router.failures import UPSTREAM_ERRORS
+from services.router.release import Release
+from services.router.replies import ReplyWriter
+from services.router.seam import Seam
+from services.router.speculation import Speculation
+from services.router.upstream import open_chunks, stream_params
+from shared.messages import ChatRequest
+
+log = structlog.get_logger(__name__)
+
+FIELD = "draftgate"  # the extra field of the last chunk that carries the final decision
+PROGRESSIVE = "progressive"  # the X-Routing-Decision of a stream shown before its decision
+ACCEPT, CONTINUED, ESCALATE = "accept", "continued", "escalate"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The final decision of a progressive stream."""
+
+    decision: str
+    tier: str
+    seam_tokens: int | None  # continued: the drafter tokens the client got; escalate: 0; accept: None
+    draft_entropy: float
+    reason: str | None
+    speculation: str
+
+    def field(self) -> dict[str, Any]:
+        return {"decision": self.decision, "tier": self.tier, "seam_tokens": self.seam_tokens,
+                "draft_entropy": round(self.draft_entropy, 4), "reason": self.reason, "speculation": self.speculation}
+
+
+def ends_answer(chunk: dict[str, Any]) -> bool:
+    """A finish or usage chunk: the last chunk the client gets is one of these."""
+    return is_usage_chunk(chunk) or any(choice.get("finish_reason") for choice in chunk.get("choices") or ())
+
+
+async def route_progressive(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) -> None:
+    flow = _Flow(ctx, request, out)
+    try:
+        await flow.draft()
+        ctx.metrics.draft_entropy.observe(flow.window.metric)
+        if flow.reason is None:
+            await flow.accept()
+        else:
+            await flow.escalate()
+    finally:
+        if flow.speculation is not None:
+            await flow.speculation.cancel()
+
+
+class _Flow:
+    """One progressive request: its draft, what was shown of it, its speculation."""
+
+    def __init__(self, ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) -> None:
+        self.ctx, self.request, self.out = ctx, request, out
+        self.body = request.body
+        self.top = client_top_logprobs(self.body)
+        self.usage = wants_usage(self.body)
+        self.window = new_window(ctx.routing)
+        self.release = Release(ctx.routing.early_exit_tokens, ctx.routing.stream_holdback_tokens)
+        self.reason: str | None = None  # why the draft escalates; None: accepted
+        self.speculation: Speculation | None = None
+        self.aimed_at = 0  # shown tokens the running speculation continues from
+        self.speculated = "none"
+        self.calm = 0  # calm tokens in a row
+        self.headed = False
+
+    async def draft(self) -> None:
+        """Stream the drafter, judge each token, show what may be shown; stops reading on escalation."""
+        routing = self.ctx.routing
+        params = stream_params(self.body, self.ctx.drafter.model, routing.top_logprobs)
+        try:
+            async with open_chunks(self.ctx.drafter, params) as chunks:
+                async for chunk in chunks:
+                    self.release.add(chunk, content_tokens(chunk))
+                    verdict = judge(chunk, self.window, routing.top_logprobs)
+                    if verdict is None:
+                        warn_no_logprobs(self.ctx, chunk)
+                        self.reason = "no_logprobs"
+                        break
+                    if verdict is Decision.ESCALATE:
+                        self.reason = self.window.escalation
+                        break
+                    await self._step(elevated=verdict is Decision.SPECULATE)
+        except UPSTREAM_ERRORS as exc:
+            self.ctx.metrics.upstream_errors.labels("drafter").inc()
+            log.warning("drafter failed, escalating", error=str(exc))
+            self.reason = "drafter_error"
+        self.ctx.metrics.upstream_tokens.labels("drafter").inc(sum(content_tokens(c) for c in self.release.chunks))
+        if self.reason is None and self.window.tokens == 0:
+            self.reason = "unjudged"
+
+    async def _step(self, elevated: bool) -> None:
+        if elevated:
+            self.calm = 0
+            if self.speculation is None:
+                self._speculate()
+            return
+        self.calm += 1
+        if self.speculation is not None and self.calm < self.ctx.routing.window:
+            return  # the speculation may still be needed: show nothing it would not continue from
+        ready = self.release.ready(self.window.tokens, calm=True)
+        if not ready:
+            return
+        if self.speculation is not None:  # what it continues from is no longer what the client has
+            await self._drop_speculation()
+        await self.out.send(*self._head(PROGRESSIVE, "drafter"), *self._chunks(ready))
+
+    def _speculate(self) -> None:
+        heavyweight = self.ctx.heavyweight
+        params = continuation_params(self.body, heavyweight.model, self.release.shown_text, heavyweight.continuation)
+        self.speculation = speculate(self.ctx, params)
+        self.aimed_at = self.release.shown_tokens
+
+    async def _drop_speculation(self) -> None:
+        assert self.speculation is not None
+        self.ctx.metrics.speculation_wasted_tokens.inc(await self.speculation.cancel())
+        self.ctx.metrics.speculations_cancelled.inc()
+        self.speculation = None
+        self.speculated = "cancelled"
+
+    def _head(self, decision: str, tier: str) -> list[bytes]:
+        """The head, once: with the first reply that goes out."""
+        if self.headed:
+            return []
+        self.headed = True
+        if decision == PROGRESSIVE:
+            return [self.out.head(PROGRESSIVE, None, "none", tier)]
+        return [self.out.head(decision, self.window.metric, self.speculated, tier, self.reason)]
+
+    def _chunks(self, chunks: list[dict[str, Any]]) -> list[bytes]:
+        return [self.out.chunk(shape_chunk(c, self.top)) for c in chunks if self.usage or not is_usage_chunk(c)]
+
+    async def accept(self) -> None:
+        if self.speculation is not None:
+            await self._drop_speculation()
+        rest = [c for c in self.release.rest() if self.usage or not is_usage_chunk(c)]
+        # Assembled before the last chunk gets the decision field (shaping is the same either way).
+        cached = assemble_completion(self.release.chunks, self.top) if self.request.cache_store else None
+        outcome = self._outcome(ACCEPT, "drafter", None)
+        if rest:
+            rest[-1][FIELD] = outcome.field()
+        also = [] if cached is None else [cache_write(self.ctx, self.request, cached)]
+        await self.out.finish(*self._head(ACCEPT, "drafter"), *self._chunks(rest), also=also)
+        self._record(outcome)
+
+    async def escalate(self) -> None:
+        assert self.reason is not None
+        metrics, heavyweight = self.ctx.metrics, self.ctx.heavyweight
+        metrics.escalation_reasons.labels(self.reason).inc()
+        shown = self.release.shown_tokens
+        if self.speculation is not None and self.aimed_at != shown:
+            await self._drop_speculation()  # never happens as showing pauses while one runs; cheap to be sure
+        try:
+            if self.speculation is not None:
+                metrics.speculations_used.inc()
+                metrics.speculation_saved.observe(time.monotonic() - self.speculation.started)
+                self.speculated = "used"
+                await self._continue(self.speculation.follow())
+            else:
+                params = continuation_params(self.body, heavyweight.model, self.release.shown_text,
+                                             heavyweight.continuation)
+                async with open_chunks(heavyweight, params) as chunks:
+                    await self._continue(chunks)
+        except UPSTREAM_ERRORS as exc:
+            await fail_upstream(self.ctx, heavyweight, self.out, exc)
+
+    async def _continue(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+        """Pass the heavyweight's chunks on after what was shown, as one answer; the finish and usage
+        chunks wait for the end, where the last one takes the decision field."""
+        shown = self.release.shown_tokens
+        decision = CONTINUED if shown else ESCALATE
+        first = self.release.chunks[0] if shown else None
+        seam = (Seam(self.release.shown_text, self.release.next_text[:1].isspace())
+                if shown and self.ctx.heavyweight.continuation == INSTRUCTION else None)
+        last: list[dict[str, Any]] = []
+        received: list[dict[str, Any]] = []
+        try:
+            async for chunk in chunks:
+                received.append(chunk)
+                if first is not None:
+                    _join(chunk, first, shown)
+                now = [c for c in (seam.take(chunk) if seam else [chunk]) if not _held(c, last)]
+                if now:
+                    await self.out.send(*self._head(decision, "heavyweight"), *self._chunks(now))
+            for chunk in seam.flush() if seam else ():
+                last.append(chunk)
+            outcome = self._outcome(decision, "heavyweight", shown)
+            visible = [c for c in last if self.usage or not is_usage_chunk(c)]
+            if visible:
+                visible[-1][FIELD] = outcome.field()
+            await self.out.finish(*self._head(decision, "heavyweight"), *self._chunks(last))
+        finally:
+            self.ctx.metrics.upstream_tokens.labels("heavyweight").inc(sum(content_tokens(c) for c in received))
+        self._record(outcome)
+
+    def _outcome(self, decision: str, tier: str, seam_tokens: int | None) -> Outcome:
+        return Outcome(decision, tier, seam_tokens, self.window.metric, self.reason, self.speculated)
+
+    def _record(self, outcome: Outcome) -> None:
+        """Metrics and the request log line."""
+        self.ctx.metrics.decisions.labels(outcome.decision, outcome.tier).inc()
+        if outcome.decision == CONTINUED:
+            self.ctx.metrics.seam_tokens.observe(outcome.seam_tokens or 0)
+        log.info("answered", progressive=True, **outcome.field())
+
+
+def _held(chunk: dict[str, Any], last: list[dict[str, Any]]) -> bool:
+    """Hold the chunk for the end if it ends the answer, or something before it was held."""
+    if last or ends_answer(chunk):
+        last.append(chunk)
+        return True
+    return False
+
+
+def _join(chunk: dict[str, Any], first: dict[str, Any], shown_tokens: int) -> None:
+    """A continuation chunk as part of the drafter's answer: its completion id and time, no second
+    role, and usage that counts the shown drafter tokens among the completion tokens."""
+    for key in ("id", "created"):
+        if key in first:
+            chunk[key] = first[key]
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta")
+        if delta:
+            delta.pop("role", None)
+    usage = chunk.get("usage")
+    if usage:
+        usage["completion_tokens"] = usage.get("completion_tokens", 0) + shown_tokens
+        usage["total_tokens"] = usage.get("total_tokens", 0) + shown_tokens
