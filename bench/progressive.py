@@ -54,6 +54,8 @@ from bench.progressive_upstream import (
     HEAVYWEIGHT,
     LENGTHS,
     TOKEN_S,
+    TURN_CONFIDENT,
+    TURN_ELEVATED,
     TURNS,
     continuation_tokens,
     drafted,
@@ -134,12 +136,12 @@ def jobs(repetitions: int, seed: int = SEED) -> list[Job]:
     return order
 
 
-def stats(values: Sequence[float]) -> dict[str, float]:
-    """p50, p90 and mean in ms, with the count; empty when there is nothing to summarise."""
+def stats(values: Sequence[float], unit: str = "ms") -> dict[str, float]:
+    """p50, p90 and mean (keys named for `unit`), with the count; just the count when it is 0."""
     if not values:
         return {"n": 0}
-    return {"n": len(values), "p50_ms": round(percentile(list(values), 50), 1),
-            "p90_ms": round(percentile(list(values), 90), 1), "mean_ms": round(sum(values) / len(values), 1)}
+    return {"n": len(values), f"p50_{unit}": round(percentile(list(values), 50), 1),
+            f"p90_{unit}": round(percentile(list(values), 90), 1), f"mean_{unit}": round(sum(values) / len(values), 1)}
 
 
 def seam_words(text: str) -> tuple[int, bool]:
@@ -216,7 +218,7 @@ def figures(outcomes: Iterable[Outcome]) -> dict[str, dict[str, dict[str, Any]]]
             "headers": dict(sorted(Counter(f"{o.decision}/{o.speculation}" for o in group).items())),
             "finals": dict(sorted(finals.items())),
             "seam_tokens": stats([float(o.final["seam_tokens"]) for o in good
-                                  if o.final and isinstance(o.final.get("seam_tokens"), int)]),
+                                  if o.final and isinstance(o.final.get("seam_tokens"), int)], unit="tokens"),
         }
     return found
 
@@ -354,12 +356,18 @@ def table(result: Mapping[str, Any]) -> str:
                      f"| {_num(row['buffered_over_progressive'], 'x')} | {_num(row['progressive_minus_direct_ms'])} "
                      f"| {_num(row['limit_ms'])} |")
     lines += ["", "## 2. A draft that turns uncertain after the early-exit region (ms, p50 / p90)", "",
-              "| mode | first token | last token | total / serial | final field (decision/speculation) |",
-              "| --- | ---: | ---: | ---: | --- |"]
+              f"The draft: {TURN_CONFIDENT} confident tokens, {TURN_ELEVATED} elevated, then critical (the window "
+              f"mean crosses the threshold at token {TURN_CONFIDENT + TURN_ELEVATED + 5}). The heavyweight's answer "
+              f"is {config['heavyweight_answer_tokens']} tokens; continuing after k shown tokens it writes the "
+              f"remaining {config['heavyweight_answer_tokens']} - k.", "",
+              "| mode | first token | last token | total / serial | drafter tokens shown (p50) "
+              "| final field (decision/speculation) |",
+              "| --- | ---: | ---: | ---: | ---: | --- |"]
     for row in result["seam"]:
         finals = ", ".join(f"{k} x{v}" for k, v in row["finals"].items()) or "-"
         lines.append(f"| {SEAM_LABELS[row['mode']]} | {_pair(row['ttft'])} | {_pair(row['total'])} "
-                     f"| {_num(row['total_over_serial'], 'x')} | {finals} |")
+                     f"| {_num(row['total_over_serial'], 'x')} | {_num(row['seam_tokens'].get('p50_tokens'))} "
+                     f"| {finals} |")
     cpu = result["cpu"]
     lines += ["", f"## 3. CPU per request, accepted {cpu['draft_tokens']}-token drafts "
                   f"({cpu['requests']} requests per mode, {cpu['clients']} clients)", "",

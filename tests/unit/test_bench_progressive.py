@@ -96,6 +96,7 @@ def test_statistics_are_nearest_rank_percentiles() -> None:
     values = [float(v) for v in range(1, 21)]  # 1..20
     assert stats(values) == {"n": 20, "p50_ms": 11.0, "p90_ms": 18.0, "mean_ms": 10.5}
     assert stats([]) == {"n": 0}
+    assert stats([16.0, 31.0], unit="tokens") == {"n": 2, "p50_tokens": 16.0, "p90_tokens": 31.0, "mean_tokens": 23.5}
 
 
 def test_a_seamless_continuation_is_the_shown_words_then_the_rest_of_the_answer() -> None:
@@ -169,8 +170,9 @@ def test_the_table_shows_every_part_and_the_verdict() -> None:
     assert result["verdict"] == "PASS"
     text = table(result)
     assert "| 40 | 52 / 52 | 860 / 860 | 240 / 240 | 3.58x | 188 | 302 |" in text
-    assert "| progressive, continued (speculation on) | 245 / 245 | 1500 / 1500 | 0.67x | continued/used x1 |" in text
-    assert "| buffered, serial escalation (speculation off) | 1030 / 1030 | 2250 / 2250 | 1x | - |" in text
+    assert "| progressive, continued (speculation on) | 245 / 245 | 1500 / 1500 | 0.67x | 16 | continued/used x1 |" \
+        in text
+    assert "| buffered, serial escalation (speculation off) | 1030 / 1030 | 2250 / 2250 | 1x | - | - |" in text
     assert "| progressive | 1.1 | 3.5 | 4.6 |" in text and "progressive / buffered: 1.15x" in text
     assert text.rstrip().endswith("**PASS**")
 
