@@ -32,12 +32,15 @@ ERROR_SCHEMA = {
                           "invalid_request_error", "stream", "invalid_type"),
 }
 ROUTING_HEADERS = {
-    "X-Routing-Decision": {"enum": ["accept", "escalate", "cache_hit"]},
+    "X-Routing-Decision": {"enum": ["accept", "escalate", "cache_hit", "progressive"]},
     "X-Routing-Tier": {"enum": [Tier.DRAFTER.value, Tier.HEAVYWEIGHT.value]},
     "X-Draft-Entropy": {"type": "string", "pattern": r"^\d+\.\d{3}$"},
     "X-Speculation": {"enum": ["none", "cancelled", "used"]},
     "X-Request-ID": {"type": "string"},
 }
+# Absent on progressive streams, whose headers leave before the draft is judged whole: the last
+# chunk's `draftgate` field carries the entropy and speculation instead.
+DECIDED_HEADERS = frozenset({"X-Draft-Entropy", "X-Speculation"})
 # On cache hits only: the tier, the cosine, and (semantic hits) the checks that passed the hit.
 CACHE_HEADERS = {
     "X-Cache": {"enum": ["exact", "semantic"]},
@@ -55,7 +58,8 @@ def openapi_document(config: Config) -> dict[str, Any]:
     answer = {
         "description": "A chat.completion object, or with `stream: true` chat.completion.chunk events ending "
                        "in `data: [DONE]`",
-        "headers": {**{name: {"required": True, "schema": value} for name, value in ROUTING_HEADERS.items()},
+        "headers": {**{name: {"required": name not in DECIDED_HEADERS, "schema": value}
+                       for name, value in ROUTING_HEADERS.items()},
                     **{name: {"required": False, "schema": value} for name, value in CACHE_HEADERS.items()}},
         "content": {"application/json": {"schema": {"type": "object"}},
                     # Per event: a chunk's JSON, or [DONE] last.
