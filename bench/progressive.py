@@ -15,8 +15,8 @@ so a change in the machine's load falls on every mode alike.
    critical): time to the first and to the last token, progressive continued (speculation on and
    off) against buffered serial escalation (and buffered speculative escalation, for context).
    Target (PASS/FAIL): each continued total p50 <= the serial escalation's total p50.
-3. Gateway + router CPU ms per request (psutil, user + system) for accepted 40-token drafts, buffered
-   against progressive.
+3. Gateway + router CPU ms per request (psutil, user + system) for accepted 40- and 200-token drafts,
+   buffered against progressive, and from the two lengths the CPU each further drafted token costs.
 
 Every answer is checked (text, decision); a run in which any answer was wrong or failed is INVALID
 whatever its figures.
@@ -70,7 +70,7 @@ SEED = 16
 EARLY_EXIT_TOKENS = RoutingConfig().early_exit_tokens
 HOLDBACK_TOKENS = RoutingConfig().stream_holdback_tokens
 TTFT_SLACK_MS = 50.0
-CPU_REQUESTS = 120  # per mode, in CPU_ROUNDS alternating rounds
+CPU_REQUESTS = {40: 120, 200: 32}  # per draft length and mode, in CPU_ROUNDS alternating rounds
 CPU_ROUNDS = 2
 CPU_CLIENTS = 8
 
@@ -322,6 +322,31 @@ def cpu_per_request(start: Mapping[str, float], end: Mapping[str, float], reques
     return {**per, "gateway+router": round(sum(per.values()), 3)}
 
 
+def per_token(by_length: Mapping[int, Mapping[str, float]]) -> dict[str, float]:
+    """CPU ms each further drafted token costs, per process: the slope between the shortest and the
+    longest draft's CPU per request (what a request costs whatever its length drops out)."""
+    short, long = min(by_length), max(by_length)
+    if short == long:
+        return {}
+    return {name: round((by_length[long][name] - by_length[short][name]) / (long - short), 4)
+            for name in by_length[short]}
+
+
+def cpu_figures(spent: Mapping[int, Mapping[str, Mapping[str, float]]]) -> dict[str, Any]:
+    """Part 3: per draft length, each mode's CPU per request and progressive over buffered; per mode,
+    the CPU per further token."""
+    lengths = sorted(spent)
+    return {
+        "requests": {str(length): CPU_REQUESTS.get(length) for length in lengths}, "clients": CPU_CLIENTS,
+        "ms_per_request": {str(length): dict(spent[length]) for length in lengths},
+        "progressive_over_buffered": {str(length): ratio(spent[length][PROGRESSIVE]["gateway+router"],
+                                                         spent[length][BUFFERED]["gateway+router"])
+                                      for length in lengths},
+        "ms_per_token": {mode: slope for mode in (BUFFERED, PROGRESSIVE)
+                         if (slope := per_token({length: spent[length][mode] for length in lengths}))},
+    }
+
+
 SEAM_LABELS = {PROGRESSIVE: "progressive, continued (speculation on)",
                PROGRESSIVE_SERIAL: "progressive, continued (speculation off)",
                BUFFERED_SERIAL: "buffered, serial escalation (speculation off)",
@@ -369,13 +394,19 @@ def table(result: Mapping[str, Any]) -> str:
                      f"| {_num(row['total_over_serial'], 'x')} | {_num(row['seam_tokens'].get('p50_tokens'))} "
                      f"| {finals} |")
     cpu = result["cpu"]
-    lines += ["", f"## 3. CPU per request, accepted {cpu['draft_tokens']}-token drafts "
-                  f"({cpu['requests']} requests per mode, {cpu['clients']} clients)", "",
-              "| mode | gateway ms | router ms | gateway + router ms |", "| --- | ---: | ---: | ---: |"]
-    for mode in (BUFFERED, PROGRESSIVE):
-        spent = cpu["ms_per_request"][mode]
-        lines.append(f"| {mode} | {spent['gateway']:g} | {spent['router']:g} | {spent['gateway+router']:g} |")
-    lines += ["", f"progressive / buffered: {_num(cpu['progressive_over_buffered'], 'x')}", "", "## Checks", ""]
+    lines += ["", f"## 3. CPU ms per request, accepted drafts ({cpu['clients']} clients)", "",
+              "| draft tokens (requests per mode) | mode | gateway | router | gateway + router "
+              "| progressive / buffered |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for length, by_mode in cpu["ms_per_request"].items():
+        for mode in (BUFFERED, PROGRESSIVE):
+            spent = by_mode[mode]
+            against = _num(cpu["progressive_over_buffered"][length], "x") if mode == PROGRESSIVE else ""
+            lines.append(f"| {length} ({cpu['requests'][length]}) | {mode} | {spent['gateway']:g} "
+                         f"| {spent['router']:g} | {spent['gateway+router']:g} | {against} |")
+    for mode, slope in cpu["ms_per_token"].items():
+        lines.append(f"| each further token | {mode} | {slope['gateway']:g} | {slope['router']:g} "
+                     f"| {slope['gateway+router']:g} | |")
+    lines += ["", "## Checks", ""]
     lines += [f"- {'PASS' if check['passed'] else 'FAIL'}: {check['detail']}" for check in result["checks"].values()]
     lines.append(f"- answers not as expected: {result['unexpected']['count']} "
                  f"{result['unexpected']['reasons'] or ''}".rstrip())
@@ -383,7 +414,7 @@ def table(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def judge(outcomes: Sequence[Outcome], cpu: Mapping[str, Mapping[str, float]], repetitions: int,
+def judge(outcomes: Sequence[Outcome], cpu: Mapping[int, Mapping[str, Mapping[str, float]]], repetitions: int,
           concurrency: int) -> dict[str, Any]:
     """The figures, targets and verdict of what the clients saw and the services spent."""
     found = figures(outcomes)
@@ -396,9 +427,7 @@ def judge(outcomes: Sequence[Outcome], cpu: Mapping[str, Mapping[str, float]], r
                    "repetitions": repetitions, "clients": concurrency, "stacks": STACKS},
         "ttft": ttft_rows(found),
         "seam": seam_rows(found),
-        "cpu": {"draft_tokens": 40, "requests": CPU_REQUESTS, "clients": CPU_CLIENTS, "ms_per_request": dict(cpu),
-                "progressive_over_buffered": ratio(cpu[PROGRESSIVE]["gateway+router"],
-                                                   cpu[BUFFERED]["gateway+router"])},
+        "cpu": cpu_figures(cpu),
         "by_scenario": found,
         "unexpected": unexpected,
         "checks": {check.name: check.as_dict() for check in checks},
@@ -518,22 +547,25 @@ def cpu_seconds(stack: ModeStack) -> dict[str, float]:
     return {role: tree_usage(process).cpu_s for role, process in stack.processes.items()}
 
 
-async def cpu_phase(clients: Clients, stacks: Mapping[str, ModeStack], requests: int, rounds: int,
-                    concurrency: int) -> dict[str, dict[str, float]]:
-    """Accepted 40-token drafts to buffered and progressive in alternating rounds; each mode's
+async def cpu_phase(clients: Clients, stacks: Mapping[str, ModeStack], requests: Mapping[int, int], rounds: int,
+                    concurrency: int) -> dict[int, dict[str, dict[str, float]]]:
+    """Accepted drafts of each length to buffered and progressive in alternating rounds; each mode's
     service CPU is read around its own rounds only."""
-    spent: dict[str, Counter[str]] = {mode: Counter() for mode in (BUFFERED, PROGRESSIVE)}
-    per_round = requests // rounds
-    for _ in range(rounds):
-        for mode in spent:
-            before = cpu_seconds(stacks[mode])
-            outcomes = await run_jobs(clients, [Job(mode, scenario_of(40))] * per_round, concurrency)
-            after = cpu_seconds(stacks[mode])
-            if any(expected_problem(o) for o in outcomes):
-                raise RuntimeError(f"{mode}: unexpected answers in the CPU phase: {problems(outcomes)}")
-            spent[mode].update({role: after[role] - before[role] for role in after})
-    return {mode: cpu_per_request({role: 0.0 for role in cpu}, dict(cpu), per_round * rounds)
-            for mode, cpu in spent.items()}
+    found: dict[int, dict[str, dict[str, float]]] = {}
+    for length, count in requests.items():
+        spent: dict[str, Counter[str]] = {mode: Counter() for mode in (BUFFERED, PROGRESSIVE)}
+        per_round = count // rounds
+        for _ in range(rounds):
+            for mode in spent:
+                before = cpu_seconds(stacks[mode])
+                outcomes = await run_jobs(clients, [Job(mode, scenario_of(length))] * per_round, concurrency)
+                after = cpu_seconds(stacks[mode])
+                if any(expected_problem(o) for o in outcomes):
+                    raise RuntimeError(f"{mode}: unexpected answers in the CPU phase: {problems(outcomes)}")
+                spent[mode].update({role: after[role] - before[role] for role in after})
+        found[length] = {mode: cpu_per_request({role: 0.0 for role in cpu}, dict(cpu), per_round * rounds)
+                         for mode, cpu in spent.items()}
+    return found
 
 
 async def measure(drafter_url: str, stacks: Mapping[str, ModeStack], repetitions: int,
@@ -583,9 +615,10 @@ def summary(result: Mapping[str, Any], path: Path) -> str:
                      f"{_num(row[BUFFERED].get('p50_ms'))} buffered, {_num(row[PROGRESSIVE].get('p50_ms'))} progressive"
                      for row in result["ttft"])
     seam = ", ".join(f"{row['mode']} {_num(row['total'].get('p50_ms'))}" for row in result["seam"])
-    cpu = result["cpu"]["ms_per_request"]
-    return (f"progressive: TTFT p50 ms: {ttft}. Seam total p50 ms: {seam}. Gateway+router CPU ms per request: "
-            f"buffered {cpu[BUFFERED]['gateway+router']:g}, progressive {cpu[PROGRESSIVE]['gateway+router']:g}. "
+    cpu = "; ".join(f"{length} tokens buffered {by_mode[BUFFERED]['gateway+router']:g}, progressive "
+                    f"{by_mode[PROGRESSIVE]['gateway+router']:g}"
+                    for length, by_mode in result["cpu"]["ms_per_request"].items())
+    return (f"progressive: TTFT p50 ms: {ttft}. Seam total p50 ms: {seam}. Gateway+router CPU ms per request: {cpu}. "
             f"{result['unexpected']['count']} unexpected answers; {result['verdict']} -> {path}")
 
 

@@ -19,11 +19,13 @@ from bench.progressive import (
     Job,
     Outcome,
     checks_of,
+    cpu_figures,
     cpu_per_request,
     expected_problem,
     figures,
     jobs,
     judge,
+    per_token,
     problems,
     seam_words,
     stats,
@@ -79,8 +81,10 @@ def good_run(progressive_ttft: float = 240.0, continued_total: float = 1500.0) -
     return outcomes
 
 
-CPU = {BUFFERED: {"router": 3.0, "gateway": 1.0, "gateway+router": 4.0},
-       PROGRESSIVE: {"router": 3.5, "gateway": 1.1, "gateway+router": 4.6}}
+CPU = {40: {BUFFERED: {"router": 3.0, "gateway": 1.0, "gateway+router": 4.0},
+            PROGRESSIVE: {"router": 3.5, "gateway": 1.1, "gateway+router": 4.6}},
+       200: {BUFFERED: {"router": 11.0, "gateway": 1.0, "gateway+router": 12.0},
+             PROGRESSIVE: {"router": 19.5, "gateway": 9.1, "gateway+router": 28.6}}}
 
 
 def test_every_mode_and_scenario_is_asked_as_often_in_one_reproducible_shuffle() -> None:
@@ -163,6 +167,15 @@ def test_cpu_per_request_is_each_process_and_their_sum() -> None:
         "router": 3.0, "gateway": 1.0, "gateway+router": 4.0}
 
 
+def test_cpu_per_token_is_the_slope_between_the_draft_lengths() -> None:
+    figures_ = cpu_figures(CPU)
+    assert figures_["ms_per_token"][PROGRESSIVE] == {"router": 0.1, "gateway": 0.05, "gateway+router": 0.15}
+    assert figures_["ms_per_token"][BUFFERED]["gateway"] == 0.0
+    assert figures_["progressive_over_buffered"] == {"40": 1.15, "200": 2.38}
+    assert per_token({40: {"x": 1.0}}) == {}  # one length: no slope
+    assert cpu_figures({40: CPU[40]})["ms_per_token"] == {}
+
+
 def test_the_table_shows_every_part_and_the_verdict() -> None:
     result = {"recorded_at": "2026-12-10T10:00:00Z", "code": "abc1234", "seconds": 200.0,
               "load": {"before": [0.5, 0.4, 0.3], "after": [1.2, 0.8, 0.5], "cpus": 2},
@@ -173,7 +186,8 @@ def test_the_table_shows_every_part_and_the_verdict() -> None:
     assert "| progressive, continued (speculation on) | 245 / 245 | 1500 / 1500 | 0.67x | 16 | continued/used x1 |" \
         in text
     assert "| buffered, serial escalation (speculation off) | 1030 / 1030 | 2250 / 2250 | 1x | - | - |" in text
-    assert "| progressive | 1.1 | 3.5 | 4.6 |" in text and "progressive / buffered: 1.15x" in text
+    assert "| 40 (120) | progressive | 1.1 | 3.5 | 4.6 | 1.15x |" in text
+    assert "| each further token | progressive | 0.05 | 0.1 | 0.15 | |" in text
     assert text.rstrip().endswith("**PASS**")
 
 
