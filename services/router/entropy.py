@@ -77,6 +77,16 @@ class EntropyWindow:
         return Decision.CONTINUE
 
     @property
+    def mean(self) -> float:
+        """The mean of the tokens in the window now (0.0 before any token)."""
+        return sum(self._window) / len(self._window) if self._window else 0.0
+
+    def recent_mean(self, count: int) -> float:
+        """The mean of the newest `count` tokens (at most the window's; 0.0 before any token)."""
+        recent = list(self._window)[-count:] if count > 0 else []
+        return sum(recent) / len(recent) if recent else 0.0
+
+    @property
     def metric(self) -> float:
         """The reported decision metric: the largest full-window mean seen, or, for a draft
         shorter than the window, the mean over all its tokens (0.0 before any token)."""

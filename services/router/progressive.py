@@ -8,10 +8,18 @@ the last chunk before [DONE] as the extra field `draftgate`, which OpenAI client
 may be shown and when is release.py's; how the heavyweight is asked to go on is continuation.py's;
 the repair of an instruction-style seam is seam.py's.
 
-Speculation is aimed at the continuation: a speculative heavyweight starts at the first elevated
-token from the text shown at that moment, and nothing more is shown while it runs, so on
-escalation it continues exactly what the client has. Once the draft has been calm for a whole
-window, the speculation is cancelled and showing resumes; the next elevated token aims a new one.
+Showing pauses while the draft is rising: the window's mean, or the mean of the held-back tokens,
+above the speculation threshold (0.7 x the threshold when speculation is off). One uncertain token
+among calm ones does not pause it (the hold-back keeps that token unshown until calm tokens follow
+it); a run of them does, before they are shown. Inside the early-exit region any token above the
+speculation threshold starts the heavyweight early, as in buffered mode.
+
+Speculation is aimed at the continuation: a speculative heavyweight starts when the mean rises,
+from the text shown at that moment, and nothing more is shown while it runs, so on escalation it
+continues exactly what the client has. A window_mean escalation needs the mean to climb from the
+speculation threshold to the threshold, several tokens, so the heavyweight always has that head
+start. Once the draft has been calm for half a window, the speculation is cancelled (it continues
+text the client will not stop at) and showing resumes; a new rise aims a new one.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ log = structlog.get_logger(__name__)
 FIELD = "draftgate"  # the extra field of the last chunk that carries the final decision
 PROGRESSIVE = "progressive"  # the X-Routing-Decision of a stream shown before its decision
 ACCEPT, CONTINUED, ESCALATE = "accept", "continued", "escalate"
+PAUSE_FRACTION = 0.7  # with speculation off, showing pauses above this share of the threshold
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,8 @@ class _Flow:
         self.aimed_at = 0  # shown tokens the running speculation continues from
         self.speculated = "none"
         self.calm = 0  # calm tokens in a row
+        spec = ctx.routing.speculation_threshold
+        self.pause_bits = spec if spec is not None else PAUSE_FRACTION * ctx.routing.entropy_threshold
         self.headed = False
 
     async def draft(self) -> None:
@@ -125,7 +136,7 @@ class _Flow:
                     if verdict is Decision.ESCALATE:
                         self.reason = self.window.escalation
                         break
-                    await self._step(elevated=verdict is Decision.SPECULATE)
+                    await self._step(speculate=verdict is Decision.SPECULATE)
         except UPSTREAM_ERRORS as exc:
             self.ctx.metrics.upstream_errors.labels("drafter").inc()
             log.warning("drafter failed, escalating", error=str(exc))
@@ -134,14 +145,17 @@ class _Flow:
         if self.reason is None and self.window.tokens == 0:
             self.reason = "unjudged"
 
-    async def _step(self, elevated: bool) -> None:
-        if elevated:
+    async def _step(self, speculate: bool) -> None:
+        routing = self.ctx.routing
+        rising = max(self.window.mean, self.window.recent_mean(routing.stream_holdback_tokens)) > self.pause_bits
+        early = self.window.tokens <= routing.early_exit_tokens
+        if speculate and (rising or early) and self.speculation is None:
+            self._speculate()
+        if rising:
             self.calm = 0
-            if self.speculation is None:
-                self._speculate()
             return
         self.calm += 1
-        if self.speculation is not None and self.calm < self.ctx.routing.window:
+        if self.speculation is not None and self.calm < max(routing.window // 2, 1):
             return  # the speculation may still be needed: show nothing it would not continue from
         ready = self.release.ready(self.window.tokens, calm=True)
         if not ready:

@@ -100,3 +100,14 @@ def test_metric_of_a_draft_shorter_than_the_window_is_its_mean() -> None:
     rule.add(0.5)
     rule.add(1.5)
     assert rule.metric == pytest.approx(1.0)
+
+
+def test_mean_and_recent_mean_follow_the_newest_tokens() -> None:
+    window = EntropyWindow(threshold=2.0, size=4, early_exit_tokens=0)
+    assert window.mean == 0.0 and window.recent_mean(2) == 0.0
+    for bits in (0.0, 0.0, 2.0, 2.0, 1.0):
+        window.add(bits)
+    assert window.mean == pytest.approx((0.0 + 2.0 + 2.0 + 1.0) / 4)  # the oldest left the window
+    assert window.recent_mean(2) == pytest.approx(1.5)
+    assert window.recent_mean(10) == pytest.approx(window.mean)  # no further back than the window
+    assert window.recent_mean(0) == 0.0
