@@ -6,7 +6,7 @@ dead one starts again at 1, and whatever the client already got is dropped here,
 been checked to say what the client got: a retry that differs (sampling, another answer) ends
 the request with a 502 rather than splicing two answers, and one that agrees goes on under the
 first attempt's completion id. A reply that skips a number means replies were lost on the way:
-the request ends with a 502.
+the request ends with a 502, or a 503 (bus_restarted) when Redis came back empty meanwhile.
 
 The reader trims its stream up to what it has read (in the same round trip as its next read)
 and routers never trim it, so a gateway that lags loses no answer. Each turn also pushes back
@@ -56,6 +56,7 @@ class Waiter:
     heard: float = field(default_factory=time.monotonic)  # the last reply (or the publish)
     forwarded: dict[int, Reply] = field(default_factory=dict)  # head and chunks by seq, to check a retry by
     retried: bool = False  # a replacement router's attempt is under way
+    since: float = field(default_factory=time.monotonic)  # when the request began waiting
 
 
 @dataclass
@@ -71,6 +72,7 @@ class ReplyReader:
     _created: bool = False
     _outage_since: float | None = None  # Redis unreachable since (monotonic)
     _suspect_since: float | None = None  # requests may have been lost: check that their entries still exist
+    _recreated: float | None = None  # the latest time the reply stream had vanished and was made again
 
     def expect(self, request_id: str) -> Waiter:
         waiter = self.waiters[request_id] = Waiter()
@@ -139,6 +141,7 @@ class ReplyReader:
         (routers write to it but never create it)."""
         if self._created:
             log.warning("reply stream vanished (Redis restarted or was flushed); checking waiting requests")
+            self._recreated = time.monotonic()
             self._suspect()
         self._last_id = self._trimmed = b"0-0"  # whatever the new stream holds is new
         await self.redis.xadd(self.stream, {MESSAGE_FIELD: encode(ReplyBatch(replies=[]))})
@@ -221,9 +224,15 @@ class ReplyReader:
         elif reply.seq > waiter.last_seq + 1:
             log.error("replies lost before the gateway read them", request_id=reply.request_id,
                       expected=waiter.last_seq + 1, got=reply.seq)
-            self._end(reply.request_id, waiter, UpstreamFailed(
-                "Part of the answer was lost on its way back through the message bus; try again.",
-                code="reply_lost"))
+            if self._recreated is not None and self._recreated >= waiter.since:
+                # Redis came back empty while this answer streamed: the bus lost them, as it lost requests.
+                self._end(reply.request_id, waiter, Unavailable(
+                    "The message bus (Redis) restarted and lost part of this answer; try again.",
+                    code="bus_restarted"))
+            else:
+                self._end(reply.request_id, waiter, UpstreamFailed(
+                    "Part of the answer was lost on its way back through the message bus; try again.",
+                    code="reply_lost"))
             return
         waiter.last_seq = max(waiter.last_seq, reply.seq)
         waiter.heard = now

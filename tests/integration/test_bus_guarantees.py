@@ -265,6 +265,29 @@ async def test_a_gap_in_the_replies_is_a_502(redis_client: Redis, reader_metrics
         await asyncio.gather(task, return_exceptions=True)
 
 
+
+async def test_a_gap_after_redis_came_back_empty_is_the_restart_not_a_502(redis_client: Redis, redis_url: str,
+                                                                         reader_metrics: GatewayMetrics) -> None:
+    """A progressive stream's replies go out in several writes: Redis restarting empty between two of
+    them loses the earlier ones. That is the bus restarting (503 bus_restarted), as for lost requests."""
+    stream = reply_stream("gap-restart")
+    reader = ReplyReader(redis_client, stream, metrics=reader_metrics)
+    waiter = reader.expect("r1")
+    task = asyncio.create_task(reader.run())
+    try:
+        await eventually(lambda: redis.Redis.from_url(redis_url).exists(stream))  # made by the reader, as at start
+        await write(redis_client, stream, Reply("r1", 1, ReplyKind.HEAD, decision="progressive"))
+        assert (await next_reply(waiter.queue)).kind == ReplyKind.HEAD
+        await redis_client.flushdb()  # the restart: the reply with seq 2 was written and lost with it
+        await eventually(lambda: redis.Redis.from_url(redis_url).exists(stream))  # the reader made it again
+        await write(redis_client, stream, Reply("r1", 3, ReplyKind.CHUNK, data={"c": 3}))
+        reply = await next_reply(waiter.queue)
+        assert (reply.kind, reply.status, reply.data["error"]["code"]) == (ReplyKind.ERROR, 503, "bus_restarted")
+        assert reader_metrics.bus_failures.labels("bus_restarted")._value.get() == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     server = RedisServer("7").start()
