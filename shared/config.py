@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from shared.pricing import LOCAL_AS, Price, published
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 ENV_PREFIX = "DRAFTGATE_"
 LOCAL_MODEL_URL = "http://127.0.0.1:8090/v1"
@@ -73,6 +75,16 @@ class UpstreamConfig:
     # continue_final_message (vLLM, SGLang: the server extends the last assistant message) or prefill
     # (servers that extend a trailing assistant message by themselves).
     continuation: str = "instruction"
+    # USD per million tokens; unset: the published price of a known model (shared/pricing.py), the
+    # gpt-4.1-nano / gpt-4.1 pair for the local tiers, else unpriced (no cost is counted)
+    input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+
+    @property
+    def price(self) -> Price | None:
+        if self.input_usd_per_mtok is None or self.output_usd_per_mtok is None:
+            return None
+        return Price(self.input_usd_per_mtok, self.output_usd_per_mtok)
 
 
 @dataclass(frozen=True)
@@ -300,8 +312,19 @@ def _resolve_tier_defaults(config: Config, env: Mapping[str, str]) -> Config:
             )
         if tier.model is None:
             tier = dataclasses.replace(tier, model=model if tier.base_url in (OPENAI_URL, LOCAL_MODEL_URL) else None)
-        tiers[name] = tier
+        tiers[name] = _with_price(name, tier)
     return dataclasses.replace(config, **tiers)
+
+
+def _with_price(name: str, tier: UpstreamConfig) -> UpstreamConfig:
+    """Fill in what the config leaves unset of the tier's price from the published list."""
+    known = published(LOCAL_AS[name] if tier.base_url == LOCAL_MODEL_URL else tier.model)
+    if known is None:
+        return tier
+    return dataclasses.replace(
+        tier,
+        input_usd_per_mtok=known.input_usd_per_mtok if tier.input_usd_per_mtok is None else tier.input_usd_per_mtok,
+        output_usd_per_mtok=known.output_usd_per_mtok if tier.output_usd_per_mtok is None else tier.output_usd_per_mtok)
 
 
 def _validate(config: Config) -> None:
@@ -369,6 +392,9 @@ def _validate(config: Config) -> None:
                        "carries user:password (sent as HTTP Basic auth) and api_key_env names a key too; "
                        "both would be the Authorization header: keep one"))
         checks.append((f"{tier}.timeout_s", upstream.timeout_s > 0, "must be > 0"))
+        for key in ("input_usd_per_mtok", "output_usd_per_mtok"):
+            value = getattr(upstream, key)
+            checks.append((f"{tier}.{key}", value is None or value >= 0, "must be >= 0 (USD per million tokens)"))
         checks.append((f"{tier}.continuation", upstream.continuation in CONTINUATIONS,
                        f"must be one of {', '.join(repr(style) for style in CONTINUATIONS)}"))
     for key, ok, message in checks:
