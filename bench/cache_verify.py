@@ -21,9 +21,10 @@ from typing import Any
 from bench.harness import write_result
 from services.cache import logistic
 from services.cache.verify import SHIPPED_MODEL, build_verifier, reading
-from services.router.calibration import cache_pairs, embed, evaluate, pairs
-from services.router.calibration.choose import MIN_PRECISION
-from services.router.calibration.evaluate import Point
+from services.router.calibration.cache_pairs import embed, evaluate, pairs
+from services.router.calibration.cache_pairs import run as cache_pairs
+from services.router.calibration.cache_pairs.choose import MIN_PRECISION
+from services.router.calibration.cache_pairs.evaluate import Point
 from shared.config import load_config
 
 TARGET_RECALL = 0.60

@@ -1,6 +1,6 @@
 """A logistic model as plain JSON (feature names, scaler, coefficients, intercept, threshold): no pickles.
 
-scikit-learn fits it at calibration time (services/router/calibration/fit.py); at run time scoring is a
+scikit-learn fits it at calibration time (services/router/calibration/cache_pairs/fit.py); at run time scoring is a
 dot product, so the cache service needs neither scikit-learn nor numpy for it.
 """
 

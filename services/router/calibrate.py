@@ -1,79 +1,41 @@
 """`python -m services.router.calibrate <step>`: fit draftgate's tunable decisions from data and write them.
 
-Steps:
-  cache-pairs   the semantic cache's verifier and similarity floor, from the labelled pair dataset
+Each step is a module of services/router/calibration/ with HELP (one line), DESCRIPTION,
+add_arguments(parser) and run(args) -> exit status; STEPS names them in the order of the pipeline.
+Step modules import heavy libraries (scikit-learn, matplotlib, the embedder) inside run(), so
+`--help` stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from pathlib import Path
 
-from services.router.calibration import cache_pairs
-from services.router.calibration.choose import MIN_PRECISION
+OVERVIEW = """\
+Calibrate draftgate from data. The routing pipeline: collect (run a prompt set through the drafter,
+recording every token's log-probs), grade (mark each draft right or wrong), sweep (replay the traces
+through the router's entropy rule over a grid of settings, with costs and intervals), fit (learn a
+routing policy from the traces), report (a Markdown report with plots; --write-config writes the chosen
+point). cache-pairs does the same for the semantic cache's verifier. `<step> --help` says more."""
 
-CACHE_PAIRS_HELP = """\
-Embed every pair of the labelled dataset (paraphrases and near misses of the same request) with the
-embedder configured in --config, fit the learned verifier on the train split, then measure precision and
-recall on the test split for cosine-only, rules and learned over similarity floors 0.50-0.99.
-
-The operating point: precision >= --min-precision and no near miss served on the test split, then the
-most paraphrases served. It is written into --config (cache.similarity_floor, cache.verify,
-cache.verify_model; comments kept), the model to --model, and a JSON report and a precision-recall PNG
-to --out. Exit status 1 when no floor meets the target (nothing is written to the config then).
-"""
+STEPS = {
+    "cache-pairs": "services.router.calibration.cache_pairs.step",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.router.calibrate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m services.router.calibrate", description=OVERVIEW,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
-    pairs = steps.add_parser("cache-pairs", help="the semantic cache's verifier and similarity floor",
-                             description=CACHE_PAIRS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = cache_pairs.Options()
-    pairs.add_argument("--data", type=Path, default=defaults.data,
-                       help="labelled pairs, JSON lines (default: the shipped dataset; `python -m scripts.cache_pairs`"
-                            " regenerates it)")
-    pairs.add_argument("--config", type=Path, default=defaults.config,
-                       help="config YAML: the embedder is read from it, the chosen point written to it "
-                            "(default: config.yaml)")
-    pairs.add_argument("--model", type=Path, default=defaults.model,
-                       help="where to write the learned verifier's JSON (default: the shipped "
-                            "services/cache/verifier_model.json, which cache.verify_model: null means)")
-    pairs.add_argument("--out", type=Path, default=defaults.out, help="directory for the report and the plot")
-    pairs.add_argument("--min-precision", type=float, default=MIN_PRECISION,
-                       help=f"precision the operating point must keep on the test split (default {MIN_PRECISION})")
-    pairs.add_argument("--dry-run", action="store_true", help="measure and report, but leave the config alone")
-    pairs.add_argument("--quiet", action="store_true", help="no progress bar")
+    modules = {}
+    for name, path in STEPS.items():
+        module = modules[name] = importlib.import_module(path)
+        step = steps.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(step)
     args = parser.parse_args(argv)
-
-    options = cache_pairs.Options(data=args.data, config=args.config, model=args.model, out=args.out,
-                                  write_config=not args.dry_run, min_precision=args.min_precision,
-                                  progress=not args.quiet)
-    report = cache_pairs.run(options)
-    _summary(report, options)
-    return 0 if report["chosen"] is not None else 1
-
-
-def _summary(report: dict, options: cache_pairs.Options) -> None:
-    data, chosen, baseline = report["dataset"], report["chosen"], report["baseline_cosine_only"]
-    print(f"{data['pairs']} pairs, test split {data['test']} ({data['test_paraphrases']} paraphrases, "
-          f"{data['test_near_misses']} near misses); embedder {report['embedder']['backend']}")
-    print(f"cosine only at {baseline['floor']}: precision {baseline['precision']:.3f}, recall {baseline['recall']:.3f},"
-          f" {baseline['wrong_hits']} wrong hits")
-    for verifier, best in report["best_safe_point_per_verifier"].items():
-        if best is None:
-            print(f"{verifier}: no floor keeps precision >= {options.min_precision} with no wrong hit")
-        else:
-            print(f"{verifier}: best safe floor {best['floor']}: precision {best['precision']:.3f}, "
-                  f"recall {best['recall']:.3f}")
-    if chosen is None:
-        print("no operating point meets the target; config left unchanged", file=sys.stderr)
-        return
-    where = report["config_written"] or "(dry run: not written)"
-    print(f"chosen: verify={chosen['verifier']} similarity_floor={chosen['floor']} -> {where}; "
-          f"model {chosen['model']}; report and plot in {options.out}")
+    return int(modules[args.step].run(args))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 
 from services.cache.verify import build_verifier
 from services.router import calibrate
-from services.router.calibration.pairs import DATASET
+from services.router.calibration.cache_pairs.pairs import DATASET
 from shared.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]

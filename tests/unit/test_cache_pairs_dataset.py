@@ -8,7 +8,7 @@ from pathlib import Path
 from scripts import cache_pairs
 from scripts.cache_pair_families import FAMILIES
 from services.cache.normalise import key_form, semantic_form
-from services.router.calibration import pairs
+from services.router.calibration.cache_pairs import pairs
 
 NEAR_MISS_CLASSES = {"number", "identifier", "entity", "negation", "antonym", "direction", "unit", "year", "language",
                      "programming_language", "operator"}

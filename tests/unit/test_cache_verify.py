@@ -13,8 +13,8 @@ from services.cache.normalise import semantic_form
 from services.cache.pair_features import FEATURES, veto
 from services.cache.reading import read
 from services.cache.verify import REASONS, SHIPPED_MODEL, LearnedVerifier, RulesVerifier, build_verifier
-from services.router.calibration import pairs
-from services.router.calibration.fit import fit_model
+from services.router.calibration.cache_pairs import pairs
+from services.router.calibration.cache_pairs.fit import fit_model
 
 # (query, cached, the reason the rules give): two requests that need different answers.
 NEAR_MISSES = [

@@ -11,11 +11,12 @@ import yaml
 
 from services.cache import logistic
 from services.cache.verify import SHIPPED_MODEL
-from services.router.calibration import configfile, evaluate, fit
-from services.router.calibration.cache_pairs import RESULTS, config_values
-from services.router.calibration.choose import choose
-from services.router.calibration.evaluate import Point, Scored
-from services.router.calibration.pairs import LabelledPair
+from services.router.calibration import configfile
+from services.router.calibration.cache_pairs import evaluate, fit
+from services.router.calibration.cache_pairs.choose import choose
+from services.router.calibration.cache_pairs.evaluate import Point, Scored
+from services.router.calibration.cache_pairs.pairs import LabelledPair
+from services.router.calibration.cache_pairs.run import RESULTS, config_values
 from shared.config import CacheConfig, load_config
 
 REPO = Path(__file__).resolve().parents[2]

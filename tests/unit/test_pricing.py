@@ -37,5 +37,5 @@ def test_one_price_overridden_keeps_the_other_published(tmp_path) -> None:
 
 
 def test_a_negative_price_names_the_key(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="heavyweight.input_usd_per_mtok: must be >= 0"):
+    with pytest.raises(ConfigError, match=r"heavyweight\.input_usd_per_mtok: must be >= 0"):
         load_config(tmp_path / "none.yaml", env={"DRAFTGATE_HEAVYWEIGHT_INPUT_USD_PER_MTOK": "-1"})

@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from services.embedder.backends import create_backend
-from services.router.calibration.pairs import LabelledPair, texts
+from services.router.calibration.cache_pairs.pairs import LabelledPair, texts
 from shared.config import EmbedderConfig
 
 BATCH = 64

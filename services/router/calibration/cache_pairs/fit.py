@@ -22,8 +22,8 @@ from sklearn.preprocessing import StandardScaler
 from services.cache.logistic import LogisticModel
 from services.cache.pair_features import FEATURES, features, veto
 from services.cache.verify import reading
-from services.router.calibration.choose import MIN_PRECISION
-from services.router.calibration.pairs import LabelledPair
+from services.router.calibration.cache_pairs.choose import MIN_PRECISION
+from services.router.calibration.cache_pairs.pairs import LabelledPair
 
 FOLDS = 5
 MARGIN = 1e-6  # a threshold sits just above the highest near miss it must refuse

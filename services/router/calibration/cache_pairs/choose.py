@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.router.calibration.evaluate import Point
+from services.router.calibration.cache_pairs.evaluate import Point
 
 CHOOSABLE = ("rules", "learned")  # cosine alone is the baseline, never shipped
 MIN_PRECISION = 0.995

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from services.cache.normalise import key_form, semantic_form
 
-DATASET = Path(__file__).resolve().parent / "data" / "cache_pairs.jsonl"
+DATASET = Path(__file__).resolve().parent.parent / "data" / "cache_pairs.jsonl"
 LABELS = ("same", "different")
 SPLITS = ("train", "test")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from services.router.calibration.pairs import LabelledPair
+from services.router.calibration.cache_pairs.pairs import LabelledPair
 
 VERIFIERS = ("cosine", "rules", "learned")  # "cosine": no verifier, today's cache
 

@@ -13,12 +13,13 @@ from typing import Any
 from services.cache import logistic
 from services.cache.logistic import LogisticModel
 from services.cache.verify import SHIPPED_MODEL, LearnedVerifier, RulesVerifier
-from services.router.calibration import configfile, embed, evaluate, fit, pairs, plot
-from services.router.calibration.choose import MIN_PRECISION, choose
-from services.router.calibration.evaluate import Point, Scored
+from services.router.calibration import configfile
+from services.router.calibration.cache_pairs import embed, evaluate, fit, pairs, plot
+from services.router.calibration.cache_pairs.choose import MIN_PRECISION, choose
+from services.router.calibration.cache_pairs.evaluate import Point, Scored
 from shared.config import DEFAULT_CONFIG_PATH, EmbedderConfig, load_config
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "results"
 BASELINE_FLOOR = 0.95  # the cosine-only cache before verification
 
 

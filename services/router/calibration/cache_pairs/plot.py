@@ -7,7 +7,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from services.router.calibration.evaluate import VERIFIERS, Point
+from services.router.calibration.cache_pairs.evaluate import VERIFIERS, Point
 
 COLOURS = {"cosine": "tab:gray", "rules": "tab:blue", "learned": "tab:green"}
 
