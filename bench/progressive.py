@@ -21,7 +21,7 @@ so a change in the machine's load falls on every mode alike.
 Every answer is checked (text, decision); a run in which any answer was wrong or failed is INVALID
 whatever its figures.
 
-`python -m bench.progressive [--repetitions 20] [--clients 4]`; results in
+`python -m bench.progressive [--repetitions 20] [--clients 6]`; results in
 bench/results/progressive.json and a table in bench/results/progressive.md.
 """
 
@@ -70,7 +70,7 @@ SEED = 16
 EARLY_EXIT_TOKENS = RoutingConfig().early_exit_tokens
 HOLDBACK_TOKENS = RoutingConfig().stream_holdback_tokens
 TTFT_SLACK_MS = 50.0
-CPU_REQUESTS = {40: 120, 200: 32}  # per draft length and mode, in CPU_ROUNDS alternating rounds
+CPU_REQUESTS = {40: 96, 200: 24}  # per draft length and mode, in CPU_ROUNDS alternating rounds
 CPU_ROUNDS = 2
 CPU_CLIENTS = 8
 
@@ -625,7 +625,7 @@ def summary(result: Mapping[str, Any], path: Path) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.progressive", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repetitions", type=int, default=20, help="requests per mode and scenario")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent clients sending parts 1 and 2")
+    parser.add_argument("--clients", type=int, default=6, help="concurrent clients sending parts 1 and 2")
     args = parser.parse_args([] if argv is None else argv)
     result = run(args.repetitions, args.clients)
     path = write_result(NAME, result)
