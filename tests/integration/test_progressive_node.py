@@ -1,6 +1,7 @@
 """The official `openai` Node client reads progressive streams (issue #16): the text arrives whole and
 the same as the Python client reads it, and the extra top-level `draftgate` field on the last chunk
-neither breaks the SDK nor gets lost (it stays on the chunk object an application is handed).
+neither breaks the SDK nor gets lost (it stays on the chunk object an application is handed);
+buffered streams carry no such field.
 
 tests/node/stream.mjs does the reading; `make install` puts the npm package it pins into
 tests/node/node_modules. Without `node` these tests are skipped; without node_modules they fail.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 
 from tests.fakes.scripts import Script
 from tests.fakes.upstream import FakeUpstream, Seen
-from tests.integration.stack import Stack, ask
+from tests.integration.stack import Stack, ask, running_stack
 from tests.support import REPO
 
 NODE_DIR = REPO / "tests" / "node"
@@ -135,3 +137,19 @@ def test_node_client_reads_a_continued_draft_as_one_answer(stack: Stack, fake: F
     python = python_stream(stack, body)
     assert python.text == node["text"]
     assert python.draftgate == field
+
+
+@pytest.fixture(scope="module")
+def buffered_stack(redis_server: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(redis_server, tmp_path_factory.mktemp("buffered"), fake,
+                       DRAFTGATE_ROUTING_STREAM_MODE="buffered") as running:
+        yield running
+
+
+def test_node_client_reads_a_buffered_stream_without_the_field(buffered_stack: Stack, fake: FakeUpstream) -> None:
+    fake.script_model("fake-drafter", Script(tokens=DRAFT_TOKENS, tokens_per_s=50))
+    node = node_stream(buffered_stack, request("buffered draft"))
+    assert node["headers"]["x-routing-decision"] == "accept"
+    assert node["headers"]["x-speculation"] == "none" and "x-draft-entropy" in node["headers"]
+    assert node["text"] == "".join(DRAFT_TOKENS)
+    assert node["draftgate"] is None and node["draftgate_chunks"] == []
