@@ -255,6 +255,31 @@ def test_a_draft_within_the_early_exit_region_is_accepted_before_anything_is_sho
     assert (final["decision"], final["tier"], final["seam_tokens"]) == ("accept", "drafter", None)
 
 
+def test_a_draft_without_word_boundaries_is_shown_only_when_accepted(stack: Stack, fake: FakeUpstream) -> None:
+    """Shown text ends at a word boundary: 40 letters with no space between them are one word,
+    so nothing goes out before the draft is accepted, and the headers say so."""
+    letters = [chr(ord("a") + i % 26) for i in range(40)]
+    fake.script_model("fake-drafter", Script(tokens=letters, entropies=[CALM_BITS] * 40, tokens_per_s=50))
+    streamed = stream(stack, ask("one very long word"))
+    assert (streamed.headers["X-Routing-Decision"], streamed.headers["X-Speculation"]) == ("accept", "none")
+    assert streamed.text == "".join(letters)
+    assert streamed.final["decision"] == "accept"
+
+
+def test_a_draft_in_a_script_without_spaces_is_shown_early(stack: Stack, fake: FakeUpstream) -> None:
+    """Between two CJK characters is a boundary: such a draft goes out while it is written."""
+    characters = list("東京は日本の首都であり世界で最も人口の多い都市圏の中心として知られている大きな都市です")[:40]
+    fake.script_model("fake-drafter", Script(tokens=characters, entropies=[CALM_BITS] * 40, tokens_per_s=20))
+    headers, chunks = open_stream(stack, ask("東京について"))
+    streamed = Streamed(headers)
+    read_until(chunks, streamed, has_content)
+    (draft,) = of("fake-drafter", fake.seen)
+    assert draft.ended is None, draft
+    streamed.chunks.extend(chunks)
+    assert_progressive_head(headers)
+    assert streamed.text == "".join(characters)
+
+
 # 2. A draft that turns uncertain after the early-exit region is continued by the heavyweight.
 
 @pytest.mark.parametrize(("variant", "style"), [("speculation", "instruction"), ("serial", "instruction"),
@@ -350,6 +375,41 @@ def test_a_speculation_is_re_aimed_when_showing_resumes(stack: Stack, fake: Fake
     assert (final["decision"], final["seam_tokens"], final["speculation"]) == ("continued", seam_of(second), "used")
 
 
+def test_a_continued_prefix_ends_at_a_word_boundary(stack: Stack, fake: FakeUpstream) -> None:
+    """Words drafted in two pieces (" wo", "rd7"): the hold-back would stop after a first piece
+    (19 tokens: 21 calm and two critical judged, less four), so the shown text backs off to the end
+    of the last whole word, and the heavyweight continues from there."""
+    pieces = [piece for i in range(20) for piece in (" wo", f"rd{i}")]
+    calm_pieces = 21
+    fake.script_model("fake-drafter", Script(tokens=pieces, tokens_per_s=20, entropies=[CALM_BITS] * calm_pieces
+                                             + [CRITICAL_BITS] * (len(pieces) - calm_pieces)))
+    fake.script_model("fake-heavy", Script(tokens=HEAVY_TOKENS, tokens_per_s=100))
+    messages = ask("an answer in word pieces")
+    streamed = stream(stack, messages)
+    (heavy,) = of("fake-heavy", fake.wait_for(all_ended(2)))
+    prefix = shown_prefix(heavy, messages, "instruction")
+    seam = streamed.final["seam_tokens"]
+    assert 0 < seam <= calm_pieces and "".join(pieces[:seam]) == prefix
+    assert pieces[seam].startswith(" "), (prefix, pieces[seam])  # the next drafted piece starts a word
+    assert streamed.text == prefix + HEAVY_TEXT
+
+
+def test_a_drafter_failing_after_the_seam_is_continued_too(stack: Stack, fake: FakeUpstream) -> None:
+    """The drafter's connection drops mid-chunk after 30 confident tokens: the heavyweight is
+    tried before any error, and what the client already has stays the start of the answer."""
+    fake.script_model("fake-drafter", Script(tokens=DRAFT, entropies=[CALM_BITS] * len(DRAFT),
+                                             garbage="cut_mid_json", garbage_after=30))
+    fake.script_model("fake-heavy", Script(tokens=HEAVY_TOKENS, tokens_per_s=100))
+    messages = ask("a drafter that falls over")
+    streamed = stream(stack, messages)
+    (heavy,) = of("fake-heavy", fake.wait_for(all_ended(2)))
+    prefix = shown_prefix(heavy, messages, "instruction")
+    assert streamed.text == prefix + HEAVY_TEXT
+    final = streamed.final
+    assert (final["decision"], final["reason"]) == ("continued", "drafter_error")
+    assert 0 < final["seam_tokens"] == seam_of(prefix) <= 30 - HOLDBACK
+
+
 # 3. A draft that turns uncertain inside the early-exit region escalates as today.
 
 def test_doubt_inside_the_early_exit_region_escalates_with_nothing_shown(stack: Stack, fake: FakeUpstream) -> None:
@@ -414,6 +474,20 @@ def test_leaving_during_the_continuation_closes_the_heavyweight(stack: Stack, fa
     (draft,), (heavy,) = of("fake-drafter", seen), of("fake-heavy", seen)
     assert draft.closed_early
     assert heavy.closed_early and heavy.tokens_sent < len(slow_heavy), heavy
+
+
+def test_leaving_while_a_speculation_waits_closes_both_upstreams(stack: Stack, fake: FakeUpstream) -> None:
+    """A draft that rises after the seam (1.5 bits: above the speculation threshold, below the
+    threshold) pauses showing and starts the heavyweight; the client leaves before any decision."""
+    bits = [CALM_BITS] * CALM_TOKENS + [1.5] * (len(DRAFT) - CALM_TOKENS)
+    fake.script_model("fake-drafter", Script(tokens=DRAFT, entropies=bits, tokens_per_s=10))
+    fake.script_model("fake-heavy", Script(tokens=HEAVY_TOKENS, ttft_s=10))
+    headers, chunks = open_stream(stack, ask("a wavering draft nobody waits for"))
+    read_until(chunks, Streamed(headers), has_content)
+    fake.wait_for(lambda seen: len(of("fake-heavy", seen)) == 1)
+    chunks.close()
+    seen = fake.wait_for(all_ended(2))
+    assert all(s.closed_early for s in seen), seen
 
 
 # 5. The official client reads the stream and ignores the extra field; usage comes last.
