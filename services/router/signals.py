@@ -9,8 +9,10 @@ A trace is the drafted tokens, each with the chosen token's log-prob and its top
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from services.router.entropy import token_entropy_bits
 
 HEAD_TOKENS = 5  # the draft's opening, where a model that does not know shows it first
 UNCERTAIN_BITS = 1.0
+WINDOW_TOKENS = 10  # max_window_mean's window: the router's default, fixed so a signal means one thing
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,31 +58,98 @@ def entropies(tokens: Iterable[TokenTrace]) -> list[float]:
     return [bits for token in tokens if (bits := token_entropy_bits(token.top_logprobs)) is not None]
 
 
+def with_top_k(tokens: Iterable[TokenTrace], k: int) -> list[TokenTrace]:
+    """The tokens as a k-alternative trace: a file recorded with top-20 replayed as the router, asking
+    for k, sees it. Entropy signals depend on k, so a policy is fitted and run at one k."""
+    return [TokenTrace(t.token, t.logprob, t.top_logprobs[:k]) for t in tokens]
+
+
 def quantile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated quantile (numpy's default), 0.0 for no values."""
-    if not values:
+    return _sorted_quantile(sorted(values), q)
+
+
+def _sorted_quantile(ordered: Sequence[float], q: float) -> float:
+    if not ordered:
         return 0.0
-    ordered = sorted(values)
     position = (len(ordered) - 1) * q
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def draft_signals(tokens: Sequence[TokenTrace]) -> dict[str, float]:
+class TraceStats:
+    """A draft's signals kept up to date token by token, so the router can ask for them after every
+    chunk of a streaming draft at a constant cost (recomputing them from the whole trace each time
+    would cost the square of the draft's length). draft_signals is this, fed a whole trace."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self._bits: list[float] = []  # only the first HEAD_TOKENS are kept; counts and sums cover all
+        self._bits_count = 0
+        self._bits_sum = 0.0
+        self._bits_max = 0.0
+        self._uncertain = 0
+        self._window: deque[float] = deque(maxlen=WINDOW_TOKENS)
+        self._max_window_mean: float | None = None
+        self._neglogprobs: list[float] = []  # sorted, for the quantile
+        self._neglogprob_sum = 0.0
+        self._head_neglogprobs: list[float] = []
+
+    def add(self, token: TokenTrace) -> None:
+        self.tokens += 1
+        if token.logprob is not None and math.isfinite(token.logprob):
+            value = -token.logprob
+            bisect.insort(self._neglogprobs, value)
+            self._neglogprob_sum += value
+            if self.tokens <= HEAD_TOKENS:
+                self._head_neglogprobs.append(value)
+        bits = token_entropy_bits(token.top_logprobs)
+        if bits is None:
+            return
+        self._bits_count += 1
+        self._bits_sum += bits
+        self._bits_max = max(self._bits_max, bits)
+        self._uncertain += bits > UNCERTAIN_BITS
+        if len(self._bits) < HEAD_TOKENS:
+            self._bits.append(bits)
+        self._window.append(bits)
+        if len(self._window) == WINDOW_TOKENS:
+            mean = sum(self._window) / WINDOW_TOKENS
+            self._max_window_mean = mean if self._max_window_mean is None else max(self._max_window_mean, mean)
+
+    def extend(self, tokens: Iterable[TokenTrace]) -> TraceStats:
+        for token in tokens:
+            self.add(token)
+        return self
+
+    def signals(self) -> dict[str, float]:
+        """Per-draft signals; for each, higher means more likely wrong."""
+        count, neglogprobs = self._bits_count, self._neglogprobs
+        mean_bits = self._bits_sum / count if count else 0.0
+        return {
+            "max_entropy": self._bits_max,
+            "mean_entropy": mean_bits,
+            "head_mean_entropy": sum(self._bits) / len(self._bits) if self._bits else 0.0,
+            "frac_uncertain": self._uncertain / count if count else 0.0,
+            # The router's draft-entropy metric at a fixed window: the largest full-window mean, or the
+            # mean of a draft shorter than the window.
+            "max_window_mean": self._max_window_mean if self._max_window_mean is not None else mean_bits,
+            "max_neglogprob": neglogprobs[-1] if neglogprobs else 0.0,  # the minimum log-prob, sign flipped
+            "q80_neglogprob": _sorted_quantile(neglogprobs, 0.8),
+            "mean_neglogprob": self._neglogprob_sum / len(neglogprobs) if neglogprobs else 0.0,
+            "head_mean_neglogprob": (sum(self._head_neglogprobs) / len(self._head_neglogprobs)
+                                     if self._head_neglogprobs else 0.0),
+            "log_length": math.log1p(self.tokens),
+        }
+
+
+def draft_signals(tokens: Iterable[TokenTrace]) -> dict[str, float]:
     """Per-draft signals; for each, higher means more likely wrong."""
-    bits = entropies(tokens)
-    neglogprobs = [-t.logprob for t in tokens if t.logprob is not None and math.isfinite(t.logprob)]
-    return {
-        "max_entropy": max(bits, default=0.0),
-        "mean_entropy": sum(bits) / len(bits) if bits else 0.0,
-        "head_mean_entropy": sum(bits[:HEAD_TOKENS]) / len(bits[:HEAD_TOKENS]) if bits else 0.0,
-        "frac_uncertain": sum(b > UNCERTAIN_BITS for b in bits) / len(bits) if bits else 0.0,
-        "max_neglogprob": max(neglogprobs, default=0.0),  # the minimum log-prob, sign flipped
-        "q80_neglogprob": quantile(neglogprobs, 0.8),
-        "mean_neglogprob": sum(neglogprobs) / len(neglogprobs) if neglogprobs else 0.0,
-        "log_length": math.log1p(len(tokens)),
-    }
+    return TraceStats().extend(tokens).signals()
+
+
+DRAFT_SIGNALS: tuple[str, ...] = tuple(TraceStats().signals())
 
 
 _CODE = re.compile(r"```|\b(def|function|class|return|python|javascript|code|implement|program)\b", re.IGNORECASE)
@@ -110,3 +180,6 @@ def prompt_signals(messages: Sequence[dict[str, Any]]) -> dict[str, float]:
         "prompt_open": float(_OPEN.search(text) is not None),
         "prompt_steps": float(len(_STEPS.findall(text))),
     }
+
+
+PROMPT_SIGNALS: tuple[str, ...] = tuple(prompt_signals([]))
