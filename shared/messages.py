@@ -61,6 +61,7 @@ class Reply:
     speculation: str | None = None
     tier: str | None = None
     reason: str | None = None  # why an answer escalated: window_mean, early_token, no_logprobs, ...
+    cost_usd: float | None = None  # what the answer cost, when known as the head is made (plain answers)
     status: int | None = None
     data: dict[str, Any] | None = None
 

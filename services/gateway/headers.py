@@ -34,6 +34,8 @@ def headers_for_head(request_id: str, started: float, head: Reply) -> dict[str, 
                               head.speculation or "none", head.tier, head.reason)
     if head.decision == PROGRESSIVE:
         del headers["X-Draft-Entropy"], headers["X-Speculation"]
+    if head.cost_usd is not None:
+        headers["X-Cost-USD"] = f"{head.cost_usd:.8f}"
     return headers
 
 

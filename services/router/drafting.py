@@ -19,6 +19,7 @@ from services.router.assemble import (
     shape_chunk,
     wants_usage,
 )
+from services.router.costs import Spend, bill, estimate_prompt_tokens
 from services.router.entropy import Decision, EntropyWindow, token_entropy_bits
 from services.router.failures import UPSTREAM_ERRORS, upstream_error_reply
 from services.router.metrics import RouterMetrics
@@ -49,6 +50,17 @@ class RoutingContext:
         # Read at scrape time: the budget itself stays the one count.
         self.metrics.speculations_active.set_function(lambda: self.budget.active)
 
+    def charge(self, spend: Spend) -> float | None:
+        """Count what an answer cost; its total in USD, None when a tier involved is unpriced."""
+        result = bill(spend, {"drafter": self.drafter.price, "heavyweight": self.heavyweight.price})
+        if result is None:
+            return None
+        for tier, usd in result.by_tier.items():
+            self.metrics.cost.labels(tier).inc(usd)
+        self.metrics.cost_baseline.inc(result.baseline)
+        self.metrics.cost_saved.inc(result.saved)
+        return result.total
+
 
 @dataclass
 class Draft:
@@ -59,29 +71,34 @@ class Draft:
 
 
 async def route_buffered(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) -> None:
+    spend = new_spend(request)
     draft = await _draft(ctx, request.body)
     ctx.metrics.draft_entropy.observe(draft.window.metric)
+    drafted = spend.add("drafter", draft.chunks) if draft.chunks else 0
     speculation = draft.speculation
     try:
         if draft.escalate_reason is None:
             state = "none"
             if speculation is not None:
-                ctx.metrics.speculation_wasted_tokens.inc(await speculation.cancel())
+                wasted = await speculation.cancel()
+                spend.add_tokens("heavyweight", wasted)
+                ctx.metrics.speculation_wasted_tokens.inc(wasted)
                 ctx.metrics.speculations_cancelled.inc()
                 state = "cancelled"
             speculation = None
-            await _accept(ctx, request, out, draft, state)
+            spend.answer_tokens = drafted
+            await _accept(ctx, request, out, draft, state, ctx.charge(spend))
             return
         ctx.metrics.escalation_reasons.labels(draft.escalate_reason).inc()
         if speculation is not None:
             ctx.metrics.speculations_used.inc()
             ctx.metrics.speculation_saved.observe(time.monotonic() - speculation.started)
             head = partial(out.head, "escalate", draft.window.metric, "used", "heavyweight", draft.escalate_reason)
-            await _deliver(ctx, ctx.heavyweight, speculation.follow(), request, out, head)
+            await _deliver(ctx, ctx.heavyweight, speculation.follow(), request, out, head, spend)
         else:
             await serve_tier(ctx, ctx.heavyweight, request, out,
-                              partial(out.head, "escalate", draft.window.metric, "none", "heavyweight",
-                                      draft.escalate_reason))
+                             partial(out.head, "escalate", draft.window.metric, "none", "heavyweight",
+                                     draft.escalate_reason), spend)
     finally:
         if speculation is not None:
             await speculation.cancel()
@@ -170,7 +187,12 @@ def speculate(ctx: RoutingContext, params: dict[str, Any]) -> Speculation | None
     return Speculation(ctx.heavyweight, params, ctx.budget)
 
 
-async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, draft: Draft, state: str) -> None:
+def new_spend(request: ChatRequest) -> Spend:
+    return Spend(estimate_prompt_tokens(request.body.get("messages") or ()))
+
+
+async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, draft: Draft, state: str,
+                  cost_usd: float | None) -> None:
     body = request.body
     top = client_top_logprobs(body)
     # The cache keeps exactly what a plain client asking this gets: log-probs trimmed to its
@@ -178,7 +200,7 @@ async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, d
     # before shape_chunk, which trims the same entries in place.
     cached = assemble_completion(draft.chunks, top) if request.cache_store else None
     cache_writes = [] if cached is None else [cache_write(ctx, request, cached)]
-    head = out.head("accept", draft.window.metric, state, "drafter")
+    head = out.head("accept", draft.window.metric, state, "drafter", cost_usd=cost_usd)
     if body.get("stream"):
         usage = wants_usage(body)
         payloads = [out.chunk(shape_chunk(c, top)) for c in draft.chunks if usage or not is_usage_chunk(c)]
@@ -196,25 +218,26 @@ def cache_write(ctx: RoutingContext, request: ChatRequest, completion: dict[str,
 
 
 async def serve_tier(ctx: RoutingContext, tier: Tier, request: ChatRequest, out: ReplyWriter,
-                      head: Callable[[], bytes]) -> None:
+                     head: Callable[..., bytes], spend: Spend | None = None) -> None:
     try:
         async with open_chunks(tier, stream_params(request.body, tier.model)) as chunks:
-            await _deliver(ctx, tier, chunks, request, out, head)
+            await _deliver(ctx, tier, chunks, request, out, head, spend or new_spend(request))
     except UPSTREAM_ERRORS as exc:
         await fail_upstream(ctx, tier, out, exc)
 
 
 async def _deliver(ctx: RoutingContext, tier: Tier, chunks: AsyncIterator[dict[str, Any]], request: ChatRequest,
-                   out: ReplyWriter, head: Callable[[], bytes]) -> None:
+                   out: ReplyWriter, head: Callable[..., bytes], spend: Spend) -> None:
     """Pass a tier's chunks on as they arrive (or as one completion); the head goes with the first.
 
     The head is made only when it is sent: replies are numbered as they are made, and a failure
     before the first chunk must reach the gateway as the first reply (a plain error status), not
-    after a number that never arrived."""
+    after a number that never arrived. A plain answer's head carries its cost; whatever the call
+    received is charged, also when it failed or the client left."""
     body = request.body
     top = client_top_logprobs(body)
     usage = wants_usage(body)
-    headed = False
+    headed = charged = False
     received: list[dict[str, Any]] = []
     try:
         async for chunk in chunks:
@@ -223,7 +246,10 @@ async def _deliver(ctx: RoutingContext, tier: Tier, chunks: AsyncIterator[dict[s
                 first = [] if headed else [head()]
                 headed = True
                 await out.send(*first, out.chunk(shape_chunk(chunk, top)))
-        last = [] if headed else [head()]
+        spend.answer_tokens = spend.add(tier.name, received)
+        charged = True
+        cost = ctx.charge(spend)
+        last = [] if headed else [head(cost_usd=cost)]
         if not body.get("stream"):
             last.append(out.completion(assemble_completion(received, top)))
         await out.finish(*last)
@@ -232,6 +258,9 @@ async def _deliver(ctx: RoutingContext, tier: Tier, chunks: AsyncIterator[dict[s
         return
     finally:
         ctx.metrics.upstream_tokens.labels(tier.name).inc(sum(content_tokens(c) for c in received))
+        if not charged and received:
+            spend.add(tier.name, received)
+            ctx.charge(spend)
     ctx.metrics.decisions.labels("accept" if tier is ctx.drafter else "escalate", tier.name).inc()
 
 

@@ -31,6 +31,9 @@ class RouterMetrics:
     speculation_saved: Histogram
     speculation_wasted_tokens: Counter
     seam_tokens: Histogram
+    cost: Counter
+    cost_baseline: Counter
+    cost_saved: Gauge
 
 
 def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
@@ -77,4 +80,12 @@ def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
         seam_tokens=Histogram("draftgate_router_seam_tokens",
                               "Drafter tokens the client had been shown when the heavyweight took over (continued "
                               "answers of progressive streams)", buckets=TOKEN_BUCKETS, registry=registry),
+        cost=Counter("draftgate_cost_usd", "USD spent on each tier at its configured price (aborted drafts and "
+                     "cancelled speculations included)", ["tier"], registry=registry),
+        cost_baseline=Counter("draftgate_cost_baseline_usd", "USD the same answers would have cost from the "
+                              "heavyweight alone", registry=registry),
+        # A running sum, not a counter: an escalation that paid for its draft too saves less than nothing.
+        # For rates use increase(baseline) - increase(cost), which survive restarts.
+        cost_saved=Gauge("draftgate_cost_saved_usd_total", "USD saved against sending every answered request to "
+                         "the heavyweight alone, since this router started", registry=registry),
     )

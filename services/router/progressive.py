@@ -45,6 +45,7 @@ from services.router.drafting import (
     cache_write,
     fail_upstream,
     judge,
+    new_spend,
     new_window,
     speculate,
     warn_no_logprobs,
@@ -119,6 +120,8 @@ class _Flow:
         spec = ctx.routing.speculation_threshold
         self.pause_bits = spec if spec is not None else PAUSE_FRACTION * ctx.routing.entropy_threshold
         self.headed = False
+        self.spend = new_spend(request)
+        self.drafted = 0  # completion tokens the drafter wrote
 
     async def draft(self) -> None:
         """Stream the drafter, judge each token, show what may be shown; stops reading on escalation."""
@@ -142,6 +145,7 @@ class _Flow:
             log.warning("drafter failed, escalating", error=str(exc))
             self.reason = "drafter_error"
         self.ctx.metrics.upstream_tokens.labels("drafter").inc(sum(content_tokens(c) for c in self.release.chunks))
+        self.drafted = self.spend.add("drafter", self.release.chunks) if self.release.chunks else 0
         if self.reason is None and self.window.tokens == 0:
             self.reason = "unjudged"
 
@@ -172,19 +176,21 @@ class _Flow:
 
     async def _drop_speculation(self) -> None:
         assert self.speculation is not None
-        self.ctx.metrics.speculation_wasted_tokens.inc(await self.speculation.cancel())
+        wasted = await self.speculation.cancel()
+        self.spend.add_tokens("heavyweight", wasted)
+        self.ctx.metrics.speculation_wasted_tokens.inc(wasted)
         self.ctx.metrics.speculations_cancelled.inc()
         self.speculation = None
         self.speculated = "cancelled"
 
-    def _head(self, decision: str, tier: str) -> list[bytes]:
+    def _head(self, decision: str, tier: str, cost_usd: float | None = None) -> list[bytes]:
         """The head, once: with the first reply that goes out."""
         if self.headed:
             return []
         self.headed = True
         if decision == PROGRESSIVE:
             return [self.out.head(PROGRESSIVE, None, "none", tier)]
-        return [self.out.head(decision, self.window.metric, self.speculated, tier, self.reason)]
+        return [self.out.head(decision, self.window.metric, self.speculated, tier, self.reason, cost_usd)]
 
     def _chunks(self, chunks: list[dict[str, Any]]) -> list[bytes]:
         return [self.out.chunk(shape_chunk(c, self.top)) for c in chunks if self.usage or not is_usage_chunk(c)]
@@ -199,7 +205,9 @@ class _Flow:
         if rest:
             rest[-1][FIELD] = outcome.field()
         also = [] if cached is None else [cache_write(self.ctx, self.request, cached)]
-        await self.out.finish(*self._head(ACCEPT, "drafter"), *self._chunks(rest), also=also)
+        self.spend.answer_tokens = self.drafted
+        cost = self.ctx.charge(self.spend)
+        await self.out.finish(*self._head(ACCEPT, "drafter", cost), *self._chunks(rest), also=also)
         self._record(outcome)
 
     async def escalate(self) -> None:
@@ -229,13 +237,16 @@ class _Flow:
         shown = self.release.shown_tokens
         decision = CONTINUED if shown else ESCALATE
         first = self.release.chunks[0] if shown else None
-        seam = (Seam(self.release.shown_text, self.release.next_text[:1].isspace())
-                if shown and self.ctx.heavyweight.continuation == INSTRUCTION else None)
+        seam = (Seam(self.release.shown_text, self.release.next_text[:1].isspace(),
+                     restatements=self.ctx.heavyweight.continuation == INSTRUCTION) if shown else None)
         last: list[dict[str, Any]] = []
         received: list[dict[str, Any]] = []
+        usage: dict[str, Any] | None = None  # the heavyweight's own, before it counts the shown tokens too
         try:
             async for chunk in chunks:
                 received.append(chunk)
+                if chunk.get("usage"):
+                    usage = dict(chunk["usage"])
                 if first is not None:
                     _join(chunk, first, shown)
                 now = [c for c in (seam.take(chunk) if seam else [chunk]) if not _held(c, last)]
@@ -250,6 +261,9 @@ class _Flow:
             await self.out.finish(*self._head(decision, "heavyweight"), *self._chunks(last))
         finally:
             self.ctx.metrics.upstream_tokens.labels("heavyweight").inc(sum(content_tokens(c) for c in received))
+            if received:
+                self.spend.answer_tokens = shown + self.spend.add("heavyweight", received, usage, own_prompt=not shown)
+                self.ctx.charge(self.spend)
         self._record(outcome)
 
     def _outcome(self, decision: str, tier: str, seam_tokens: int | None) -> Outcome:

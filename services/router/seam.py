@@ -49,23 +49,25 @@ def _set_delta_text(chunk: dict[str, Any], text: str) -> None:
 
 @dataclass
 class Seam:
-    """Repairs the start of an instruction-style continuation of `shown`.
+    """Repairs the start of a continuation of `shown`.
 
     Two slips of chat models told to continue: starting again from the beginning (the restated
-    text is dropped), and starting the next word without its space (one is added when the drafter's
-    own next token began with whitespace). Chunks are held only while the continuation's text could
-    still be a restatement, that is while it is a prefix of the shown text: usually not past the
-    first token."""
+    text is dropped; instruction style only), and starting the next word without its space (one is
+    added when the drafter's own next token began with whitespace: any style, as a server that
+    ignores prefill or continue_final_message opens a new turn that starts with a letter). Chunks are
+    held only while the continuation's text could still be a restatement, that is while it is a
+    prefix of the shown text: usually not past the first token."""
 
     shown: str
     space_expected: bool
+    restatements: bool = True  # drop a restated prefix (instruction style; servers that extend the text don't)
     _held: list[dict[str, Any]] = field(default_factory=list)
     _text: str = ""
     _settled: bool = False
 
     def __post_init__(self) -> None:
-        self._target = self.shown.strip()
-        self._settled = not self._target
+        self._target = self.shown.strip() if self.restatements else ""
+        self._settled = not self.shown or (not self._target and not self.space_expected)
 
     def take(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         """The chunks to send now, in order, given the continuation's next chunk."""
@@ -73,6 +75,8 @@ class Seam:
             return [chunk]
         self._held.append(chunk)
         self._text += delta_text(chunk)
+        if not self._text:
+            return []  # a role chunk or an empty delta: wait for the first text
         start = self._text.lstrip()
         if len(start) < len(self._target) and self._target.startswith(start):
             return []  # may still be a restatement: wait for more text

@@ -22,6 +22,7 @@ from openai import APIError, AsyncOpenAI, DefaultAioHttpClient
 from services.router.wellformed import MalformedChunk, has_finished, parse_chunk
 from shared import fastjson
 from shared.config import UpstreamConfig
+from shared.pricing import Price
 
 _GATEWAY_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n"})
 CHAT_COMPLETIONS_PATH = "/chat/completions"
@@ -36,6 +37,7 @@ class Tier:
     model: str
     client: AsyncOpenAI
     continuation: str = "instruction"  # how it continues a partly shown answer (continuation.py)
+    price: Price | None = None  # None: unpriced, no cost is counted
 
 
 class UpstreamStreamError(APIError):
@@ -59,7 +61,8 @@ def create_tier(name: str, config: UpstreamConfig, env: Mapping[str, str]) -> Ti
     # The SDK's aiohttp transport: about a millisecond less CPU per call than its default under load.
     client = AsyncOpenAI(base_url=base_url, api_key=api_key or "no-key", timeout=config.timeout_s,
                          max_retries=0, http_client=DefaultAioHttpClient(), default_headers=headers)
-    return Tier(name=name, model=config.model or "", client=client, continuation=config.continuation)
+    return Tier(name=name, model=config.model or "", client=client, continuation=config.continuation,
+                price=config.price)
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:

@@ -85,3 +85,19 @@ def test_cut_chunks_lose_their_stale_logprobs_but_untouched_ones_keep_them() -> 
 
 def test_nothing_shown_means_nothing_to_repair() -> None:
     assert run(Seam("", space_expected=True), ["Paris"])[0] == "Paris"
+
+
+def test_without_restatements_only_the_space_is_repaired_and_nothing_is_held() -> None:
+    """Styles where the server extends the text: a restatement is not dropped, but a server that
+    ignored the style and opened a new turn still gets its missing space."""
+    seam = Seam("The capital of", space_expected=True, restatements=False)
+    text, when = run(seam, ["The", " capital"])
+    assert text == " The capital" and when == [0, 1]
+    assert run(Seam("Paris is", space_expected=False, restatements=False), ["big"])[0] == "big"
+
+
+def test_a_role_chunk_before_the_text_is_held_with_it_not_judged_alone() -> None:
+    seam = Seam("Paris is", space_expected=True)
+    assert seam.take({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}) == []
+    out = seam.take(chunk("big"))
+    assert texts(out) == " big" and len(out) == 2
