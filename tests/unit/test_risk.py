@@ -1,0 +1,180 @@
+"""The risk policy file: read and checked field by field (a bad file is an error naming it), and
+scored as the file says: a standardised logistic model, with the prompt's embedding projected by PCA
+when the variant reads it, and trace-only when no embedding came."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.router.risk import (
+    TRACE_ONLY,
+    WITH_EMBEDDING,
+    PolicyError,
+    Projection,
+    dump_policy,
+    load_policy,
+    parse_policy,
+    risk,
+    sigmoid,
+    signals_of,
+)
+from services.router.signals import DRAFT_SIGNALS, PROMPT_SIGNALS, TokenTrace
+
+
+def policy_json() -> dict[str, Any]:
+    """risk = sigmoid(2 * (max_entropy - 1) / 0.5 + ...): a small hand-made policy, 3-dimensional embeddings."""
+    return {
+        "kind": "draftgate-risk-policy", "version": 1, "top_k": 5, "threshold": 0.5,
+        "trained_on": {"dataset": "hand-made"},
+        "variants": {
+            "trace_only": {"features": ["max_entropy", "prompt_digits"], "mean": [1.0, 0.0], "scale": [0.5, 1.0],
+                           "coef": [2.0, -1.0], "intercept": 0.25},
+            "with_embedding": {"features": ["max_entropy", "emb_0", "emb_1"], "mean": [1.0, 0.0, 0.5],
+                               "scale": [0.5, 1.0, 2.0], "coef": [2.0, 3.0, -4.0], "intercept": -1.0,
+                               "threshold": 0.4,
+                               "embedding": {"components": [[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]],
+                                             "center": [0.1, 0.0, 0.0], "model": "all-MiniLM-L6-v2"}}},
+        "metrics": {"cv_auroc": 0.8},
+    }
+
+
+def test_trace_only_risk_is_the_standardised_logistic_model() -> None:
+    policy = parse_policy(policy_json())
+    risk = policy.risk({"max_entropy": 1.5, "prompt_digits": 1.0})
+    assert risk.variant == TRACE_ONLY and risk.threshold == 0.5
+    assert risk.value == pytest.approx(sigmoid(0.25 + 2.0 * (1.5 - 1.0) / 0.5 - 1.0 * 1.0))
+    assert risk.value == pytest.approx(1 / (1 + math.exp(-1.25)))
+    assert not risk.accept
+
+
+def test_with_an_embedding_the_variant_projects_it_and_holds_it_to_its_own_threshold() -> None:
+    policy = parse_policy(policy_json())
+    vector = [3.0, 0.0, 4.0]  # unit length: 0.6, 0, 0.8
+    risk = policy.risk({"max_entropy": 1.0, "prompt_digits": 0.0}, vector)
+    emb_0, emb_1 = 0.6 - 0.1, 0.8 * 0.8
+    assert risk.variant == WITH_EMBEDDING and risk.threshold == 0.4
+    assert risk.value == pytest.approx(sigmoid(-1.0 + 3.0 * emb_0 - 4.0 * (emb_1 - 0.5) / 2.0))
+    assert risk.accept == (risk.value <= 0.4)
+
+
+def test_without_an_embedding_variant_an_embedding_is_ignored() -> None:
+    data = policy_json()
+    del data["variants"]["with_embedding"]
+    policy = parse_policy(data)
+    assert policy.with_embedding is None
+    assert policy.risk({"max_entropy": 1.0, "prompt_digits": 0.0}, [1.0, 0.0, 0.0]).variant == TRACE_ONLY
+
+
+def test_risk_at_the_threshold_is_accepted() -> None:
+    data = policy_json()
+    data["variants"]["trace_only"].update(coef=[0.0, 0.0], intercept=0.0)  # risk 0.5 exactly
+    assert parse_policy(data).risk({"max_entropy": 9.0, "prompt_digits": 0.0}).accept
+
+
+def test_a_projection_checks_the_embeddings_dimensions() -> None:
+    with pytest.raises(ValueError, match="3 dimensions for a projection of 2"):
+        Projection(((1.0, 0.0),), (0.0, 0.0)).project([1.0, 0.0, 0.0])
+
+
+def test_signals_of_a_draft_name_every_trace_feature() -> None:
+    signals = signals_of([TokenTrace(" a", -0.1, (-0.1, -2.5))], [{"role": "user", "content": "2 + 2?"}])
+    assert set(signals) == set(DRAFT_SIGNALS) | set(PROMPT_SIGNALS)
+
+
+def test_a_policy_survives_the_round_trip_through_its_file(tmp_path: Path) -> None:
+    policy = parse_policy(policy_json())
+    path = tmp_path / "nested" / "policy.json"
+    dump_policy(policy, path)
+    again = load_policy(path)
+    assert again == policy
+    assert json.loads(path.read_text())["variants"]["with_embedding"]["embedding"]["model"] == "all-MiniLM-L6-v2"
+
+
+def test_a_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.json"
+    with pytest.raises(PolicyError, match=f"cannot read the risk policy {missing}"):
+        load_policy(missing)
+
+
+def test_a_file_that_is_not_json_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text("{not json")
+    with pytest.raises(PolicyError, match=f"the risk policy {path} is not JSON"):
+        load_policy(path)
+
+
+def broken(change: str) -> dict[str, Any]:
+    data = copy.deepcopy(policy_json())
+    trace, embedded = data["variants"]["trace_only"], data["variants"]["with_embedding"]
+    match change:
+        case "kind":
+            data["kind"] = "draftgate.logistic/1"
+        case "version":
+            data["version"] = 2
+        case "threshold":
+            data["threshold"] = 1.5
+        case "top_k":
+            data["top_k"] = 0
+        case "no_trace_only":
+            del data["variants"]["trace_only"]
+        case "unknown_variant":
+            data["variants"]["fancy"] = trace
+        case "length":
+            trace["coef"] = [1.0]
+        case "scale":
+            trace["scale"] = [0.0, 1.0]
+        case "nan":
+            trace["intercept"] = float("nan")
+        case "unknown_feature":
+            trace["features"] = ["max_entropy", "vibes"]
+        case "missing_field":
+            del trace["intercept"]
+        case "embedding_in_trace_only":
+            trace["features"] = ["max_entropy", "emb_0"]
+        case "embedding_features":
+            embedded["features"] = ["max_entropy", "emb_0", "emb_5"]
+        case "unread_component":
+            embedded.update(features=["max_entropy", "emb_0"], mean=[0.0, 0.0], scale=[1.0, 1.0], coef=[1.0, 1.0])
+        case "no_projection":
+            del embedded["embedding"]
+        case "ragged_components":
+            embedded["embedding"]["components"] = [[1.0, 0.0, 0.0], [1.0]]
+        case "string_number":
+            trace["mean"] = ["1.0", 0.0]
+    return data
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ("kind", "'kind' must be"), ("version", "version 2"), ("threshold", "threshold must be between 0 and 1"),
+    ("top_k", "top_k must be an integer from 1 to 20"), ("no_trace_only", "at least 'trace_only'"),
+    ("unknown_variant", "unknown variant 'fancy'"), ("length", "one equal, non-zero length"),
+    ("scale", "every scale must be > 0"), ("nan", "finite number"), ("unknown_feature", "unknown feature 'vibes'"),
+    ("missing_field", "missing field 'intercept'"), ("embedding_in_trace_only", "unknown feature 'emb_0'"),
+    ("embedding_features", "unknown feature 'emb_5'"), ("unread_component", "every component of its projection"),
+    ("no_projection", "needs an 'embedding' projection"),
+    ("ragged_components", "rows as long as center"), ("string_number", "finite number, got '1.0'"),
+])
+def test_a_malformed_policy_is_an_error_naming_the_file_and_the_field(change: str, says: str, tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(broken(change)))
+    with pytest.raises(PolicyError) as raised:
+        load_policy(path)
+    assert str(path) in str(raised.value)
+    assert says in str(raised.value)
+
+
+def test_a_recorded_draft_is_scored_at_the_policys_k() -> None:
+    """Recorded with 4 alternatives, scored with the policy's 2: 1 bit, not 2."""
+    data = policy_json()
+    data["top_k"] = 2
+    policy = parse_policy(data)
+    quarter = math.log(0.25)
+    tokens = [TokenTrace(" a", quarter, (quarter,) * 4)]
+    scored = risk(policy, tokens, [{"role": "user", "content": "hi"}])
+    assert scored == policy.risk({"max_entropy": 1.0, "prompt_digits": 0.0})
