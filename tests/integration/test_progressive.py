@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +183,14 @@ def metric(url: str, sample: str) -> float:
     text = httpx.get(f"{url}/metrics").text
     found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+def wait_for_metric(url: str, sample: str, value: float, timeout_s: float = 10) -> None:
+    """Poll until the sample reads `value`: a router updates some metrics after the answer is out."""
+    deadline = time.monotonic() + timeout_s
+    while (seen := metric(url, sample)) != value:
+        assert time.monotonic() < deadline, f"{sample} is {seen}, not {value}, after {timeout_s} s"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -373,6 +382,7 @@ def test_a_speculation_is_re_aimed_when_showing_resumes(stack: Stack, fake: Fake
     assert streamed.text == second + HEAVY_TEXT
     final = streamed.final
     assert (final["decision"], final["seam_tokens"], final["speculation"]) == ("continued", seam_of(second), "used")
+    wait_for_metric(stack.routers[0].url, "draftgate_speculations_active", 0)  # both gave their budget back
 
 
 def test_a_continued_prefix_ends_at_a_word_boundary(stack: Stack, fake: FakeUpstream) -> None:
@@ -488,6 +498,7 @@ def test_leaving_while_a_speculation_waits_closes_both_upstreams(stack: Stack, f
     chunks.close()
     seen = fake.wait_for(all_ended(2))
     assert all(s.closed_early for s in seen), seen
+    wait_for_metric(stack.routers[0].url, "draftgate_speculations_active", 0)
 
 
 # 5. The official client reads the stream and ignores the extra field; usage comes last.
@@ -523,6 +534,35 @@ async def test_usage_of_a_continued_answer_counts_the_shown_drafter_tokens(stack
     assert usage is not None
     assert usage.completion_tokens == len(HEAVY_TOKENS) + final["seam_tokens"]
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+async def test_concurrent_progressive_streams_keep_to_their_own_answers(stack: Stack, fake: FakeUpstream) -> None:
+    """Three accepted and three continued streams at once, through one router: each client gets
+    its own draft, or its own shown prefix and the continuation, and its own decision."""
+    fake.script("steady", calm(40, tokens_per_s=25))
+    fake.script("wavering", turning(tokens_per_s=25))
+    fake.script_model("fake-heavy", Script(tokens=HEAVY_TOKENS, tokens_per_s=100))
+    client = stack.async_client()
+
+    async def one(question: str) -> Streamed:
+        raw = await client.chat.completions.with_raw_response.create(model="auto", messages=ask(question),
+                                                                     stream=True)
+        chunks: AsyncStream[ChatCompletionChunk] = raw.parse()
+        return Streamed(raw.headers, [chunk async for chunk in chunks])
+
+    questions = [f"{kind} {i}" for i in range(3) for kind in ("steady", "wavering")]
+    answers = dict(zip(questions, await asyncio.gather(*(one(q) for q in questions)), strict=True))
+    heavies = {h.body["messages"][0]["content"]: h for h in of("fake-heavy", fake.wait_for(all_ended(9)))}
+    assert sorted(heavies) == sorted(q for q in questions if q.startswith("wavering"))
+    for question, streamed in answers.items():
+        assert_progressive_head(streamed.headers)
+        assert_one_answer(streamed)
+        if question.startswith("steady"):
+            assert streamed.text == DRAFT_TEXT and streamed.final["decision"] == "accept", question
+        else:
+            prefix = shown_prefix(heavies[question], ask(question), "instruction")
+            assert streamed.text == prefix + HEAVY_TEXT, question
+            assert (streamed.final["decision"], streamed.final["seam_tokens"]) == ("continued", seam_of(prefix))
 
 
 # 6. stream_mode buffered keeps today's behaviour.
