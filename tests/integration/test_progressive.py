@@ -262,6 +262,7 @@ def test_a_draft_within_the_early_exit_region_is_accepted_before_anything_is_sho
     assert_one_answer(streamed)
     final = streamed.final
     assert (final["decision"], final["tier"], final["seam_tokens"]) == ("accept", "drafter", None)
+    assert float(streamed.headers["X-Draft-Entropy"]) == pytest.approx(final["draft_entropy"], abs=0.001)
 
 
 def test_a_draft_without_word_boundaries_is_shown_only_when_accepted(stack: Stack, fake: FakeUpstream) -> None:
@@ -436,6 +437,7 @@ def test_doubt_inside_the_early_exit_region_escalates_with_nothing_shown(stack: 
     assert streamed.final == {"decision": "escalate", "tier": "heavyweight", "seam_tokens": 0,
                               "draft_entropy": streamed.final["draft_entropy"], "reason": "early_token",
                               "speculation": "none"}
+    assert float(streamed.headers["X-Draft-Entropy"]) == pytest.approx(streamed.final["draft_entropy"], abs=0.001)
     seen = fake.wait_for(all_ended(2))
     (draft,), (heavy,) = of("fake-drafter", seen), of("fake-heavy", seen)
     assert heavy.body["messages"] == messages  # the client's request, not a continuation
