@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import msgpack
 
 WIRE_VERSION = 1
+# Client-facing: the extra field of a progressive stream's last chunk that carries its final decision.
+DECISION_FIELD = "draftgate"
 
 T = TypeVar("T")
 

@@ -28,7 +28,7 @@ from shared.config import Config
 from shared.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge, TimedOut, Unavailable
 from shared.http import error_response, json_response
 from shared.keys import CANCEL_CHANNEL, REQUEST_STREAM, cancelled
-from shared.messages import Cancel, ChatRequest, Reply, ReplyKind, Tier, encode
+from shared.messages import DECISION_FIELD, Cancel, ChatRequest, Reply, ReplyKind, Tier, encode
 
 log = structlog.get_logger(__name__)
 
@@ -142,6 +142,11 @@ async def _answer_from_cache(call: Call) -> web.StreamResponse | None:
         return json_response(completion, headers=headers)
     response = web.StreamResponse(headers={**headers, **SSE_HEADERS})
     chunks = completion_to_chunks(completion, call.chat.include_usage)
+    if config.routing.stream_mode == "progressive" and call.tier == Tier.AUTO:
+        # As every auto-routed stream in progressive mode: the decision in the last chunk.
+        chunks[-1][DECISION_FIELD] = {"decision": "cache_hit", "tier": Tier.DRAFTER.value, "seam_tokens": None,
+                                      "draft_entropy": None, "reason": None, "speculation": "none",
+                                      "cache": hit.tier}
     try:
         await response.prepare(call.request)
         await response.write(b"".join(frame(c) for c in chunks) + DONE)

@@ -57,11 +57,11 @@ from services.router.replies import ReplyWriter
 from services.router.seam import Seam
 from services.router.speculation import Speculation
 from services.router.upstream import open_chunks, stream_params
+from shared.messages import DECISION_FIELD as FIELD
 from shared.messages import ChatRequest
 
 log = structlog.get_logger(__name__)
 
-FIELD = "draftgate"  # the extra field of the last chunk that carries the final decision
 PROGRESSIVE = "progressive"  # the X-Routing-Decision of a stream shown before its decision
 ACCEPT, CONTINUED, ESCALATE = "accept", "continued", "escalate"
 PAUSE_FRACTION = 0.7  # with speculation off, showing pauses above this share of the threshold
