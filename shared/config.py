@@ -97,6 +97,10 @@ class RoutingConfig:
     max_concurrent_speculations: int = 8
     stream_mode: str = "progressive"  # streamed requests: progressive (release confident tokens) | buffered
     stream_holdback_tokens: int = 4  # progressive: the newest tokens kept unshown while the window judges them
+    # entropy: the window alone decides; learned: the window still aborts early, and a draft that ends is
+    # accepted only when its risk (risk_model: a policy JSON from `calibrate fit`) is at or below its threshold
+    policy: str = "entropy"
+    risk_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ class CacheConfig:
 # onnx: MiniLM on ONNX Runtime from the export `make install` writes; onnx-int8: the same, weights
 # quantised to int8 (faster, further from torch); torch: sentence-transformers; openai: any remote API.
 STREAM_MODES = ("progressive", "buffered")
+POLICIES = ("entropy", "learned")
 CONTINUATIONS = ("instruction", "continue_final_message", "prefill")
 EMBEDDER_BACKENDS = ("onnx", "onnx-int8", "torch", "openai")
 
@@ -346,6 +351,11 @@ def _validate(config: Config) -> None:
         ("routing.stream_mode", config.routing.stream_mode in STREAM_MODES,
          f"must be one of {', '.join(repr(mode) for mode in STREAM_MODES)}"),
         ("routing.stream_holdback_tokens", config.routing.stream_holdback_tokens >= 0, "must be >= 0"),
+        ("routing.policy", config.routing.policy in POLICIES,
+         f"must be one of {', '.join(repr(policy) for policy in POLICIES)}"),
+        ("routing.risk_model", config.routing.policy != "learned" or bool(config.routing.risk_model),
+         "must name a policy file when routing.policy is 'learned' (`python -m services.router.calibrate fit` "
+         "writes one)"),
         ("router.max_in_flight", config.router.max_in_flight >= 1, "must be >= 1"),
         ("router.shutdown_grace_s", config.router.shutdown_grace_s >= 0, "must be >= 0"),
         ("bus.reclaim_idle_ms", config.bus.reclaim_idle_ms >= 100, "must be >= 100"),

@@ -25,6 +25,7 @@ from services.router.risk import (
     signals_of,
 )
 from services.router.signals import DRAFT_SIGNALS, PROMPT_SIGNALS, TokenTrace
+from shared.config import ConfigError, load_config
 
 
 def policy_json() -> dict[str, Any]:
@@ -178,3 +179,14 @@ def test_a_recorded_draft_is_scored_at_the_policys_k() -> None:
     tokens = [TokenTrace(" a", quarter, (quarter,) * 4)]
     scored = risk(policy, tokens, [{"role": "user", "content": "hi"}])
     assert scored == policy.risk({"max_entropy": 1.0, "prompt_digits": 0.0})
+
+
+def test_the_learned_policy_needs_a_risk_model_in_the_config(tmp_path: Path) -> None:
+    empty = tmp_path / "config.yaml"
+    with pytest.raises(ConfigError, match=r"routing\.risk_model: must name a policy file"):
+        load_config(empty, {"DRAFTGATE_ROUTING_POLICY": "learned"})
+    with pytest.raises(ConfigError, match=r"routing\.policy: must be one of 'entropy', 'learned'"):
+        load_config(empty, {"DRAFTGATE_ROUTING_POLICY": "vibes"})
+    config = load_config(empty, {"DRAFTGATE_ROUTING_POLICY": "learned", "DRAFTGATE_ROUTING_RISK_MODEL": "p.json"})
+    assert (config.routing.policy, config.routing.risk_model) == ("learned", "p.json")
+    assert load_config(empty, {}).routing.policy == "entropy"
