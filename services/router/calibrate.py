@@ -20,6 +20,8 @@ routing policy from the traces), report (a Markdown report with plots; --write-c
 point). cache-pairs does the same for the semantic cache's verifier. `<step> --help` says more."""
 
 STEPS = {
+    "collect": "services.router.calibration.collect",
+    "grade": "services.router.calibration.grade",
     "cache-pairs": "services.router.calibration.cache_pairs.step",
 }
 
