@@ -47,6 +47,7 @@ class Answer:
     done_markers: int = 0
     after_done: int = 0  # data lines after [DONE]
     errors: list[dict] = field(default_factory=list)  # error events in a stream
+    final: str | None = None  # a stream's final decision, from its last chunk's draftgate field
 
 
 async def ask_plain(client: openai.AsyncOpenAI, prompt: str) -> Answer:
@@ -76,6 +77,8 @@ async def ask_stream(client: openai.AsyncOpenAI, prompt: str) -> Answer:
                 answer.errors.append(chunk["error"])
                 continue
             answer.ids.add(chunk["id"])
+            if "draftgate" in chunk:
+                answer.final = chunk["draftgate"]["decision"]
             for choice in chunk["choices"]:
                 answer.content += choice["delta"].get("content") or ""
                 if choice.get("finish_reason"):
@@ -87,8 +90,12 @@ def problems(prompt: str, answer: Answer, escalated: tuple[str, ...] = (ESCALATE
     """Everything wrong with one answer; empty when it is exactly one of the scripted answers."""
     texts, decision = (escalated, "escalate") if UNSURE in prompt else ((ACCEPTED,), "accept")
     found = []
-    if answer.decision != decision:
-        found.append(f"decision {answer.decision!r}, expected {decision!r}")
+    # A streamed accepted draft is shown as it is drafted: its headers say progressive, its last chunk accept.
+    header = "progressive" if answer.stream and decision == "accept" else decision
+    if answer.decision != header:
+        found.append(f"decision {answer.decision!r}, expected {header!r}")
+    if answer.stream and answer.final != decision:
+        found.append(f"final decision {answer.final!r}, expected {decision!r}")
     if answer.content not in texts:
         found.append(f"content {answer.content!r}")
     if len(answer.ids) != 1:  # the upstream gives every attempt its own id: two ids, two attempts spliced
