@@ -22,6 +22,7 @@ point). cache-pairs does the same for the semantic cache's verifier. `<step> --h
 STEPS = {
     "collect": "services.router.calibration.collect",
     "grade": "services.router.calibration.grade",
+    "fit": "services.router.calibration.fit",
     "cache-pairs": "services.router.calibration.cache_pairs.step",
 }
 

@@ -1,0 +1,139 @@
+"""The `fit` step of `python -m services.router.calibrate`: learn the routing policy's risk model.
+
+Reads the graded drafts (traces.jsonl + grades.jsonl, and the prompt set for each item's messages and
+family), learns P(draft is wrong) on the train split (learn.py), chooses its threshold, measures it and
+every single signal on the test split, and writes the policy JSON the router loads (services/router/risk.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.router.calibration.dataset import DATASET
+from services.router.calibration.grade import DEFAULT_GRADES
+from services.router.calibration.traces import DEFAULT_TRACES
+from services.router.risk import RiskPolicy
+from shared.config import DEFAULT_CONFIG_PATH
+
+DEFAULT_OUT = Path(".data/calibration/policy.json")
+SHIPPED = Path("services/router/policies/smollm2.json")
+MAX_ESCALATION = 0.3
+
+HELP = "learn a routing policy: P(draft is wrong) from its trace and its prompt"
+DESCRIPTION = f"""\
+Learn which drafts to send to the heavyweight. Each graded draft (from `collect` and `grade`) becomes a
+row of signals the router can compute when the draft ends: its token entropies (largest, mean, opening,
+share above 1 bit, largest 10-token window mean), its log-probs (minimum, 0.8-quantile, mean, opening),
+its length, properties of the prompt (length, digits, code, open-ended, steps), and the prompt's MiniLM
+embedding reduced by PCA. A logistic regression learns P(draft is wrong) from them on the train split.
+
+Two variants are fitted: trace_only, and with_embedding, which the router uses when the embedder
+answered before the draft ended. For each, a few feature sets and regularisation strengths are tried
+and the one with the best cross-validated AUROC is kept (folds by template family, so no family is
+scored by a model that saw it). The threshold (risk at or below: accept) is the lowest whose escalation
+rate, counting the drafts the entropy window aborts anyway, stays at or below --max-escalation
+(default {MAX_ESCALATION:.0%}) on the train split's out-of-fold risks; or, with --min-accuracy, the highest
+whose overall accuracy reaches it. The test split is then scored: AUROC of the policy and of every
+single signal with bootstrap 95% intervals, the share of wrong drafts caught at a 30% escalation
+rate, and the escalation rate and accuracy at the threshold.
+
+The policy is written as JSON (no pickles) to --out; set routing.policy: learned and routing.risk_model
+to it (or run `report --write-config`). The shipped policy for the local SmolLM2 is {SHIPPED}.
+Exit status 1 when --min-accuracy cannot be met (nothing is written then).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--traces", type=Path, default=DEFAULT_TRACES,
+                        help=f"collect's output (default {DEFAULT_TRACES})")
+    parser.add_argument("--grades", type=Path, default=DEFAULT_GRADES,
+                        help=f"grade's output (default {DEFAULT_GRADES})")
+    parser.add_argument("--prompts", type=Path, default=DATASET,
+                        help="the prompt set the traces were collected from: messages and families "
+                             "(default: the shipped dataset)")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
+                        help="config YAML: the router's entropy rule (routing.*) and the embedder "
+                             "(default: config.yaml)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"where to write the policy (default {DEFAULT_OUT})")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="alternatives per token the entropy signals are computed from; the router must ask "
+                             "for at least as many (default: the config's routing.top_logprobs)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--max-escalation", type=float, default=MAX_ESCALATION,
+                        help="the largest share of requests escalated, the entropy window's aborts included "
+                             f"(default {MAX_ESCALATION})")
+    target.add_argument("--min-accuracy", type=float, default=None,
+                        help="instead: the fewest escalations whose overall accuracy reaches this")
+    parser.add_argument("--no-embedding", action="store_true",
+                        help="fit the trace_only variant alone (no embedder needed)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@dataclass(frozen=True)
+class Options:
+    traces: Path = DEFAULT_TRACES
+    grades: Path = DEFAULT_GRADES
+    prompts: Path = DATASET
+    config: Path = DEFAULT_CONFIG_PATH
+    out: Path = DEFAULT_OUT
+    top_k: int | None = None
+    max_escalation: float = MAX_ESCALATION
+    min_accuracy: float | None = None
+    embedding: bool = True
+    progress: bool = True
+
+
+def run(args: argparse.Namespace) -> int:
+    from services.router.calibration import fitting  # scikit-learn and the embedder load here, not for --help
+
+    options = Options(traces=args.traces, grades=args.grades, prompts=args.prompts, config=args.config, out=args.out,
+                      top_k=args.top_k, max_escalation=args.max_escalation, min_accuracy=args.min_accuracy,
+                      embedding=not args.no_embedding, progress=not args.quiet)
+    try:
+        policy = fitting.fit_policy(options)
+    except fitting.FitError as exc:
+        print(f"fit: {exc}", file=sys.stderr)
+        return 1
+    fitting.write(policy, options.out)
+    print(summary(policy, options.out))
+    return 0
+
+
+def summary(policy: RiskPolicy, out: Path) -> str:
+    """What was fitted and how well it does, in a few lines."""
+    data, metrics = policy.trained_on, policy.metrics
+    lines = [f"fitted on {data['n']} train drafts ({data['wrong']} wrong, {data['families']} families) of "
+             f"{data.get('model') or 'the drafter'} at top-{policy.top_k}; tested on {metrics['test_n']} drafts "
+             f"({metrics['test_wrong']} wrong)"]
+    for name, variant in policy.variants.items():
+        lines.append(f"{name}: {_variant_line(metrics['variants'][name], policy.threshold_of(variant))}")
+    signals = metrics.get("signals", {})
+    ranked = sorted(signals.items(), key=lambda kv: -(kv[1]["test"]["auroc"] or 0.0))[:3]
+    if ranked:
+        lines.append("best single signals on test: " + ", ".join(
+            f"{name} {_auroc(values['test'])}" for name, values in ranked))
+    lines.append(f"policy written to {out}")
+    return "\n".join(lines)
+
+
+def _variant_line(m: dict[str, Any], threshold: float) -> str:
+    at = m["test_at_threshold"]
+    caught = m["caught_at_30"]
+    return (f"{m['chosen']['features']} (C={m['chosen']['C']}"
+            + (f", {m['chosen']['components']} PCA components" if m["chosen"]["components"] else "")
+            + f"): CV AUROC {_auroc(m['cv'])}, test AUROC {_auroc(m['test'])}, wrong caught at 30% escalation "
+            + ("n/a" if caught["value"] is None else f"{caught['value']:.0%}")
+            + f"; threshold {threshold:.3f}: test escalation {at['escalation_rate']:.0%}, "
+            f"accuracy {at['accuracy']:.3f}")
+
+
+def _auroc(value: dict[str, Any]) -> str:
+    if value.get("auroc") is None:
+        return "n/a"
+    ci = value.get("ci")
+    return f"{value['auroc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
