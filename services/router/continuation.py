@@ -28,11 +28,19 @@ CONTINUE_INSTRUCTION = (
 )
 
 
-def continuation_params(body: dict[str, Any], model: str, prefix: str, style: str) -> dict[str, Any]:
-    """The streamed request that makes `model` answer `body` going on from `prefix`."""
+LIMITS = ("max_tokens", "max_completion_tokens")
+
+
+def continuation_params(body: dict[str, Any], model: str, prefix: str, style: str,
+                        shown_tokens: int = 0) -> dict[str, Any]:
+    """The streamed request that makes `model` answer `body` going on from `prefix`, which took
+    `shown_tokens` of the client's token limit: the continuation gets what is left of it."""
     params = stream_params(body, model)
     if not prefix:
         return params
+    for key in LIMITS:
+        if isinstance(params.get(key), int):
+            params[key] = max(params[key] - shown_tokens, 1)
     shown = {"role": "assistant", "content": prefix}
     if style == INSTRUCTION:
         params["messages"] = [*body["messages"], shown, {"role": "user", "content": CONTINUE_INSTRUCTION}]

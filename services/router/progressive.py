@@ -170,7 +170,8 @@ class _Flow:
 
     def _speculate(self) -> None:
         heavyweight = self.ctx.heavyweight
-        params = continuation_params(self.body, heavyweight.model, self.release.shown_text, heavyweight.continuation)
+        params = continuation_params(self.body, heavyweight.model, self.release.shown_text, heavyweight.continuation,
+                                     self.release.shown_tokens)
         self.speculation = speculate(self.ctx, params)
         self.aimed_at = self.release.shown_tokens
 
@@ -225,7 +226,7 @@ class _Flow:
                 await self._continue(self.speculation.follow())
             else:
                 params = continuation_params(self.body, heavyweight.model, self.release.shown_text,
-                                             heavyweight.continuation)
+                                             heavyweight.continuation, self.release.shown_tokens)
                 async with open_chunks(heavyweight, params) as chunks:
                     await self._continue(chunks)
         except UPSTREAM_ERRORS as exc:

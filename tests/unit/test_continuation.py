@@ -39,3 +39,12 @@ def test_with_nothing_shown_the_request_is_the_clients_own(style: str) -> None:
 def test_an_unknown_style_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown continuation style"):
         continuation_params(BODY, "big", "x", "guess")
+
+
+def test_the_continuation_gets_what_is_left_of_the_clients_token_limit() -> None:
+    body = {**BODY, "max_tokens": 30, "max_completion_tokens": 40}
+    params = continuation_params(body, "big", "Paris is", "instruction", shown_tokens=18)
+    assert (params["max_tokens"], params["max_completion_tokens"]) == (12, 22)
+    assert continuation_params(body, "big", "Paris is", "prefill", shown_tokens=35)["max_tokens"] == 1
+    assert continuation_params(body, "big", "", "instruction", shown_tokens=0)["max_tokens"] == 30
+    assert "max_tokens" not in continuation_params(BODY, "big", "Paris is", "instruction", shown_tokens=5)
