@@ -333,6 +333,18 @@ def test_a_draft_turning_uncertain_after_the_seam_is_continued(stacks: Callable[
         c + 1 for c in counts)
 
 
+def test_the_continuation_gets_what_is_left_of_the_clients_token_limit(stack: Stack, fake: FakeUpstream) -> None:
+    """Shown tokens count against max_tokens: drafter and heavyweight together stay within it."""
+    fake.script_model("fake-drafter", turning())
+    fake.script_model("fake-heavy", Script(tokens=HEAVY_TOKENS, tokens_per_s=100))
+    streamed = stream(stack, ask("a limited answer that loses its way"), max_tokens=30)
+    seen = fake.wait_for(all_ended(2))
+    (heavy,) = of("fake-heavy", seen)
+    seam = streamed.final["seam_tokens"]
+    assert streamed.final["decision"] == "continued" and 0 < seam < 30
+    assert heavy.body["max_tokens"] == 30 - seam
+
+
 def test_a_continuation_starting_with_a_letter_gets_a_space_at_the_seam(stack: Stack, fake: FakeUpstream) -> None:
     fake.script_model("fake-drafter", turning())
     heavy_tokens = ["h0", *HEAVY_TOKENS[1:]]
