@@ -22,7 +22,9 @@ point). cache-pairs does the same for the semantic cache's verifier. `<step> --h
 STEPS = {
     "collect": "services.router.calibration.collect",
     "grade": "services.router.calibration.grade",
+    "sweep": "services.router.calibration.sweep",
     "fit": "services.router.calibration.fit",
+    "report": "services.router.calibration.report",
     "cache-pairs": "services.router.calibration.cache_pairs.step",
 }
 

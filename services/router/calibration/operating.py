@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from services.router.calibration.replay import Setting
 from services.router.calibration.summary import Summary
 
-MIN_ACCURACY = 0.9
-
 
 @dataclass(frozen=True)
 class Point:
@@ -25,7 +23,7 @@ class Point:
     summary: Summary
 
 
-def choose(points: Sequence[Point], min_accuracy: float = MIN_ACCURACY) -> Point | None:
+def choose(points: Sequence[Point], min_accuracy: float) -> Point | None:
     """The most saving point that keeps overall accuracy >= min_accuracy; None when none does."""
     good = [p for p in points if p.summary.overall_accuracy >= min_accuracy - 1e-12]
     if not good:
