@@ -259,6 +259,7 @@ def test_the_code_is_taken_from_its_fence_or_the_raw_text(answer: str, code: str
     ('{"score": 4, "reasoning": "good"}', 4), ('```json\n{"score": 2, "reasoning": "meh"}\n```', 2),
     ('Here you go: {"score": "3", "reasoning": "ok"}', 3), ("Score: 5\nGreat answer.", 5),
     ("I would rate this 2/5.", 2), ("I'd give it 4 out of 5", 4), ("3", 3), ("**Score:** 1", 1),
+    ("The score is 1.", 1), ("I give it a score of 4 because it is kind.", 4),
 ])
 def test_the_judges_score_is_read_from_json_or_prose(said: str, score: int) -> None:
     judgement = parse_judgement(said)

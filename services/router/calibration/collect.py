@@ -14,6 +14,7 @@ import asyncio
 import os
 import random
 import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +61,18 @@ class Job:
 
 @dataclass
 class Tally:
-    recorded: int = 0
-    failed: int = 0
-    tokens: int = 0
-    seconds: float = 0.0
+    recorded: Counter[str] = field(default_factory=Counter)  # tier -> answers recorded
+    tokens: Counter[str] = field(default_factory=Counter)  # tier -> completion tokens (usage, else traced)
+    seconds: Counter[str] = field(default_factory=Counter)  # tier -> summed call latency
     failures: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def written(self) -> int:
+        return sum(self.recorded.values()) + self.failed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,13 +118,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(collect(jobs, tiers, args, tally))
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {tally.recorded + tally.failed} records written to {args.out}; "
+        print(f"\ninterrupted: {tally.written} records written to {args.out}; "
               "run the same command again to do the rest", file=sys.stderr)
         return 130
     except Refused as exc:
         print(f"collect: {exc}", file=sys.stderr)
         return 2
-    _summary(args, tally)
+    _summary(tally)
     return 1 if tally.failed else 0
 
 
@@ -189,18 +197,17 @@ def _round(seconds: float | None) -> float | None:
 
 def _count(tally: Tally, trace: Trace) -> None:
     if trace.ok:
-        tally.recorded += 1
-        tally.tokens += trace.usage.completion_tokens if trace.usage else len(trace.tokens)
-        tally.seconds += trace.latency_s
+        tally.recorded[trace.tier] += 1
+        tally.tokens[trace.tier] += trace.usage.completion_tokens if trace.usage else len(trace.tokens)
+        tally.seconds[trace.tier] += trace.latency_s
     else:
-        tally.failed += 1
         tally.failures.append(f"{trace.id} ({trace.tier}): {trace.error}")
 
 
-def _summary(args: argparse.Namespace, tally: Tally) -> None:
-    if tally.recorded:
-        print(f"recorded {tally.recorded} answers, {tally.tokens} tokens "
-              f"({tally.tokens / tally.recorded:.1f} per answer, {tally.seconds / tally.recorded:.2f} s per call)")
+def _summary(tally: Tally) -> None:
+    for tier, answers in tally.recorded.items():
+        tokens = f", {tally.tokens[tier] / answers:.1f} tokens per answer" if tally.tokens[tier] else ""
+        print(f"{tier}: recorded {answers} answers{tokens}, {tally.seconds[tier] / answers:.2f} s per call")
     if tally.failed:
         print(f"{tally.failed} calls failed (recorded with their error; run again to retry them):", file=sys.stderr)
         for failure in tally.failures[:10]:

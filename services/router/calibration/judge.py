@@ -3,8 +3,9 @@
 The judge is the heavyweight tier, called through the router's upstream code. It scores 1 to 5 and
 an answer is acceptable at 3 or more, the scale draft-thinker uses (1 wrong or incoherent, 2 partly
 right but missing what matters, 3 acceptable, 4 good, 5 as good as an expert's). It is asked for a
-JSON object; a judge that answers in prose is still read when it states a score, and one that states
-none is asked again, then left ungraded (never guessed: a wrong label teaches the policy the wrong
+JSON object; a judge that answers in prose is still read when it states a score ("The score is 4."), and one
+that states none is asked again for the digit alone (small models that cannot write the JSON can
+mostly do that), then left ungraded (never guessed: a wrong label teaches the policy the wrong
 thing, a missing one only makes the data set smaller).
 """
 
@@ -45,9 +46,9 @@ Rubric:
 Answer:
 {answer}"""
 
-AGAIN = 'Your reply stated no score. Reply with only the JSON object: {"score": <1-5>, "reasoning": "..."}'
+AGAIN = "Your reply stated no score. Reply with the score alone: a single digit from 1 to 5."
 
-_SCORE_FIELD = re.compile(r"[\"']?score[\"']?\s*[:=]\s*\**\s*([1-5])(?![\d.])", re.IGNORECASE)
+_SCORE_FIELD = re.compile(r"[\"']?score[\"']?\**\s*(?:[:=]|is|of)\s*\**\s*([1-5])(?!\d|\.\d)", re.IGNORECASE)
 _OUT_OF_FIVE = re.compile(r"(?<![\d.])([1-5])\s*(?:/|out of)\s*5(?!\d)", re.IGNORECASE)
 _LONE_DIGIT = re.compile(r"^\W*([1-5])\W*$")
 
