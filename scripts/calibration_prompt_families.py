@@ -270,8 +270,8 @@ YES_NO: tuple[tuple[str, bool], ...] = (
 
 
 def yes_no_grader(yes: bool) -> dict[str, Any]:
-    """The reply opens with the answer (optionally after "The answer is")."""
-    return {"kind": "regex", "pattern": rf"^\W*(the answer is\W*)?{'yes' if yes else 'no'}\b"}
+    """The first "yes" or "no" in the reply is the answer ("Sure! Yes, ..." and "No, 91 is 7 x 13" both count)."""
+    return {"kind": "regex", "pattern": rf"(?s)^(?:(?!\b(?:yes|no)\b).)*\b{'yes' if yes else 'no'}\b"}
 
 
 def _yes_no_facts(rng: random.Random) -> list[Draft]:

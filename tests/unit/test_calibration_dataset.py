@@ -170,6 +170,12 @@ def test_every_number_answer_is_what_the_prompts_numbers_make(shipped: list[Item
 
 def test_yes_no_and_exact_answers(shipped: list[Item]) -> None:
     for item in shipped:
+        if item.kind == "regex":
+            right, wrong = ("Yes", "No") if item.grader["pattern"].endswith(r"yes\b") else ("No", "Yes")
+            for reply in (f"{right}.", f"Sure! {right}, of course.\nNot {wrong.lower()}.", f"The answer is {right}"):
+                assert re.search(item.grader["pattern"], reply, re.IGNORECASE), (item.id, reply)
+            for reply in (f"{wrong}.", f"Hmm, {wrong}, {right.lower()}?", "I cannot say."):
+                assert not re.search(item.grader["pattern"], reply, re.IGNORECASE), (item.id, reply)
         if item.family == "prime_or_not":
             n = int(re.search(r"\d+", item.prompt).group())
             prime = all(n % d for d in range(2, n))
