@@ -64,6 +64,7 @@ class Reply:
     tier: str | None = None
     reason: str | None = None  # why an answer escalated: window_mean, early_token, no_logprobs, ...
     cost_usd: float | None = None  # what the answer cost, when known as the head is made (plain answers)
+    draft_risk: float | None = None  # the learned policy's P(draft is wrong) when it decided (routing.policy: learned)
     status: int | None = None
     data: dict[str, Any] | None = None
 

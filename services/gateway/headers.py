@@ -36,6 +36,8 @@ def headers_for_head(request_id: str, started: float, head: Reply) -> dict[str, 
         del headers["X-Draft-Entropy"], headers["X-Speculation"]
     if head.cost_usd is not None:
         headers["X-Cost-USD"] = f"{head.cost_usd:.8f}"
+    if head.draft_risk is not None:  # the learned policy decided (absent on progressive heads, sent before it did)
+        headers["X-Draft-Risk"] = f"{head.draft_risk:.3f}"
     return headers
 
 

@@ -1,7 +1,9 @@
 """python -m services.router"""
 
 from services.router.app import create_app
-from shared.service import serve, start
+from shared.service import exit_on_config_error, serve, start
 
 config = start("router")
-serve(create_app(config), config.router.host, config.router.port, shutdown_timeout=config.router.shutdown_grace_s)
+with exit_on_config_error("router"):  # a risk policy file that cannot be loaded stops the start with one line
+    app = create_app(config)
+serve(app, config.router.host, config.router.port, shutdown_timeout=config.router.shutdown_grace_s)

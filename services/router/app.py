@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from services.router.drafting import RoutingContext
 from services.router.metrics import create_metrics
+from services.router.policy import RiskRuntime, load_router_policy, open_risk_runtime
 from services.router.speculation import SpeculationBudget
 from services.router.upstream import create_tier
 from services.router.worker import Worker
@@ -29,9 +30,12 @@ CONFIG = web.AppKey("config", Config)
 REDIS = web.AppKey("redis", Redis)
 WORKER = web.AppKey("worker", Worker)
 STARTED = web.AppKey("started", float)
+RISK = web.AppKey("risk", RiskRuntime)
 
 
 def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Application:
+    """Raises ConfigError when routing.risk_model cannot be loaded (routing.policy: learned)."""
+    policy = load_router_policy(config)
     app = web.Application(middlewares=[error_middleware])
     app[CONFIG] = config
     app[STARTED] = time.time()
@@ -44,6 +48,13 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
         yield
         await app[REDIS].aclose()
 
+    async def risk_ctx(app: web.Application) -> AsyncIterator[None]:
+        """The learned policy and its embedder client, open while the worker runs."""
+        async with open_risk_runtime(config, policy) as runtime:
+            if runtime is not None:
+                app[RISK] = runtime
+            yield
+
     async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
         environ = os.environ if env is None else env
         drafter = create_tier("drafter", config.drafter, environ)
@@ -52,7 +63,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
 
         ctx = RoutingContext(drafter=drafter, heavyweight=heavyweight, routing=config.routing, metrics=metrics,
                              budget=SpeculationBudget(config.routing.max_concurrent_speculations),
-                             cache_write_maxlen=config.bus.request_stream_maxlen)
+                             cache_write_maxlen=config.bus.request_stream_maxlen, risk=app.get(RISK))
         worker = Worker(redis=redis, ctx=ctx, config=config.bus, consumer=_consumer_name(),
                         max_in_flight=config.router.max_in_flight,
                         cancel_ttl_s=config.gateway.request_timeout_s)
@@ -65,7 +76,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
         await drafter.client.close()
         await heavyweight.client.close()
 
-    app.cleanup_ctx.extend([redis_ctx, worker_ctx])
+    app.cleanup_ctx.extend([redis_ctx, risk_ctx, worker_ctx])
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     return app

@@ -23,6 +23,7 @@ from services.router.costs import Spend, bill, estimate_prompt_tokens
 from services.router.entropy import Decision, EntropyWindow, token_entropy_bits
 from services.router.failures import UPSTREAM_ERRORS, upstream_error_reply
 from services.router.metrics import RouterMetrics
+from services.router.policy import DraftRisk, RiskRuntime, decide
 from services.router.replies import ReplyWriter
 from services.router.speculation import Speculation, SpeculationBudget
 from services.router.upstream import Tier, open_chunks, stream_params
@@ -45,6 +46,7 @@ class RoutingContext:
     budget: SpeculationBudget
     cache_write_maxlen: int
     warned_models: set[str] = field(default_factory=set)
+    risk: RiskRuntime | None = None  # routing.policy: learned
 
     def __post_init__(self) -> None:
         # Read at scrape time: the budget itself stays the one count.
@@ -68,11 +70,14 @@ class Draft:
     window: EntropyWindow
     escalate_reason: str | None = None
     speculation: Speculation | None = None
+    risk: DraftRisk | None = None  # the learned policy's view of it
+    risk_value: float | None = None  # its risk when the router decided
 
 
 async def route_buffered(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter) -> None:
     spend = new_spend(request)
     draft = await _draft(ctx, request.body)
+    draft.risk_value, draft.escalate_reason = decide(draft.risk, draft.escalate_reason)
     ctx.metrics.draft_entropy.observe(draft.window.metric)
     drafted = spend.add("drafter", draft.chunks) if draft.chunks else 0
     speculation = draft.speculation
@@ -93,26 +98,32 @@ async def route_buffered(ctx: RoutingContext, request: ChatRequest, out: ReplyWr
         if speculation is not None:
             ctx.metrics.speculations_used.inc()
             ctx.metrics.speculation_saved.observe(time.monotonic() - speculation.started)
-            head = partial(out.head, "escalate", draft.window.metric, "used", "heavyweight", draft.escalate_reason)
+            head = partial(out.head, "escalate", draft.window.metric, "used", "heavyweight", draft.escalate_reason,
+                           risk=draft.risk_value)
             await _deliver(ctx, ctx.heavyweight, speculation.follow(), request, out, head, spend)
         else:
             await serve_tier(ctx, ctx.heavyweight, request, out,
                              partial(out.head, "escalate", draft.window.metric, "none", "heavyweight",
-                                     draft.escalate_reason), spend)
+                                     draft.escalate_reason, risk=draft.risk_value), spend)
     finally:
         if speculation is not None:
             await speculation.cancel()
+        if draft.risk is not None:
+            await draft.risk.close()
 
 
 async def _draft(ctx: RoutingContext, body: dict[str, Any]) -> Draft:
     """Stream the drafter and judge each token; stops reading (closing the connection) on escalation."""
     routing = ctx.routing
-    draft = Draft(chunks=[], window=new_window(routing))
+    draft = Draft(chunks=[], window=new_window(routing),
+                  risk=ctx.risk.start(body.get("messages") or []) if ctx.risk is not None else None)
     params = stream_params(body, ctx.drafter.model, routing.top_logprobs)
     try:
         async with open_chunks(ctx.drafter, params) as chunks:
             async for chunk in chunks:
                 draft.chunks.append(chunk)
+                if draft.risk is not None:
+                    draft.risk.add(chunk)
                 verdict = judge(chunk, draft.window, routing.top_logprobs)
                 if verdict is None:
                     warn_no_logprobs(ctx, chunk)
@@ -130,6 +141,8 @@ async def _draft(ctx: RoutingContext, body: dict[str, Any]) -> Draft:
     except BaseException:
         if draft.speculation is not None:
             await draft.speculation.cancel()
+        if draft.risk is not None:
+            await draft.risk.close()
         raise
     ctx.metrics.upstream_tokens.labels("drafter").inc(sum(content_tokens(c) for c in draft.chunks))
     if draft.escalate_reason is None and draft.window.tokens == 0:
@@ -200,7 +213,7 @@ async def _accept(ctx: RoutingContext, request: ChatRequest, out: ReplyWriter, d
     # before shape_chunk, which trims the same entries in place.
     cached = assemble_completion(draft.chunks, top) if request.cache_store else None
     cache_writes = [] if cached is None else [cache_write(ctx, request, cached)]
-    head = out.head("accept", draft.window.metric, state, "drafter", cost_usd=cost_usd)
+    head = out.head("accept", draft.window.metric, state, "drafter", cost_usd=cost_usd, risk=draft.risk_value)
     if body.get("stream"):
         usage = wants_usage(body)
         payloads = [out.chunk(shape_chunk(c, top)) for c in draft.chunks if usage or not is_usage_chunk(c)]

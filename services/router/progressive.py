@@ -14,6 +14,10 @@ among calm ones does not pause it (the hold-back keeps that token unshown until 
 it); a run of them does, before they are shown. Inside the early-exit region any token above the
 speculation threshold starts the heavyweight early, as in buffered mode.
 
+With the learned policy (routing.policy: learned, policy.py), showing also waits while the trace-only
+risk of the draft so far is above the policy's threshold, and a draft that ends with its risk above it
+escalates like any other: continued from the shown text, or answered whole when nothing was shown.
+
 Speculation is aimed at the continuation: a speculative heavyweight starts when the mean rises,
 from the text shown at that moment, and nothing more is shown while it runs, so on escalation it
 continues exactly what the client has. A window_mean escalation needs the mean to climb from the
@@ -52,6 +56,7 @@ from services.router.drafting import (
 )
 from services.router.entropy import Decision
 from services.router.failures import UPSTREAM_ERRORS
+from services.router.policy import decide
 from services.router.release import Release
 from services.router.replies import ReplyWriter
 from services.router.seam import Seam
@@ -77,10 +82,14 @@ class Outcome:
     draft_entropy: float
     reason: str | None
     speculation: str
+    risk: float | None = None  # the learned policy's, when it decided (routing.policy: learned)
 
     def field(self) -> dict[str, Any]:
-        return {"decision": self.decision, "tier": self.tier, "seam_tokens": self.seam_tokens,
-                "draft_entropy": round(self.draft_entropy, 4), "reason": self.reason, "speculation": self.speculation}
+        out = {"decision": self.decision, "tier": self.tier, "seam_tokens": self.seam_tokens,
+               "draft_entropy": round(self.draft_entropy, 4), "reason": self.reason, "speculation": self.speculation}
+        if self.risk is not None:
+            out["risk"] = round(self.risk, 4)
+        return out
 
 
 def ends_answer(chunk: dict[str, Any]) -> bool:
@@ -92,6 +101,7 @@ async def route_progressive(ctx: RoutingContext, request: ChatRequest, out: Repl
     flow = _Flow(ctx, request, out)
     try:
         await flow.draft()
+        flow.risk_value, flow.reason = decide(flow.risk, flow.reason)
         ctx.metrics.draft_entropy.observe(flow.window.metric)
         if flow.reason is None:
             await flow.accept()
@@ -100,6 +110,8 @@ async def route_progressive(ctx: RoutingContext, request: ChatRequest, out: Repl
     finally:
         if flow.speculation is not None:
             await flow.speculation.cancel()
+        if flow.risk is not None:
+            await flow.risk.close()
 
 
 class _Flow:
@@ -122,6 +134,8 @@ class _Flow:
         self.headed = False
         self.spend = new_spend(request)
         self.drafted = 0  # completion tokens the drafter wrote
+        self.risk = ctx.risk.start(self.body.get("messages") or []) if ctx.risk is not None else None
+        self.risk_value: float | None = None  # the learned policy's risk when it decided
 
     async def draft(self) -> None:
         """Stream the drafter, judge each token, show what may be shown; stops reading on escalation."""
@@ -131,6 +145,8 @@ class _Flow:
             async with open_chunks(self.ctx.drafter, params) as chunks:
                 async for chunk in chunks:
                     self.release.add(chunk, content_tokens(chunk))
+                    if self.risk is not None:
+                        self.risk.add(chunk)
                     verdict = judge(chunk, self.window, routing.top_logprobs)
                     if verdict is None:
                         warn_no_logprobs(self.ctx, chunk)
@@ -161,6 +177,8 @@ class _Flow:
         self.calm += 1
         if self.speculation is not None and self.calm < max(routing.window // 2, 1):
             return  # the speculation may still be needed: show nothing it would not continue from
+        if self.risk is not None and not self.risk.partial().accept:
+            return  # the learned policy: the draft so far looks wrong (trace-only), show no more of it yet
         ready = self.release.ready(self.window.tokens, calm=True)
         if not ready:
             return
@@ -191,7 +209,8 @@ class _Flow:
         self.headed = True
         if decision == PROGRESSIVE:
             return [self.out.head(PROGRESSIVE, None, "none", tier)]
-        return [self.out.head(decision, self.window.metric, self.speculated, tier, self.reason, cost_usd)]
+        return [self.out.head(decision, self.window.metric, self.speculated, tier, self.reason, cost_usd,
+                              risk=self.risk_value)]
 
     def _chunks(self, chunks: list[dict[str, Any]]) -> list[bytes]:
         return [self.out.chunk(shape_chunk(c, self.top)) for c in chunks if self.usage or not is_usage_chunk(c)]
@@ -268,7 +287,7 @@ class _Flow:
         self._record(outcome)
 
     def _outcome(self, decision: str, tier: str, seam_tokens: int | None) -> Outcome:
-        return Outcome(decision, tier, seam_tokens, self.window.metric, self.reason, self.speculated)
+        return Outcome(decision, tier, seam_tokens, self.window.metric, self.reason, self.speculated, self.risk_value)
 
     def _record(self, outcome: Outcome) -> None:
         """Metrics and the request log line."""

@@ -38,9 +38,9 @@ class ReplyWriter:
     seq: int = 0
 
     def head(self, decision: str, entropy: float | None, speculation: str, tier: str,
-             reason: str | None = None, cost_usd: float | None = None) -> bytes:
+             reason: str | None = None, cost_usd: float | None = None, risk: float | None = None) -> bytes:
         return self._reply(ReplyKind.HEAD, decision=decision, draft_entropy=entropy, speculation=speculation,
-                           tier=tier, reason=reason, cost_usd=cost_usd)
+                           tier=tier, reason=reason, cost_usd=cost_usd, draft_risk=risk)
 
     def chunk(self, chunk: dict[str, Any]) -> bytes:
         return self._reply(ReplyKind.CHUNK, data=chunk)
