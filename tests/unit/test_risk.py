@@ -4,6 +4,7 @@ when the variant reads it, and trace-only when no embedding came."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import math
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from services.router.policy import RiskRuntime, load_router_policy, resolve, variant_in_use
 from services.router.risk import (
     TRACE_ONLY,
     WITH_EMBEDDING,
@@ -190,3 +192,126 @@ def test_the_learned_policy_needs_a_risk_model_in_the_config(tmp_path: Path) -> 
     config = load_config(empty, {"DRAFTGATE_ROUTING_POLICY": "learned", "DRAFTGATE_ROUTING_RISK_MODEL": "p.json"})
     assert (config.routing.policy, config.routing.risk_model) == ("learned", "p.json")
     assert load_config(empty, {}).routing.policy == "entropy"
+
+
+# The router's side (services/router/policy.py): a draft's risk kept chunk by chunk, the embedding
+# used only when it has arrived.
+
+def chunk_of(bits: list[float]) -> dict[str, Any]:
+    """A streamed chunk whose tokens have these entropies over two alternatives (p, 1 - p)."""
+    entries = []
+    for b in bits:
+        p = p_for(b)
+        entries.append({"token": " w", "logprob": math.log(p),
+                        "top_logprobs": [{"token": " w", "logprob": math.log(p)},
+                                         {"token": " v", "logprob": math.log(1 - p) if p < 1 else None}]})
+    return {"choices": [{"index": 0, "delta": {"content": " w" * len(bits)}, "logprobs": {"content": entries}}]}
+
+
+def entropy2(p: float) -> float:
+    return 0.0 if p >= 1 else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+
+
+def p_for(bits: float) -> float:
+    """The chosen token's probability, of two, whose entropy is about `bits` (at most 1)."""
+    return next(x / 1000 for x in range(500, 1001) if entropy2(x / 1000) <= bits + 1e-3)
+
+
+def runtime(embed: Any = None) -> RiskRuntime:
+    return RiskRuntime(parse_policy(policy_json()), embed)
+
+
+MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
+
+
+def test_a_drafts_risk_follows_its_chunks() -> None:
+    async def scenario() -> None:
+        draft = runtime().start(MESSAGES)
+        draft.add(chunk_of([0.1, 0.2]))
+        early = draft.partial()
+        draft.add(chunk_of([0.9]))
+        later = draft.final()
+        assert later == runtime().policy.risk({"max_entropy": entropy2(p_for(0.9)), "prompt_digits": 1.0})
+        assert early.value < later.value and later.variant == TRACE_ONLY
+        await draft.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_embedding_is_used_once_it_has_arrived_and_not_waited_for() -> None:
+    async def scenario() -> None:
+        arrived = asyncio.Event()
+
+        async def quick(text: str) -> list[float]:
+            assert text == "What is 2 + 2?"
+            arrived.set()
+            return [3.0, 0.0, 4.0]
+
+        draft = runtime(quick).start(MESSAGES)
+        draft.add(chunk_of([0.1]))
+        await arrived.wait()
+        await asyncio.sleep(0)  # the fetch's task finishes
+        assert draft.final().variant == WITH_EMBEDDING
+        await draft.close()
+
+        never = asyncio.Event()
+
+        async def hanging(text: str) -> list[float]:
+            await never.wait()
+            return [1.0, 0.0, 0.0]
+
+        draft = runtime(hanging).start(MESSAGES)
+        draft.add(chunk_of([0.1]))
+        assert draft.final().variant == TRACE_ONLY
+        task = draft._embedding
+        await draft.close()
+        assert task is not None and task.cancelled()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_embedding_falls_back_to_trace_only_and_warns() -> None:
+    async def failing(text: str) -> list[float]:
+        raise OSError("connection refused")
+
+    async def scenario() -> list[str]:
+        shared = runtime(failing)
+        variants = []
+        for _ in range(3):
+            draft = shared.start(MESSAGES)
+            await asyncio.sleep(0.01)
+            variants.append(draft.final().variant)
+            await draft.close()
+        assert shared._warned
+        return variants
+
+    assert asyncio.run(scenario()) == [TRACE_ONLY] * 3
+
+
+def test_the_embedding_variant_is_off_when_the_embedder_serves_another_model() -> None:
+    policy = parse_policy(policy_json())
+    assert variant_in_use(policy, "all-MiniLM-L6-v2") == WITH_EMBEDDING
+    assert variant_in_use(policy, "text-embedding-3-small") == TRACE_ONLY
+    data = policy_json()
+    del data["variants"]["with_embedding"]
+    assert variant_in_use(parse_policy(data), "all-MiniLM-L6-v2") == TRACE_ONLY
+
+
+def test_the_router_loads_the_configured_policy_or_refuses_naming_the_file(tmp_path: Path) -> None:
+    empty = tmp_path / "config.yaml"
+    assert load_router_policy(load_config(empty, {})) is None
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy_json()))
+    env = {"DRAFTGATE_ROUTING_POLICY": "learned", "DRAFTGATE_ROUTING_RISK_MODEL": str(path)}
+    assert load_router_policy(load_config(empty, env)) == parse_policy(policy_json())
+    with pytest.raises(ConfigError, match=r"routing\.risk_model: .*top_logprobs asks the drafter for 3"):
+        load_router_policy(load_config(empty, {**env, "DRAFTGATE_ROUTING_TOP_LOGPROBS": "3"}))
+    missing = {**env, "DRAFTGATE_ROUTING_RISK_MODEL": str(tmp_path / "none.json")}
+    with pytest.raises(ConfigError, match="cannot read the risk policy"):
+        load_router_policy(load_config(empty, missing))
+
+
+def test_a_relative_policy_path_is_found_from_the_repository() -> None:
+    assert resolve("services/router/risk.py").exists()
+    assert resolve("/abs/none.json") == Path("/abs/none.json")
+    assert resolve("no/such/policy.json") == Path("no/such/policy.json")
