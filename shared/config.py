@@ -108,6 +108,7 @@ class BusConfig:
     request_stream_maxlen: int = 100_000
     reply_stream_maxlen: int = 10_000
     reply_stream_ttl_s: int = 300
+    reply_coalesce_ms: float = 20.0  # a streamed answer's chunks are written at most this often (0: each at once)
     reclaim_idle_ms: int = 15_000
     reclaim_interval_ms: int = 2_000
     router_heartbeat_s: float = 2.0
@@ -363,6 +364,7 @@ def _validate(config: Config) -> None:
         ("bus.request_stream_maxlen", config.bus.request_stream_maxlen >= 100, "must be >= 100"),
         ("bus.reply_stream_maxlen", config.bus.reply_stream_maxlen >= 100, "must be >= 100"),
         ("bus.reply_stream_ttl_s", config.bus.reply_stream_ttl_s >= 1, "must be >= 1"),
+        ("bus.reply_coalesce_ms", 0 <= config.bus.reply_coalesce_ms <= 1000, "must be between 0 and 1000"),
         ("bus.outage_grace_s", config.bus.outage_grace_s > 0, "must be > 0"),
         ("redis.retries", config.redis.retries >= 0, "must be >= 0"),
         ("redis.socket_timeout_s", config.redis.socket_timeout_s > 1, "must be > 1 (blocking reads wait 1 s)"),

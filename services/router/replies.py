@@ -1,10 +1,18 @@
-"""Writes one request's replies to its gateway's stream, numbered so the gateway can dedupe."""
+"""Writes one request's replies to its gateway's stream, numbered so the gateway can dedupe.
+
+A streamed answer's chunks are coalesced: the first goes at once, and then whatever arrives within
+bus.reply_coalesce_ms of the last write goes in the next one. Every write is a Redis round trip for
+the router and a wake-up, a read and a socket write for the gateway, so at a drafter's 10-20 ms per
+token this halves the CPU of a stream or better, for at most that much latency per token (none for the
+first)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -34,8 +42,14 @@ class ReplyWriter:
     maxlen: int  # unread replies the stream may hold before streaming stops with an error
     ttl_s: int
     ack: bus.Ack | None = None  # the request entry, acknowledged with the last reply
+    coalesce_s: float = 0.0
     acked: bool = False
     seq: int = 0
+    _pending: list[bytes] = field(default_factory=list)
+    _flusher: asyncio.Task[None] | None = None  # a coalesced write, waiting or under way
+    _writing: bool = False
+    _last_write: float = -1e9
+    _failure: BaseException | None = None  # what a coalesced write raised, for the flow to meet
 
     def head(self, decision: str, entropy: float | None, speculation: str, tier: str,
              reason: str | None = None, cost_usd: float | None = None, risk: float | None = None) -> bytes:
@@ -52,19 +66,78 @@ class ReplyWriter:
         return self._reply(ReplyKind.ERROR, status=status, data=body)
 
     async def send(self, *payloads: bytes) -> None:
-        """Raises ReplyOverflow once the gateway has fallen this far behind; a Redis error if the
-        replies could not be written even after redis-py's retries."""
-        written = await self._write([_batch(payloads)])
-        if written.length > self.maxlen:
-            raise ReplyOverflow(f"{written.length} unread replies on {self.stream}")
+        """Replies of a live answer: written now if the last write is older than coalesce_s, else
+        with whatever else comes by then. Raises ReplyOverflow once the gateway has fallen
+        maxlen replies behind, or a Redis error if replies could not be written even after
+        redis-py's retries (from an earlier coalesced write: at the next send or finish)."""
+        self._raise_failure()
+        self._pending.extend(payloads)
+        if self._flusher is not None:
+            return  # the scheduled write takes these too
+        wait = self._last_write + self.coalesce_s - time.monotonic()
+        if wait <= 0:
+            await self._flush()
+        else:
+            self._flusher = asyncio.create_task(self._flush_after(wait))
 
     async def finish(self, *payloads: bytes, also: Sequence[bus.Publication] = ()) -> None:
-        """The last replies and END, the request's ack and any side writes: one round trip,
-        because the router's cost per request is mostly round trips."""
+        """What is still pending, the last replies and END, the request's ack and any side writes:
+        one round trip, because the router's cost per request is mostly round trips."""
+        await self._settle()
+        self._raise_failure()
+        payloads = (*self._pending, *payloads)
+        self._pending = []
         written = await self._write([_batch((*payloads, self._reply(ReplyKind.END)))], ack=self.ack, also=also)
         self.acked = self.ack is not None
         for error in written.failures:
             log.warning("side write not queued", error=str(error))
+
+    def abandon(self) -> None:
+        """The answer stops here (cancelled, failed): no coalesced write goes out after it."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+
+    async def _flush(self) -> None:
+        payloads, self._pending = self._pending, []
+        self._last_write = time.monotonic()
+        written = await self._write([_batch(tuple(payloads))])
+        if written.length > self.maxlen:
+            raise ReplyOverflow(f"{written.length} unread replies on {self.stream}")
+
+    async def _flush_after(self, wait_s: float) -> None:
+        try:
+            while self._pending:
+                await asyncio.sleep(wait_s)
+                self._writing = True
+                try:
+                    await self._flush()
+                finally:
+                    self._writing = False
+                wait_s = self.coalesce_s
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # handed to the flow at its next send or finish
+            self._failure = exc
+        finally:
+            self._flusher = None
+
+    async def _settle(self) -> None:
+        """Let a write under way end; a write still waiting is dropped (its replies go with the next)."""
+        flusher = self._flusher
+        if flusher is None:
+            return
+        if self._writing:
+            await asyncio.gather(flusher, return_exceptions=True)
+        else:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+        self._flusher = None
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     async def _write(self, payloads: list[bytes], ack: bus.Ack | None = None,
                      also: Sequence[bus.Publication] = ()) -> bus.Written:

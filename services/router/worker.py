@@ -131,7 +131,8 @@ class Worker:
 
     async def _handle(self, entry_id: bytes, request: ChatRequest) -> None:
         out = ReplyWriter(self.redis, request.reply_to, request.request_id, self.config.reply_stream_maxlen,
-                          self.config.reply_stream_ttl_s, ack=bus.Ack(REQUEST_STREAM, ROUTER_GROUP, entry_id))
+                          self.config.reply_stream_ttl_s, ack=bus.Ack(REQUEST_STREAM, ROUTER_GROUP, entry_id),
+                          coalesce_s=self.config.reply_coalesce_ms / 1000)
         structlog.contextvars.bind_contextvars(request_id=request.request_id)
         try:
             await answer(self.ctx, request, out)
@@ -158,6 +159,7 @@ class Worker:
             log.exception("request failed")
             await self._finish_with(out, None)
         finally:
+            out.abandon()
             self.in_flight.pop(request.request_id, None)
             self.ctx.metrics.in_flight.dec()
             self.requests.wake()

@@ -10,7 +10,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from services.router.replies import ReplyWriter
 from shared import bus
 from shared.config import RedisConfig
 from shared.keys import CANCELLED_PREFIX, MESSAGE_FIELD, REQUEST_STREAM, ROUTER_GROUP, reply_stream
-from shared.messages import Reply, ReplyBatch, ReplyKind, encode
+from shared.messages import Reply, ReplyBatch, ReplyKind, decode, encode
 from shared.redis_client import connect
 from tests.fakes.scripts import confident
 from tests.fakes.upstream import FakeUpstream
@@ -174,7 +174,9 @@ def test_a_gateway_that_stops_reading_loses_no_reply_and_the_router_stops_with_a
     writing on. Thawed, the client gets every chunk written, in order, then that error."""
     words = [f" w{i}" for i in range(600)]
     fake.script_model("fake-heavy", confident("".join(words), tokens_per_s=300))
-    stack = start_stack(redis_server, tmp_path, fake, DRAFTGATE_BUS_REPLY_STREAM_MAXLEN="100")
+    # Each chunk its own write (no coalescing), so the cap of 100 unread writes is reached quickly.
+    stack = start_stack(redis_server, tmp_path, fake, DRAFTGATE_BUS_REPLY_STREAM_MAXLEN="100",
+                        DRAFTGATE_BUS_REPLY_COALESCE_MS="0")
     assert stack.gateway is not None and stack.gateway.proc is not None
     lines: list[str] = []
     first = threading.Event()
@@ -343,3 +345,51 @@ async def test_a_router_waits_for_its_gateway_to_recreate_a_lost_reply_stream(re
     with pytest.raises(bus.StreamGone):
         await gone.finish(gone.error(500, {}))
     assert not await redis_client.exists("test:gone")
+
+
+async def replies_on(redis_client: Redis, stream: str) -> list[list[int]]:
+    """The seq numbers of each entry written to a reply stream (the first, the gateway's, aside)."""
+    entries = await redis_client.xrange(stream)
+    return [[decode(Reply, raw).seq for raw in decode(ReplyBatch, fields[MESSAGE_FIELD]).replies]
+            for _, fields in entries[1:]]
+
+
+async def test_a_streamed_answer_s_chunks_are_coalesced_in_order_and_the_first_goes_at_once(
+        redis_client: Redis) -> None:
+    stream = reply_stream("coalesced")
+    await redis_client.xadd(stream, {MESSAGE_FIELD: encode(ReplyBatch(replies=[]))})  # the gateway made it
+    out = ReplyWriter(redis_client, stream, "r1", maxlen=100, ttl_s=30, coalesce_s=0.2)
+    await out.send(out.head("progressive", None, "none", "drafter"), out.chunk({"c": 1}))
+    assert await replies_on(redis_client, stream) == [[1, 2]]  # the first write is not held back
+    for n in range(2, 6):
+        await out.send(out.chunk({"c": n}))
+    assert await replies_on(redis_client, stream) == [[1, 2]]  # the rest wait for the interval...
+    await eventually_async(lambda: replies_on(redis_client, stream), lambda got: len(got) == 2)
+    assert await replies_on(redis_client, stream) == [[1, 2], [3, 4, 5, 6]]  # ...and go in one write
+    await out.send(out.chunk({"c": 6}))
+    await out.finish(out.chunk({"c": 7}))  # what waits goes first, in the same write as the end
+    assert await replies_on(redis_client, stream) == [[1, 2], [3, 4, 5, 6], [7, 8, 9]]
+
+
+async def test_a_coalesced_write_that_fails_ends_the_answer_with_that_failure(redis_client: Redis,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's stream vanishes (Redis restarted) while chunks wait: the answer ends with the
+    failure, and nothing is written after it (no stream is made again by a router)."""
+    monkeypatch.setattr(router_replies, "STREAM_WAIT_S", 0.3)
+    stream = reply_stream("vanishing")
+    await redis_client.xadd(stream, {MESSAGE_FIELD: encode(ReplyBatch(replies=[]))})
+    out = ReplyWriter(redis_client, stream, "r1", maxlen=100, ttl_s=30, coalesce_s=0.05)
+    await out.send(out.head("progressive", None, "none", "drafter"))
+    await redis_client.delete(stream)
+    await out.send(out.chunk({"c": 1}))  # held for the interval, then its write finds no stream
+    with pytest.raises(bus.StreamGone):
+        await out.finish(out.chunk({"c": 2}))
+    assert not await redis_client.exists(stream)
+
+
+async def eventually_async(probe: Callable[[], Awaitable[object]], done: Callable[[object], bool],
+                           timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done(await probe()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
