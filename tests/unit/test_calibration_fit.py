@@ -203,3 +203,24 @@ def test_entropy_of_the_synthetic_tokens_is_what_was_asked() -> None:
     [token] = trace_tokens([1.5])
     assert token_entropy_bits(token.top_logprobs) == pytest.approx(1.5, abs=1e-6)
     assert math.isfinite(token.logprob or 0.0)
+
+
+def test_the_fit_step_fits_the_embedding_variant_with_the_configured_embedder(tmp_path: Path) -> None:
+    """The real MiniLM (the default onnx backend, in process): the with_embedding variant is written with a
+    384-dimension projection named for its model, and is what the router would score a draft with."""
+    prompts, traces, grades = write_dataset(tmp_path)
+    out = tmp_path / "policy.json"
+    status = calibrate.main(["fit", "--traces", str(traces), "--grades", str(grades), "--prompts", str(prompts),
+                             "--out", str(out), "--quiet"])
+    assert status == 0
+    policy = load_policy(out)
+    embedded = policy.with_embedding
+    assert embedded is not None and embedded.embedding is not None
+    assert embedded.embedding.model == "all-MiniLM-L6-v2" and len(embedded.embedding.center) == 384
+    assert policy.threshold == policy.threshold_of(embedded)
+    assert policy.metrics["variants"][WITH_EMBEDDING]["test"]["auroc"] == pytest.approx(1.0, abs=0.05)
+    assert {t["variant"] for t in policy.metrics["tried"]} == {TRACE_ONLY, WITH_EMBEDDING}
+    vector = [0.0] * 384
+    vector[0] = 1.0
+    scored = risk(policy, trace_tokens([1.5] * 12), [{"role": "user", "content": "Question number 1?"}], vector)
+    assert scored.variant == WITH_EMBEDDING and not scored.accept
