@@ -9,6 +9,8 @@ CANCELLED_PREFIX = "draftgate:cancelled:"
 CACHE_WRITE_STREAM = "draftgate:cache:writes"
 CACHE_WRITE_GROUP = "cache-writers"
 MESSAGE_FIELD = b"m"
+# One hash per upstream deployment: its rpm / tpm buckets, shared by every router.
+RATELIMIT_PREFIX = "draftgate:ratelimit:"
 
 
 def reply_stream(gateway_id: str) -> str:
@@ -18,3 +20,8 @@ def reply_stream(gateway_id: str) -> str:
 def cancelled(request_id: str) -> str:
     """Set (with a TTL) when a client leaves: a router that picks the request up later drops it."""
     return f"{CANCELLED_PREFIX}{request_id}"
+
+
+def ratelimit(deployment: str) -> str:
+    """The rate-limit state of one deployment (by its configured name), shared by all routers."""
+    return f"{RATELIMIT_PREFIX}{deployment}"
