@@ -41,8 +41,11 @@ ROUTING_HEADERS = {
 # Absent on progressive streams, whose headers leave before the draft is judged whole: the last
 # chunk's `draftgate` field carries the entropy and speculation instead.
 DECIDED_HEADERS = frozenset({"X-Draft-Entropy", "X-Speculation"})
-# On cache hits only: the tier, the cosine, and (semantic hits) the checks that passed the hit.
-CACHE_HEADERS = {
+# Optional: on cache hits, the tier, the cosine and (semantic hits) the checks that passed the hit;
+# the cost when it is known as the headers go (plain answers); the learned policy's risk.
+OPTIONAL_HEADERS = {
+    "X-Cost-USD": {"type": "string", "pattern": r"^\d+\.\d{8}$"},
+    "X-Draft-Risk": {"type": "string", "pattern": r"^[01]\.\d{3}$"},
     "X-Cache": {"enum": ["exact", "semantic"]},
     "X-Cache-Similarity": {"type": "string", "pattern": r"^\d+\.\d{4}$"},
     "X-Cache-Verified": {"type": "string", "examples": ["learned", "rules", "learned+drafter"]},
@@ -60,7 +63,7 @@ def openapi_document(config: Config) -> dict[str, Any]:
                        "in `data: [DONE]`",
         "headers": {**{name: {"required": name not in DECIDED_HEADERS, "schema": value}
                        for name, value in ROUTING_HEADERS.items()},
-                    **{name: {"required": False, "schema": value} for name, value in CACHE_HEADERS.items()}},
+                    **{name: {"required": False, "schema": value} for name, value in OPTIONAL_HEADERS.items()}},
         "content": {"application/json": {"schema": {"type": "object"}},
                     # Per event: a chunk's JSON, or [DONE] last.
                     "text/event-stream": {"schema": {"type": "object", "required": ["data"],

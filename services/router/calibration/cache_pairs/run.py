@@ -14,7 +14,7 @@ from services.cache import logistic
 from services.cache.logistic import LogisticModel
 from services.cache.verify import SHIPPED_MODEL, LearnedVerifier, RulesVerifier
 from services.router.calibration import configfile
-from services.router.calibration.cache_pairs import embed, evaluate, fit, pairs, plot
+from services.router.calibration.cache_pairs import evaluate, pairs
 from services.router.calibration.cache_pairs.choose import MIN_PRECISION, choose
 from services.router.calibration.cache_pairs.evaluate import Point, Scored
 from shared.config import DEFAULT_CONFIG_PATH, EmbedderConfig, load_config
@@ -49,6 +49,9 @@ def measure(test: Sequence[pairs.LabelledPair], cosines: Sequence[float], model:
 
 
 def run(options: Options) -> dict[str, Any]:
+    # Heavy (the embedder, scikit-learn, matplotlib): loaded when the step runs, not for --help.
+    from services.router.calibration.cache_pairs import embed, fit, plot
+
     labelled = pairs.load(options.data)
     embedder = load_config(options.config).embedder
     cosines = embed.cosines(labelled, embedder, progress=options.progress)
