@@ -269,3 +269,43 @@ def test_the_judges_score_is_read_from_json_or_prose(said: str, score: int) -> N
 @pytest.mark.parametrize("said", ["", "The answer is fine.", '{"score": 7}', "Score: 10/10", '{"score": true}'])
 def test_no_score_from_one_to_five_is_no_judgement(said: str) -> None:
     assert parse_judgement(said) is None
+
+
+# --- the shipped prompt set ---------------------------------------------------------------------
+
+
+def shipped() -> list:
+    from scripts.calibration_prompts import generate
+
+    return generate()
+
+
+def test_every_shipped_reference_answer_written_as_a_model_writes_it_is_graded_right() -> None:
+    checked = 0
+    for entry in shipped():
+        item, grader = entry.item, entry.item.grader
+        if item.kind == "aliases":
+            answer = f"I think the answer is {grader['answers'][0]}."
+        elif item.kind == "number":
+            value = grader["value"]
+            answer = f"Let me work it out.\nThe answer is {value:,}." if value == int(value) else f"It is {value}."
+        elif item.kind == "exact":
+            answer = f"{grader['answer'].upper()}."
+        else:
+            continue
+        verdict = grade_reference(answer, grader)
+        assert verdict.correct, (item.id, answer, verdict.detail)
+        checked += 1
+    assert checked >= 300
+
+
+def test_the_reference_solution_of_every_shipped_code_family_passes_in_the_sandbox() -> None:
+    firsts = {}
+    for entry in shipped():
+        if entry.item.kind == "code":
+            firsts.setdefault(entry.item.family, entry)
+    assert len(firsts) >= 20
+    for entry in firsts.values():
+        answer = f"Here is the function:\n```python\n{entry.reference}\n```\nIt does what was asked."
+        verdict = grade_code(answer, entry.item.grader)
+        assert verdict.correct, (entry.item.id, verdict.detail)
