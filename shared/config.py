@@ -70,6 +70,9 @@ class UpstreamConfig:
     model: str | None = None
     api_key_env: str | None = None
     timeout_s: float = 60.0
+    # The API it speaks: openai (any OpenAI-compatible server), anthropic (the Messages API) or
+    # gemini (generateContent). Unset base_url and api_key_env then default to that provider's.
+    provider: str = "openai"
     # How this upstream continues a partly shown answer (progressive streaming): instruction (any
     # chat model: the shown text as an assistant turn, then a request to go on from it),
     # continue_final_message (vLLM, SGLang: the server extends the last assistant message) or prefill
@@ -151,6 +154,12 @@ class CacheConfig:
 STREAM_MODES = ("progressive", "buffered")
 POLICIES = ("entropy", "learned")
 CONTINUATIONS = ("instruction", "continue_final_message", "prefill")
+PROVIDERS = ("openai", "anthropic", "gemini")
+# Providers whose API returns token log-probs: only these can draft (the router judges a draft by
+# them). services/router/upstreams' Provider.logprobs says the same; a unit test holds them equal.
+LOGPROB_PROVIDERS = ("openai", "gemini")
+PROVIDER_DEFAULTS = {"anthropic": ("https://api.anthropic.com", "ANTHROPIC_API_KEY"),
+                     "gemini": ("https://generativelanguage.googleapis.com", "GEMINI_API_KEY")}
 EMBEDDER_BACKENDS = ("onnx", "onnx-int8", "torch", "openai")
 
 
@@ -310,6 +319,11 @@ def _resolve_tier_defaults(config: Config, env: Mapping[str, str]) -> Config:
     tiers = {}
     for name, model in defaults.items():
         tier: UpstreamConfig = getattr(config, name)
+        if tier.provider in PROVIDER_DEFAULTS:  # a native API: its own endpoint and key, no default model
+            url, key_env = PROVIDER_DEFAULTS[tier.provider]
+            tiers[name] = _with_price(name, dataclasses.replace(
+                tier, base_url=tier.base_url or url, api_key_env=tier.api_key_env or key_env))
+            continue
         if tier.base_url is None:
             tier = dataclasses.replace(
                 tier,
@@ -397,10 +411,13 @@ def _validate(config: Config) -> None:
                        "must be > 0 and <= routing.entropy_threshold (or null to turn speculation off)"))
     for tier in ("drafter", "heavyweight"):
         upstream: UpstreamConfig = getattr(config, tier)
+        checks.append((f"{tier}.provider", upstream.provider in PROVIDERS,
+                       f"must be one of {', '.join(repr(name) for name in PROVIDERS)}"))
         checks.append((f"{tier}.base_url", bool(upstream.base_url) and upstream.base_url.startswith(("http://", "https://")),
                        "must be an http:// or https:// URL"))
         checks.append((f"{tier}.model", bool(upstream.model), "must be set when base_url is not a default"))
-        checks.append((f"{tier}.base_url", not (_has_credentials(upstream.base_url) and upstream.api_key_env),
+        checks.append((f"{tier}.base_url", not (_has_credentials(upstream.base_url) and upstream.api_key_env
+                                                and upstream.provider == "openai"),
                        "carries user:password (sent as HTTP Basic auth) and api_key_env names a key too; "
                        "both would be the Authorization header: keep one"))
         checks.append((f"{tier}.timeout_s", upstream.timeout_s > 0, "must be > 0"))
@@ -409,6 +426,10 @@ def _validate(config: Config) -> None:
             checks.append((f"{tier}.{key}", value is None or value >= 0, "must be >= 0 (USD per million tokens)"))
         checks.append((f"{tier}.continuation", upstream.continuation in CONTINUATIONS,
                        f"must be one of {', '.join(repr(style) for style in CONTINUATIONS)}"))
+    checks.append(("drafter.provider", config.drafter.provider not in PROVIDERS
+                   or config.drafter.provider in LOGPROB_PROVIDERS,
+                   f"{config.drafter.provider!r} cannot be the drafter: its API returns no token log-probs, which "
+                   f"the router judges every draft by (use {' or '.join(LOGPROB_PROVIDERS)} for the drafter)"))
     for key, ok, message in checks:
         if not ok:
             raise ConfigError(f"{key}: {message}")
