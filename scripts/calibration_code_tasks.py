@@ -5,22 +5,25 @@ Each task is a small Python function to write: its signature, what it must do, a
 that computes the expected value of every test case. The item's tests are `assert` statements built from
 the oracle, and the unit tests run the reference against them, so a task whose reference, oracle and
 wording disagree cannot ship. Some families draw a parameter (a divisor, a shift, a chunk size) by the seed.
+The basic_* and two_numbers families are the easy end (one return statement, builtins allowed): a 135M
+drafter writes about four in ten of them correctly, and almost none of the rest.
 """
 
 from __future__ import annotations
 
 import calendar
 import copy
+import functools
 import heapq
 import itertools
 import math
+import operator
 import random
 import re
 import statistics
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import mul
 from textwrap import dedent
 from typing import Any
 
@@ -832,7 +835,7 @@ _MATRICES = (
              src("""
                  def dot(a, b):
                      return sum(x * y for x, y in zip(a, b))
-             """), lambda a, b: sum(map(mul, a, b)), (([1, 2, 3], [4, 5, 6]), ([], []), ([-1, 2], [3, 4]))),
+             """), lambda a, b: sum(map(operator.mul, a, b)), (([1, 2, 3], [4, 5, 6]), ([], []), ([-1, 2], [3, 4]))),
 )
 
 _NUMBER_TESTS = (
@@ -1043,7 +1046,85 @@ def _every_nth(rng: random.Random) -> list[CodeTask]:
     return [task(k) for k in sorted(rng.sample(sorted(ordinals), 2))]
 
 
+def one_liner(signature: str, spec: str, body: str, oracle: Callable[..., Any],
+              cases: tuple[tuple[Any, ...], ...]) -> CodeTask:
+    """The easy end: a function whose whole body is one return statement, builtins allowed."""
+    return CodeTask(signature, spec, f"def {signature}:\n    return {body}\n", oracle, cases)
+
+
+_BASIC_ARITHMETIC = (
+    one_liner("add(a, b)", "returns the sum of a and b.", "a + b", operator.add, ((2, 3), (-1, 1), (0, 0))),
+    one_liner("subtract(a, b)", "returns a minus b.", "a - b", operator.sub, ((5, 3), (3, 5), (0, 0))),
+    one_liner("multiply(a, b)", "returns the product of a and b.", "a * b", operator.mul, ((4, 5), (-2, 3), (7, 0))),
+    one_liner("square(n)", "returns n squared.", "n * n", lambda n: n ** 2, ((3,), (-4,), (0,))),
+    one_liner("double(n)", "returns twice the number n.", "2 * n", lambda n: n + n, ((3,), (-4,), (0,))),
+    one_liner("cube(n)", "returns n to the power of 3.", "n ** 3", lambda n: n * n * n, ((2,), (-3,), (0,))),
+)
+_BASIC_PREDICATES = (
+    one_liner("is_even(n)", "returns True if the integer n is even, and False otherwise.", "n % 2 == 0",
+              lambda n: n / 2 == n // 2, ((4,), (7,), (0,), (-2,))),
+    one_liner("is_odd(n)", "returns True if the integer n is odd, and False otherwise.", "n % 2 == 1",
+              lambda n: n / 2 != n // 2, ((4,), (7,), (0,), (-3,))),
+    one_liner("is_positive(n)", "returns True if the number n is greater than zero, and False otherwise.", "n > 0",
+              lambda n: not n <= 0, ((5,), (-2,), (0,))),
+    one_liner("is_empty(items)", "returns True if the list items has no elements, and False otherwise.",
+              "len(items) == 0", lambda items: not items, (([],), ([1],), ([0, 0],))),
+    one_liner("is_adult(age)", "returns True if age is 18 or more, and False otherwise.", "age >= 18",
+              lambda age: not age < 18, ((18,), (17,), (40,))),
+    one_liner("is_vowel(ch)", "returns True if the single letter ch is a vowel (a, e, i, o or u, in either case).",
+              'ch.lower() in "aeiou"', lambda ch: ch in "aeiouAEIOU", (("a",), ("E",), ("b",), ("z",))),
+)
+_BASIC_STRINGS = (
+    one_liner("to_upper(s)", "returns the string s in uppercase.", "s.upper()", lambda s: "".join(map(str.upper, s)),
+              (("hello",), ("Hi there",), ("",))),
+    one_liner("string_length(s)", "returns the number of characters in the string s.", "len(s)",
+              lambda s: sum(1 for _ in s), (("hello",), ("",), ("a b",))),
+    one_liner("greet(name)", "returns the greeting 'Hello, ' followed by name and an exclamation mark, so "
+              "greet('Ann') is 'Hello, Ann!'.", '"Hello, " + name + "!"', lambda name: f"Hello, {name}!",
+              (("Ann",), ("Bob",))),
+    one_liner("first_char(s)", "returns the first character of the non-empty string s.", "s[0]",
+              lambda s: s[:1], (("hello",), ("x",))),
+    one_liner("last_char(s)", "returns the last character of the non-empty string s.", "s[-1]",
+              lambda s: s[len(s) - 1], (("hello",), ("x",))),
+    one_liner("join_words(a, b)", "returns the strings a and b joined with a single space between them.",
+              'a + " " + b', lambda a, b: " ".join((a, b)), (("hello", "world"), ("a", "b"))),
+)
+_BASIC_LISTS = (
+    one_liner("first_element(items)", "returns the first element of the non-empty list items.", "items[0]",
+              lambda items: next(iter(items)), (([3, 4, 5],), (["a"],))),
+    one_liner("last_element(items)", "returns the last element of the non-empty list items.", "items[-1]",
+              lambda items: next(reversed(items)), (([3, 4, 5],), (["a"],))),
+    one_liner("list_length(items)", "returns the number of elements in the list items.", "len(items)",
+              lambda items: sum(1 for _ in items), (([3, 4, 5],), ([],))),
+    one_liner("total(nums)", "returns the sum of the numbers in the list nums (0 for an empty list).", "sum(nums)",
+              lambda nums: functools.reduce(operator.add, nums, 0), (([1, 2, 3],), ([],), ([-5, 5, 10],))),
+    one_liner("biggest(nums)", "returns the largest number in the non-empty list nums.", "max(nums)",
+              lambda nums: sorted(nums)[-1], (([3, 9, 2],), ([-5, -2],), ([7],))),
+    one_liner("sorted_copy(nums)", "returns a new list with the numbers of nums in ascending order.", "sorted(nums)",
+              lambda nums: heapq.nsmallest(len(nums), nums), (([3, 1, 2],), ([],), ([5, -1, 5],))),
+)
+_TWO_NUMBERS = (
+    one_liner("maximum(a, b)", "returns the larger of the two numbers a and b.", "max(a, b)",
+              lambda a, b: a if a >= b else b, ((3, 7), (7, 3), (-1, -5))),
+    one_liner("minimum(a, b)", "returns the smaller of the two numbers a and b.", "min(a, b)",
+              lambda a, b: a if a <= b else b, ((3, 7), (7, 3), (-1, -5))),
+    one_liner("average_of_two(a, b)", "returns the average of the two numbers a and b.", "(a + b) / 2",
+              lambda a, b: statistics.fmean((a, b)), ((2, 4), (1, 2), (-3, 3))),
+    one_liner("absolute(n)", "returns the absolute value of the number n.", "abs(n)",
+              lambda n: n if n >= 0 else -n, ((5,), (-5,), (0,))),
+    one_liner("remainder(a, b)", "returns the remainder when the positive integer a is divided by the positive "
+              "integer b.", "a % b", lambda a, b: a - b * (a // b), ((10, 3), (9, 3), (2, 5))),
+    one_liner("power(base, exponent)", "returns base raised to the power exponent (a whole number 0 or more).",
+              "base ** exponent", lambda base, exponent: math.prod([base] * exponent), ((2, 3), (5, 0), (3, 2))),
+)
+
+
 CODE_FAMILIES: dict[str, Callable[[random.Random], list[CodeTask]]] = {
+    "basic_arithmetic": fixed(*_BASIC_ARITHMETIC),
+    "basic_predicates": fixed(*_BASIC_PREDICATES),
+    "basic_strings": fixed(*_BASIC_STRINGS),
+    "basic_lists": fixed(*_BASIC_LISTS),
+    "two_numbers": fixed(*_TWO_NUMBERS),
     "multiple_of": _multiple_of,
     "add_to_each": _add_to_each,
     "count_above": _count_above,

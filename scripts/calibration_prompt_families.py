@@ -361,7 +361,7 @@ class Problem:
     template: str  # str.format over the drawn values; every number in the text is a drawn value
     draw: Callable[[random.Random], dict[str, int]]
     solve: Callable[[dict[str, int]], int]
-    count: int = 7
+    count: int = 5
     max_tokens: int = STEPS
 
     def build(self, rng: random.Random) -> list[Draft]:
@@ -481,7 +481,44 @@ def _bus(r: random.Random) -> dict[str, int]:
     return {"N": 20 * r.randint(10, 60), "p": r.choice((10, 15, 20, 25, 30, 35, 40, 45, 60, 75))}
 
 
+# The easy end: one step, small numbers.
+def _more(r: random.Random) -> dict[str, int]:
+    return {"a": r.randint(2, 15), "b": r.randint(2, 10)}
+
+
+def _fly_away(r: random.Random) -> dict[str, int]:
+    a = r.randint(6, 20)
+    return {"a": a, "b": r.randint(2, a - 1)}
+
+
+def _packs(r: random.Random) -> dict[str, int]:
+    return {"a": r.randint(2, 12), "b": r.randint(2, 9)}
+
+
+def _share(r: random.Random) -> dict[str, int]:
+    b = r.randint(2, 6)
+    return {"a": b * r.randint(2, 8), "b": b}
+
+
+def _older(r: random.Random) -> dict[str, int]:
+    return {"a": r.randint(5, 40), "b": r.randint(2, 10)}
+
+
+ONE_STEP = 64  # max_tokens
+EASY = 7  # items per one-step family (a 135M drafter gets about one in ten right; several steps, almost none)
+
+
 PROBLEMS: dict[str, Problem] = {
+    "more": Problem("{name} has {a} apples and buys {b} more. How many apples does {name} have now?", _more,
+                    lambda v: v["a"] + v["b"], EASY, ONE_STEP),
+    "fly_away": Problem("There are {a} birds on a tree. {b} of them fly away. How many birds are left on the tree?",
+                        _fly_away, lambda v: v["a"] - v["b"], EASY, ONE_STEP),
+    "packs": Problem("A pack holds {a} eggs. How many eggs are in {b} packs?", _packs, lambda v: v["a"] * v["b"],
+                     EASY, ONE_STEP),
+    "share": Problem("{name} shares {a} candies equally among {b} friends. How many candies does each friend get?",
+                     _share, lambda v: v["a"] // v["b"], EASY, ONE_STEP),
+    "older": Problem("{name} is {a} years old. How old will {name} be in {b} years?", _older,
+                     lambda v: v["a"] + v["b"], EASY, ONE_STEP),
     "change": Problem("{name} buys {a} notebooks at {p} dollars each and {b} pens at {q} dollars each, and pays with "
                       "a {x}-dollar bill. How much change does {name} get, in dollars?", _change,
                       lambda v: v["x"] - (v["a"] * v["p"] + v["b"] * v["q"])),

@@ -27,6 +27,11 @@ REPO = Path(__file__).resolve().parents[2]
 # Each number-graded family's answer from the numbers in its prompt, in order: a second implementation
 # of every template's arithmetic, written from the wording.
 INDEPENDENT: dict[str, Callable[[list[int]], float]] = {
+    "more": lambda n: n[0] + n[1],
+    "fly_away": lambda n: n[0] - n[1],
+    "packs": lambda n: n[0] * n[1],
+    "share": lambda n: n[0] / n[1],
+    "older": lambda n: n[0] + n[1],
     "change": lambda n: n[4] - (n[0] * n[1] + n[2] * n[3]),
     "marbles": lambda n: n[0] - n[1] + n[2],
     "trip": lambda n: n[0] * n[1] + n[2] * n[3],
