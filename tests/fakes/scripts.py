@@ -6,9 +6,10 @@ bits and `top_logprobs_for` turns it into log-probabilities whose renormalised e
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fakes.garbage import MODES
@@ -19,6 +20,30 @@ DEFAULT_K = 5
 SENTINEL_LOGPROB = -9999.0
 _MIN_P = 1e-30
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
+
+
+# A scripted tool call's arguments are streamed in this many pieces (fewer when the JSON is shorter).
+ARGUMENT_PIECES = 3
+MIN_PIECE = 8  # characters: shorter arguments go whole
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the scripted answer makes after its text, as every provider's wire spells it."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None  # None: each wire makes up one in its own style (call_..., toolu_...)
+
+    @property
+    def json(self) -> str:
+        return json.dumps(self.arguments, separators=(",", ":"))
+
+    def pieces(self) -> list[str]:
+        """The arguments' JSON in up to ARGUMENT_PIECES parts, streamed one per paced unit."""
+        text = self.json
+        size = max(MIN_PIECE, -(-len(text) // ARGUMENT_PIECES))
+        return [text[i:i + size] for i in range(0, len(text), size)]
 
 
 @dataclass(frozen=True)
@@ -34,11 +59,16 @@ class Script:
     sentinel: bool = False
     finish_reason: str = "stop"
     garbage: str | None = None  # a mode of tests.fakes.garbage: answer with that kind of malformed reply
-    garbage_after: int = 2  # good tokens streamed before the garbage
+    garbage_after: int = 2  # good tokens streamed before the garbage (or before stream_error)
+    tool_calls: tuple[ToolCall, ...] = ()  # function calls after the text tokens
+    retry_after_s: float | None = None  # with status: the wait the error answer asks for
+    stream_error: int | None = None  # a 200 stream that carries this status's error after garbage_after tokens
 
     def __post_init__(self) -> None:
         if self.garbage is not None and self.garbage not in MODES:
             raise ValueError(f"unknown garbage mode {self.garbage!r}; known: {sorted(MODES)}")
+        if self.stream_error is not None and (self.stream_error < 400 or self.garbage is not None):
+            raise ValueError("stream_error is an error status (>= 400) and excludes garbage")
         if self.entropies is not None and len(self.entropies) != len(self.tokens):
             raise ValueError(f"{len(self.entropies)} entropies for {len(self.tokens)} tokens")
         if self.tokens_per_s is not None and self.tokens_per_s <= 0:
@@ -51,6 +81,29 @@ class Script:
     @property
     def bits(self) -> list[float]:
         return list(self.entropies) if self.entropies is not None else [DEFAULT_BITS] * len(self.tokens)
+
+    @property
+    def finish(self) -> str:
+        """The OpenAI finish_reason of the whole answer: a tool-calling answer ends in `tool_calls`."""
+        return "tool_calls" if self.tool_calls and self.finish_reason == "stop" else self.finish_reason
+
+
+def planned(script: Script, max_tokens: int | None) -> tuple[list[str], str, tuple[ToolCall, ...]]:
+    """The text tokens a request gets, its OpenAI finish_reason and its tool calls: a max_tokens below
+    the script's length cuts the text (finish `length`) and drops the tool calls."""
+    if max_tokens is not None and max_tokens < len(script.tokens):
+        return script.tokens[:max_tokens], "length", ()
+    return list(script.tokens), script.finish, script.tool_calls
+
+
+@dataclass(frozen=True)
+class Frames:
+    """A streamed answer as bytes, for the native wires: `head` goes out with the first unit, each
+    unit (a text token or a piece of a tool call) on the script's schedule, `tail` after the last."""
+
+    head: bytes
+    units: list[bytes]
+    tail: bytes
 
 
 def split_tokens(text: str) -> list[str]:

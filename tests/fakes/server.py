@@ -1,4 +1,5 @@
-"""The fake upstream's aiohttp app: scripted OpenAI chat completions, streamed or whole, recorded as Seen.
+"""The fake upstream's aiohttp app: scripted OpenAI chat completions, streamed or whole, recorded as Seen;
+the same scripts answer on Anthropic's and Gemini's native routes (tests.fakes.native).
 
 A request is marked finished just before its last write, so a client that has read the whole reply
 always finds it `completed` in `seen`; a failing last write marks it back.
@@ -13,7 +14,7 @@ import time
 
 from aiohttp import web
 
-from tests.fakes import wire
+from tests.fakes import native, wire
 from tests.fakes.garbage import CUT, DATA_MODES, PAGE_MODES, bad_data
 from tests.fakes.scripts import Script, tokens_due
 from tests.fakes.state import BadRequest, Seen, State, parse_shape, prompt_words
@@ -151,7 +152,25 @@ async def _complete(request: web.Request, resp: web.Response, seen: Seen, plan: 
 async def _fail(request: web.Request, resp: web.Response, seen: Seen, script: Script) -> None:
     await _pause(script.ttft_s)
     request.app[STATE].finish(seen, completed=True)
+    if script.retry_after_s is not None:
+        resp.headers["Retry-After"] = f"{script.retry_after_s:g}"
     await _send(request, resp, script.status, wire.error_body(script.status, f"scripted failure {script.status}"))
+
+
+async def _error_stream(request: web.Request, resp: web.StreamResponse, seen: Seen, plan: wire.Plan,
+                        script: Script) -> None:
+    """A 200 stream that carries an error object after `script.garbage_after` good tokens, and ends."""
+    assert script.stream_error is not None
+    cid, created = request.app[STATE].next_id(), int(time.time())
+    resp.content_type = "text/event-stream"
+    await resp.prepare(request)
+    await _pause(script.ttft_s)
+    after = min(script.garbage_after, len(plan.tokens))
+    good = b"".join(wire.sse(cid, created, c) for c in [plan.role, *plan.tokens[:after]])
+    error = wire.error_body(script.stream_error, f"scripted stream error {script.stream_error}")
+    seen.tokens_sent = after
+    request.app[STATE].finish(seen, completed=True)
+    await _write(request, resp, good + b"data: " + error + b"\n\n", last=True)
 
 
 async def _reject(request: web.Request, resp: web.Response, body: object, exc: BadRequest) -> None:
@@ -189,7 +208,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             await _fail(request, resp, seen, script)
         elif seen.stream:
             resp = web.StreamResponse()
-            await (_garbage_stream if script.garbage else _stream)(request, resp, seen, plan, script, shape)
+            if script.stream_error is not None:
+                await _error_stream(request, resp, seen, plan, script)
+            else:
+                await (_garbage_stream if script.garbage else _stream)(request, resp, seen, plan, script, shape)
         elif script.garbage:
             await _garbage_whole(request, resp, seen, plan, script)
         else:
@@ -216,6 +238,7 @@ def create_app(state: State) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/health", health)
+    app.router.add_routes(native.routes(lambda request: request.app[STATE]))
     return app
 
 

@@ -30,6 +30,8 @@ class Seen:
     completed: bool = False
     status: int = 200
     authorization: str | None = None  # the Authorization header the client sent
+    api: str = "openai"  # the wire the request came in on: openai | anthropic | gemini
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)  # native wires: the request's headers
 
 
 class BadRequest(Exception):
@@ -113,9 +115,9 @@ class State:
             return self._model_rules.get(model, self.default)
 
     def record(self, model: str, body: dict[str, Any], stream: bool, status: int = 200,
-               authorization: str | None = None) -> Seen:
+               authorization: str | None = None, api: str = "openai", headers: dict[str, str] | None = None) -> Seen:
         seen = Seen(model=model, body=body, stream=stream, started=time.monotonic(), status=status,
-                    authorization=authorization)
+                    authorization=authorization, api=api, headers=dict(headers or {}))
         with self._lock:
             self._seen.append(seen)
         return seen

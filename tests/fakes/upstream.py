@@ -77,6 +77,11 @@ class FakeUpstream:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
+    @property
+    def origin(self) -> str:
+        """scheme://host:port without /v1: the base URL of the native Anthropic and Gemini routes."""
+        return self.url.removesuffix("/v1")
+
     def script(self, match: str, script: Script) -> None:
         """Requests whose last user message contains `match` get `script` (the latest registration wins)."""
         self._state.add_prompt_rule(match, script)

@@ -16,11 +16,15 @@ from openai.types import CompletionUsage, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage, ChatCompletionTokenLogprob
 from openai.types.chat.chat_completion import Choice, ChoiceLogprobs
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
-from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from openai.types.chat.chat_completion_chunk import ChoiceDelta, ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
 from openai.types.chat.chat_completion_chunk import ChoiceLogprobs as ChunkLogprobs
+from openai.types.chat.chat_completion_message_function_tool_call import (
+    ChatCompletionMessageFunctionToolCall,
+    Function,
+)
 from openai.types.chat.chat_completion_token_logprob import TopLogprob
 
-from tests.fakes.scripts import Script, token_alternatives
+from tests.fakes.scripts import Script, ToolCall, planned, token_alternatives
 
 FINGERPRINT = "fp_fake"
 DONE = b"data: [DONE]\n\n"
@@ -75,10 +79,30 @@ def _logprobs(script: Script, shape: Shape, tokens: list[str]) -> list[ChatCompl
 
 
 def planned_tokens(script: Script, shape: Shape) -> tuple[list[str], str]:
-    """The tokens this request gets and its finish_reason (`length` when max_tokens cuts the script)."""
-    if shape.max_tokens is not None and shape.max_tokens < len(script.tokens):
-        return script.tokens[: shape.max_tokens], "length"
-    return list(script.tokens), script.finish_reason
+    """The tokens this request gets and its finish_reason (`length` when max_tokens cuts the script,
+    and then no tool call follows)."""
+    tokens, finish, _ = planned(script, shape.max_tokens)
+    return tokens, finish
+
+
+def planned_tool_calls(script: Script, finish: str) -> tuple[ToolCall, ...]:
+    return () if finish == "length" else script.tool_calls
+
+
+def tool_call_id(call: ToolCall, index: int) -> str:
+    return call.id or f"call_fake_{index}"
+
+
+def _tool_chunks(shape: Shape, calls: tuple[ToolCall, ...]) -> list[str]:
+    """One chunk per argument piece, the first of each call naming it, as OpenAI streams tool calls."""
+    chunks = []
+    for index, call in enumerate(calls):
+        for n, piece in enumerate(call.pieces() or [""]):
+            head = {"id": tool_call_id(call, index), "type": "function"} if n == 0 else {}
+            function = ChoiceDeltaToolCallFunction(arguments=piece, **({"name": call.name} if n == 0 else {}))
+            delta = ChoiceDelta(tool_calls=[ChoiceDeltaToolCall(index=index, function=function, **head)])
+            chunks.append(_chunk(shape, ChunkChoice(index=0, delta=delta, logprobs=None, finish_reason=None)))
+    return chunks
 
 
 def _chunk(shape: Shape, choice: ChunkChoice) -> str:
@@ -98,6 +122,7 @@ def render(script: Script, shape: Shape) -> Plan:
         lp = ChunkLogprobs(content=[logprobs[i]], refusal=None) if logprobs is not None else None
         chunks.append(_chunk(shape, ChunkChoice(index=0, delta=ChoiceDelta(content=token), logprobs=lp,
                                                 finish_reason=None)))
+    chunks += _tool_chunks(shape, planned_tool_calls(script, finish))
     final = ChunkChoice(index=0, delta=ChoiceDelta(), logprobs=None, finish_reason=finish)  # type: ignore[arg-type]
     return Plan(role=_chunk(shape, role), tokens=chunks, final=_chunk(shape, final),
                 whole=_completion(script, shape))
@@ -117,10 +142,19 @@ def usage_chunk(model: str, prompt_tokens: int, completion_tokens: int) -> str:
     return _rest(chunk)
 
 
+def _message_tool_calls(calls: tuple[ToolCall, ...]) -> list[ChatCompletionMessageFunctionToolCall]:
+    return [ChatCompletionMessageFunctionToolCall(id=tool_call_id(c, i), type="function",
+                                                  function=Function(name=c.name, arguments=c.json))
+            for i, c in enumerate(calls)]
+
+
 def _completion(script: Script, shape: Shape) -> str:
     tokens, finish = planned_tokens(script, shape)
     logprobs = _logprobs(script, shape, tokens)
-    message = ChatCompletionMessage(role="assistant", content="".join(tokens), refusal=None, annotations=[])
+    calls = planned_tool_calls(script, finish)
+    extra = {"tool_calls": _message_tool_calls(calls)} if calls else {}
+    message = ChatCompletionMessage(role="assistant", content="".join(tokens) if tokens or not calls else None,
+                                    refusal=None, annotations=[], **extra)
     choice = Choice(index=0, message=message, finish_reason=finish,  # type: ignore[arg-type]
                     logprobs=ChoiceLogprobs(content=logprobs, refusal=None) if logprobs is not None else None)
     completion = ChatCompletion(id="", created=0, model=shape.model, object="chat.completion",
