@@ -120,7 +120,7 @@ def test_a_policy_is_scored_on_the_same_drafts_and_ranks_as_its_feature_does(fil
     out = tmp_path / "report"
     assert report(files, out, "--policy", str(tmp_path / "policy.json")) == 0
     text = (out / "report.md").read_text()
-    rows = dict(re.findall(r"^\| \**([\w:]+)\** \| ([0-9.]+ \([0-9.-]+\)) \|", text, re.MULTILINE))
+    rows = dict(re.findall(r"^\| \**([\w:]+)\** \| ([0-9.]+ \([0-9.]+ to [0-9.]+\)) \|", text, re.MULTILINE))
     assert rows["policy:trace_only"] == rows["max_entropy"]
     assert "test AUROC 0.77" in text
     broken = tmp_path / "broken.json"

@@ -35,8 +35,9 @@ class Marked:
 def cost_accuracy(rows: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, Any]], marked: Sequence[Marked],
                   curves: Mapping[str, Sequence[Mapping[str, Any]]], ends: Mapping[str, Mapping[str, Any]],
                   min_accuracy: float | None, path: Path, title: str) -> None:
-    """Every grid point (colour: window), the Pareto front with its intervals, the marked points
-    (chosen, knee), the baselines' curves over escalation rates and the two fixed ends."""
+    """Every grid point (colour: window), the Pareto front with its accuracy interval as a band, the
+    marked points (chosen, knee) with both intervals, the baselines' curves over escalation rates and
+    the two fixed ends."""
     fig = Figure(figsize=(9, 6.5))
     ax = fig.subplots()
     windows = sorted({r["window"] for r in rows})
@@ -47,9 +48,10 @@ def cost_accuracy(rows: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str
     if front:
         xs = np.array([r["cost_reduction"] for r in front])
         ys = np.array([r["overall_accuracy"] for r in front])
-        ax.errorbar(xs, ys, xerr=_spread(front, "cost_reduction", xs), yerr=_spread(front, "overall_accuracy", ys),
-                    fmt="-", color="black", lw=1, elinewidth=0.6, capsize=2, alpha=0.8,
-                    label="entropy rule, best settings (95% CI)")
+        below, above = _spread(front, "overall_accuracy", ys)
+        ax.fill_between(xs, ys - below, ys + above, color="black", alpha=0.12, lw=0,
+                        label="entropy rule: accuracy 95% CI on the front")
+        ax.plot(xs, ys, "-", color="black", lw=1.2, label="entropy rule: best settings (Pareto front)")
     for name, curve in curves.items():
         colour, style = BASELINE_STYLES.get(name, ("tab:gray", "-."))
         ax.plot([c["cost_reduction"] for c in curve], [c["overall_accuracy"] for c in curve], style, color=colour,
@@ -57,7 +59,7 @@ def cost_accuracy(rows: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str
     for name, end in ends.items():
         ax.plot([end["cost_reduction"]], [end["overall_accuracy"]], "s", ms=7, mfc="white", color="black")
         ax.annotate(name.replace("_", " "), (end["cost_reduction"], end["overall_accuracy"]), fontsize=8,
-                    xytext=(5, -10), textcoords="offset points")
+                    xytext=(6, -14), textcoords="offset points")
     for point, (marker, colour) in zip(marked, (("*", "red"), ("D", "darkgreen")), strict=False):
         ax.errorbar([point.cost_reduction], [point.accuracy], xerr=_one(point.cost_ci, point.cost_reduction),
                     yerr=_one(point.accuracy_ci, point.accuracy), fmt=marker, ms=15 if marker == "*" else 8,

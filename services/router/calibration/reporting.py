@@ -251,7 +251,7 @@ def _categories(view: View) -> list[str]:
 def _signals(view: View) -> list[str]:
     lines = [f"| signal | AUROC (95% CI) | wrong drafts caught at {CAUGHT_AT:.0%} escalated |", "|---|---|---|"]
     for s in view.signals:
-        ci = "" if s.ci is None else f" ({s.ci[0]:.3f}-{s.ci[1]:.3f})"
+        ci = "" if s.ci is None else f" ({s.ci[0]:.3f} to {s.ci[1]:.3f})"
         name = f"**{s.name}**" if s.name.startswith(POLICY) else s.name
         lines.append(f"| {name} | {_num(s.auroc, 3)}{ci} | {_pct(s.caught)} |")
     lines += ["", "Higher scores mean more likely wrong. window_mean_wN is the router's own rule as one score "
@@ -278,8 +278,8 @@ def _ci(row: Mapping[str, Any], name: str) -> str:
     if pair is None:
         return ""
     if name in ("cost_reduction", "wrong_escalated"):
-        return f"({_pct(pair[0])}-{_pct(pair[1])})"
-    return f"({pair[0]:.3f}-{pair[1]:.3f})"
+        return f"({_pct(pair[0])} to {_pct(pair[1])})"
+    return f"({pair[0]:.3f} to {pair[1]:.3f})"
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -287,4 +287,4 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 
 def _span(values: Sequence[float]) -> str:
-    return f"{values[0]}-{values[-1]} ({len(values)} values)" if len(values) > 2 else ", ".join(map(str, values))
+    return f"{values[0]} to {values[-1]} ({len(values)} values)" if len(values) > 2 else ", ".join(map(str, values))
