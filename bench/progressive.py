@@ -62,13 +62,14 @@ from bench.progressive_upstream import (
     marker,
 )
 from bench.soak_report import Check
-from shared.config import RoutingConfig
+from shared.config import BusConfig, RoutingConfig
 from tests.support import REPO, Service, free_port
 
 NAME = "progressive"
 SEED = 16
 EARLY_EXIT_TOKENS = RoutingConfig().early_exit_tokens
 HOLDBACK_TOKENS = RoutingConfig().stream_holdback_tokens
+COALESCE_MS = BusConfig().reply_coalesce_ms  # the router's reply writes, at most one per this
 TTFT_SLACK_MS = 50.0
 CPU_REQUESTS = {40: 96, 200: 24}  # per draft length and mode, in CPU_ROUNDS alternating rounds
 CPU_ROUNDS = 2
@@ -369,7 +370,8 @@ def table(result: Mapping[str, Any]) -> str:
     lines = [f"# progressive streaming (issue #16), recorded {result['recorded_at']} ({result.get('code', '?')})", "",
              f"Fake upstreams at {config['token_ms']:g} ms per token (drafter's first token after "
              f"{config['drafter_ttft_ms']:g} ms, heavyweight's after {config['heavyweight_ttft_ms']:g} ms); "
-             f"early_exit_tokens {config['early_exit_tokens']}, stream_holdback_tokens {config['holdback_tokens']}; "
+             f"early_exit_tokens {config['early_exit_tokens']}, stream_holdback_tokens {config['holdback_tokens']}, "
+             f"bus.reply_coalesce_ms {config.get('reply_coalesce_ms', '?')}; "
              f"{config['repetitions']} repetitions of each, {config['clients']} concurrent clients; load average "
              f"{result['load']['before']} before, {result['load']['after']} after ({result['load']['cpus']} CPUs).",
              "", "## 1. Time to first token, accepted streamed drafts (ms, p50 / p90)", "",
@@ -424,6 +426,7 @@ def judge(outcomes: Sequence[Outcome], cpu: Mapping[int, Mapping[str, Mapping[st
         "config": {"token_ms": TOKEN_S * 1000, "drafter_ttft_ms": DRAFTER["ttft_s"] * 1000,
                    "heavyweight_ttft_ms": HEAVYWEIGHT["ttft_s"] * 1000, "heavyweight_answer_tokens": ANSWER_TOKENS,
                    "early_exit_tokens": EARLY_EXIT_TOKENS, "holdback_tokens": HOLDBACK_TOKENS,
+                   "reply_coalesce_ms": COALESCE_MS,
                    "repetitions": repetitions, "clients": concurrency, "stacks": STACKS},
         "ttft": ttft_rows(found),
         "seam": seam_rows(found),
