@@ -173,20 +173,24 @@ class Balancer:
 
     def choose(self, exclude: Collection[str] = ()) -> Choice:
         """The deployment for the next call, or why there is none; `exclude`: names already tried."""
-        candidates: list[tuple[int, Deployment]] = []
-        reasons: dict[str, Unavailable] = {}
-        for position, deployment in enumerate(self.deployments):
-            why = Unavailable.EXCLUDED if deployment.name in exclude else deployment.unavailable()
-            if why is None:
-                candidates.append((position, deployment))
-            else:
-                reasons[deployment.name] = why
+        candidates = [
+            (position, deployment)
+            for position, deployment in enumerate(self.deployments)
+            if deployment.name not in exclude and deployment.unavailable() is None
+        ]
         if candidates:
             return Picked(self.strategy.pick(candidates))
-        return self._refusal(reasons)
+        return self._refusal(exclude)
 
-    def _refusal(self, reasons: dict[str, Unavailable]) -> RateLimited | NoneAvailable:
+    def _refusal(self, exclude: Collection[str]) -> Choice:
+        """Why nothing can be chosen (asked again only on this path, to keep choosing cheap)."""
         by_name = {deployment.name: deployment for deployment in self.deployments}
+        reasons: dict[str, Unavailable] = {}
+        for name, deployment in by_name.items():
+            why = Unavailable.EXCLUDED if name in exclude else deployment.unavailable()
+            if why is None:  # its rate limit or cooldown ran out a moment ago
+                return Picked(deployment)
+            reasons[name] = why
         waits = [by_name[name].rate_limited_for() for name, why in reasons.items() if why is Unavailable.RATE_LIMITED]
         if waits:
             return RateLimited(min(waits), reasons)

@@ -93,8 +93,10 @@ class Breaker:
 
     def available(self) -> bool:
         """Would a call be let through now? Half-open: only while no probe is out."""
+        if self._state is BreakerState.CLOSED:
+            return True
         state = self.state
-        return state is BreakerState.CLOSED or (state is BreakerState.HALF_OPEN and not self._probing)
+        return state is BreakerState.HALF_OPEN and not self._probing
 
     def begin(self) -> Ticket:
         """A call is sent. Half-open, it becomes the probe; call only when available() said so."""

@@ -94,6 +94,8 @@ class Deployment:
 
     def rate_limited_for(self) -> float:
         """Seconds this router still skips the deployment for its rate limit (0: not limited)."""
+        if not self._limited_until:
+            return 0.0
         return max(0.0, self._limited_until - self.clock())
 
     def rate_limited(self, retry_after_s: float) -> None:
