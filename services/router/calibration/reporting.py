@@ -259,7 +259,8 @@ def _signals(view: View) -> list[str]:
               f"{CAUGHT_AT:.0%} of drafts the signal scores highest (ties split)."]
     if view.policy is not None:
         metrics = view.policy.metrics
-        lines += ["", f"Policy {view.policy.path}: thresholds {view.policy.thresholds}; its own measurement: "
+        thresholds = ", ".join(f"{name} {value:.3f}" for name, value in view.policy.thresholds.items())
+        lines += ["", f"Policy {view.policy.path}: risk thresholds {thresholds}; its own measurement: "
                   f"cross-validated AUROC {metrics.get('cv_auroc')}, test AUROC {metrics.get('test_auroc')}, "
                   f"wrong drafts caught at 30% {metrics.get('caught_at_30')}."]
     return lines
