@@ -198,6 +198,8 @@ def _assumptions(items: Sequence[Item]) -> dict[str, str]:
         "heavyweight_cost": heavy_cost,
         "drafter_cost": "the prompt plus the tokens drafted up to the abort (the whole draft when accepted)",
         "speculation": "not counted: speculative heavyweight calls that were cancelled cost extra in a live router",
+        "streaming": "an escalation asks the heavyweight for the whole answer, as for plain requests and buffered "
+                     "streams; a progressive stream continued after the seam pays it only for the rest",
         "baselines": "random and prompt length decide before drafting (no draft paid when they escalate); the "
                      "trace signals decide after the whole draft (all of it paid); ties at the cut escalated in part",
     }
