@@ -159,6 +159,16 @@ def test_an_upstream_refusing_every_request_stops_the_run_and_says_why(
     assert read_traces(files["traces"]) == []
 
 
+def test_drafts_without_log_probs_are_recorded_and_called_out(fake: FakeUpstream, files: dict[str, Path],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    write_prompts(files["prompts"], [item("plain-1", {"kind": "aliases", "answers": ["ok"]})])
+    fake.script_model("fake-drafter", confident("ok then", logprobs=False))
+    assert collect(files) == 0
+    (trace,) = read_traces(files["traces"])
+    assert trace.text == "ok then" and trace.tokens == ()
+    assert "1 drafts came without log-probs (e.g. plain-1)" in capsys.readouterr().err
+
+
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("DRAFTGATE_")}
 

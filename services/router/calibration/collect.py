@@ -65,6 +65,9 @@ class Tally:
     tokens: Counter[str] = field(default_factory=Counter)  # tier -> completion tokens (usage, else traced)
     seconds: Counter[str] = field(default_factory=Counter)  # tier -> summed call latency
     failures: list[str] = field(default_factory=list)
+    traced: int = 0  # drafted tokens with log-probs
+    narrow: int = 0  # ...of which fewer alternatives came than were asked for
+    untraced: list[str] = field(default_factory=list)  # drafts that came with text but no log-probs
 
     @property
     def failed(self) -> int:
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     except Refused as exc:
         print(f"collect: {exc}", file=sys.stderr)
         return 2
-    _summary(tally)
+    _summary(tally, args.top_k)
     return 1 if tally.failed else 0
 
 
@@ -196,18 +199,30 @@ def _round(seconds: float | None) -> float | None:
 
 
 def _count(tally: Tally, trace: Trace) -> None:
-    if trace.ok:
-        tally.recorded[trace.tier] += 1
-        tally.tokens[trace.tier] += trace.usage.completion_tokens if trace.usage else len(trace.tokens)
-        tally.seconds[trace.tier] += trace.latency_s
-    else:
+    if not trace.ok:
         tally.failures.append(f"{trace.id} ({trace.tier}): {trace.error}")
+        return
+    tally.recorded[trace.tier] += 1
+    tally.tokens[trace.tier] += trace.usage.completion_tokens if trace.usage else len(trace.tokens)
+    tally.seconds[trace.tier] += trace.latency_s
+    if trace.top_k:
+        tally.traced += len(trace.tokens)
+        tally.narrow += sum(len(token.top_logprobs) < trace.top_k for token in trace.tokens)
+        if trace.text and not trace.tokens:
+            tally.untraced.append(trace.id)
 
 
-def _summary(tally: Tally) -> None:
+def _summary(tally: Tally, top_k: int) -> None:
     for tier, answers in tally.recorded.items():
         tokens = f", {tally.tokens[tier] / answers:.1f} tokens per answer" if tally.tokens[tier] else ""
         print(f"{tier}: recorded {answers} answers{tokens}, {tally.seconds[tier] / answers:.2f} s per call")
+    if tally.narrow:
+        # llama.cpp, for one, merges alternatives that decode to the same text (digits, spaces).
+        print(f"{tally.narrow} of {tally.traced} drafted tokens ({tally.narrow / tally.traced:.1%}) came with fewer "
+              f"than the {top_k} alternatives asked for")
+    if tally.untraced:
+        print(f"{len(tally.untraced)} drafts came without log-probs (e.g. {tally.untraced[0]}): this upstream does not "
+              "return them for those, and the router escalates such drafts", file=sys.stderr)
     if tally.failed:
         print(f"{tally.failed} calls failed (recorded with their error; run again to retry them):", file=sys.stderr)
         for failure in tally.failures[:10]:
