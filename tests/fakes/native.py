@@ -29,7 +29,7 @@ from tests.fakes.scripts import Frames, Script, tokens_due
 from tests.fakes.state import Seen, State
 
 _ids = itertools.count(1)
-_RESPONSE = "fake_response"  # the request's response once begun, returned when the client has gone
+_RESPONSE = web.RequestKey("fake_response", web.StreamResponse)  # returned when the client has gone
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,8 @@ def _gemini_wire(request: gemini_wire.Request, response_id: str) -> Wire:
         return json.dumps(gemini_wire.error_body(status, message, retry_after_s)).encode(), {}
 
     def error_frame(status: int, message: str) -> bytes:
-        return gemini_wire.frame(request, json.dumps(gemini_wire.error_body(status, message)).encode(), False)
+        return gemini_wire.frame(request, json.dumps(gemini_wire.error_body(status, message), separators=(",", ":"))
+                                 .encode(), False)
 
     def bad_value(mode: str) -> bytes:
         return gemini_wire.bad_data(mode, gemini_wire.sample_chunk(request, Script(tokens=["x"]), response_id))
