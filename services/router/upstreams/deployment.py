@@ -58,7 +58,7 @@ class Limits:
     tpm: int | None = None
 
 
-@dataclass
+@dataclass(eq=False)  # one object per deployment and router: compared and hashed by identity
 class Deployment:
     name: str
     weight: float = 1.0  # the weighted strategy's share
