@@ -371,7 +371,7 @@ def table(result: Mapping[str, Any]) -> str:
              f"Fake upstreams at {config['token_ms']:g} ms per token (drafter's first token after "
              f"{config['drafter_ttft_ms']:g} ms, heavyweight's after {config['heavyweight_ttft_ms']:g} ms); "
              f"early_exit_tokens {config['early_exit_tokens']}, stream_holdback_tokens {config['holdback_tokens']}, "
-             f"bus.reply_coalesce_ms {config.get('reply_coalesce_ms', '?')}; "
+             f"bus.reply_coalesce_ms {_num(config.get('reply_coalesce_ms'))}; "
              f"{config['repetitions']} repetitions of each, {config['clients']} concurrent clients; load average "
              f"{result['load']['before']} before, {result['load']['after']} after ({result['load']['cpus']} CPUs).",
              "", "## 1. Time to first token, accepted streamed drafts (ms, p50 / p90)", "",
