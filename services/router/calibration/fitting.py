@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,12 @@ def _search(train: Rows, options: Options) -> tuple[dict[str, Scored], list[Scor
 
 def _threshold(oof: NDArray[np.float64], train: Rows, options: Options) -> float:
     if options.min_accuracy is None:
+        window_rate = float(train.window_escalated.mean()) if len(train) else 0.0
+        if window_rate > options.max_escalation:
+            # Not an error (the policy still ranks and reports), but the target cannot be met as set.
+            print(f"fit: warning: the entropy window alone escalates {window_rate:.0%} of the train drafts, more "
+                  f"than --max-escalation {options.max_escalation:.0%}; the risk threshold is 1.0 (risk never "
+                  "escalates). Raise routing.entropy_threshold in --config, or use --min-accuracy.", file=sys.stderr)
         return learn.threshold_for_escalation(oof, train.window_escalated, options.max_escalation)
     threshold = learn.threshold_for_accuracy(oof, train.window_escalated, train.wrong, train.heavy_right,
                                              options.min_accuracy)
