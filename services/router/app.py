@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 
+import aiohttp
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -18,6 +19,7 @@ from services.router.metrics import create_metrics
 from services.router.policy import RiskRuntime, load_router_policy, open_risk_runtime
 from services.router.speculation import SpeculationBudget
 from services.router.upstream import create_tier
+from services.router.upstreams.transport import create_session
 from services.router.worker import Worker
 from shared.config import Config
 from shared.http import error_middleware
@@ -31,6 +33,7 @@ REDIS = web.AppKey("redis", Redis)
 WORKER = web.AppKey("worker", Worker)
 STARTED = web.AppKey("started", float)
 RISK = web.AppKey("risk", RiskRuntime)
+UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
 
 
 def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Application:
@@ -55,10 +58,18 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
                 app[RISK] = runtime
             yield
 
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
+        """The one pooled HTTP session every upstream call of this process goes through; closed
+        after the worker has drained, so no call outlives it."""
+        app[UPSTREAM_SESSION] = create_session()
+        yield
+        await app[UPSTREAM_SESSION].close()
+
     async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
         environ = os.environ if env is None else env
-        drafter = create_tier("drafter", config.drafter, environ)
-        heavyweight = create_tier("heavyweight", config.heavyweight, environ)
+        session = app[UPSTREAM_SESSION]
+        drafter = create_tier("drafter", config.drafter, environ, session)
+        heavyweight = create_tier("heavyweight", config.heavyweight, environ, session)
         redis = app[REDIS]
 
         ctx = RoutingContext(drafter=drafter, heavyweight=heavyweight, routing=config.routing, metrics=metrics,
@@ -73,10 +84,8 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
                  heavyweight=f"{heavyweight.model} @ {config.heavyweight.base_url}")
         yield
         await worker.shutdown(config.router.shutdown_grace_s)
-        await drafter.client.close()
-        await heavyweight.client.close()
 
-    app.cleanup_ctx.extend([redis_ctx, risk_ctx, worker_ctx])
+    app.cleanup_ctx.extend([redis_ctx, risk_ctx, session_ctx, worker_ctx])
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     return app

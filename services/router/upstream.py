@@ -1,68 +1,87 @@
-"""One model tier behind the openai AsyncOpenAI client, streamed as raw chunk dicts.
+"""One model tier: its deployment, its provider and the session it is called through, streamed as chunk dicts.
 
-Chunks are read as raw SSE data and passed on as dicts: no model objects are built per
-token on the hot path, and whatever fields the upstream sends reach the client unchanged.
-Each chunk is checked here, once, so nothing past this module meets a malformed one: garbage
-(data that is not a JSON object, a wrong-typed field, a stream cut short) is one
-UpstreamProtocolError naming the tier and its model.
+The flows (drafting, progressive, speculation, calibration) call a tier through `open_chunks`, which
+goes through the lean transport (upstreams/transport.py) with the tier's provider: one pooled
+aiohttp session, SSE read as bytes, every chunk checked once, so nothing past this module meets a
+malformed one, and every failure one UpstreamError naming the tier and its model.
+
+Sessions: the router process makes one session and hands it to every tier (`create_tier(...,
+session=...)`, app.py closes it). A caller that passes none (the cache's drafter check, calibration,
+bench, tests) gets a tier that makes its own session on first use, in the running event loop;
+it closes it with `await tier.client.close()`, as before.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import httpx2
-from openai import APIError, AsyncOpenAI, DefaultAioHttpClient
+import aiohttp
 
-from services.router.wellformed import MalformedChunk, has_finished, parse_chunk
-from shared import fastjson
+from services.router.assemble import assemble_completion, client_top_logprobs
+from services.router.upstreams import provider_for
+from services.router.upstreams.base import Provider, Target
+from services.router.upstreams.errors import UpstreamProtocolError, UpstreamStreamError
+from services.router.upstreams.openai import PROVIDER as OPENAI
+from services.router.upstreams.transport import MAX_LINE_BYTES, create_session, open_stream, read_chunks, sse_data
 from shared.config import UpstreamConfig
 from shared.pricing import Price
 
+__all__ = ["MAX_LINE_BYTES", "Tier", "TierClient", "UpstreamProtocolError", "UpstreamStreamError", "complete",
+           "create_tier", "open_chunks", "split_credentials", "sse_data", "stream_params"]
+
 _GATEWAY_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n"})
-CHAT_COMPLETIONS_PATH = "/chat/completions"
-DONE = b"[DONE]"
-# An event line this long is no chat chunk: a body that is not an event stream, or garbage.
-MAX_LINE_BYTES = 8 * 1024 * 1024
+
+
+class TierClient:
+    """How a tier is reached: its provider, its deployment, and the session calls go through."""
+
+    __slots__ = ("_owns", "_session", "provider", "target")
+
+    def __init__(self, provider: Provider, target: Target, session: aiohttp.ClientSession | None = None) -> None:
+        self.provider = provider
+        self.target = target
+        self._session = session
+        self._owns = session is None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session, or this tier's own, made on first use (in the running loop)."""
+        if self._session is None:
+            self._session = create_session()
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session if this tier made it; a shared one is its owner's to close."""
+        if self._owns and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
 
 @dataclass(frozen=True)
 class Tier:
     name: str
     model: str
-    client: AsyncOpenAI
+    client: TierClient
     continuation: str = "instruction"  # how it continues a partly shown answer (continuation.py)
     price: Price | None = None  # None: unpriced, no cost is counted
 
 
-class UpstreamStreamError(APIError):
-    """The upstream reported an error inside an already-open stream."""
-
-
-class UpstreamProtocolError(APIError):
-    """The upstream answered 200 with something that is not a well-formed chunk stream."""
-
-    def __init__(self, tier: Tier, detail: str) -> None:
-        super().__init__(f"{tier.name} upstream ({tier.model}) sent {detail}", None, body=None)
-        self.detail = detail
-
-
-def create_tier(name: str, config: UpstreamConfig, env: Mapping[str, str]) -> Tier:
+def create_tier(name: str, config: UpstreamConfig, env: Mapping[str, str],
+                session: aiohttp.ClientSession | None = None) -> Tier:
+    """The tier `config` describes, as one deployment named after it; with `session`, calls share it."""
     api_key = env.get(config.api_key_env, "") if config.api_key_env else ""
     base_url, basic_auth = split_credentials(config.base_url or "")
-    # Credentials in the URL (a server behind a basic-auth proxy) travel as HTTP Basic auth;
-    # left in the URL, aiohttp refuses to send them beside the SDK's own Authorization header.
-    headers = {"Authorization": basic_auth} if basic_auth else None
-    # The SDK's aiohttp transport: about a millisecond less CPU per call than its default under load.
-    client = AsyncOpenAI(base_url=base_url, api_key=api_key or "no-key", timeout=config.timeout_s,
-                         max_retries=0, http_client=DefaultAioHttpClient(), default_headers=headers)
-    return Tier(name=name, model=config.model or "", client=client, continuation=config.continuation,
-                price=config.price)
+    # Credentials in the URL (a server behind a basic-auth proxy) travel as HTTP Basic auth.
+    headers = {"Authorization": basic_auth} if basic_auth else {}
+    target = Target(name=name, provider=config.provider, base_url=base_url, model=config.model or "",
+                    api_key=api_key, timeout_s=config.timeout_s, headers=headers, tier=name)
+    return Tier(name=name, model=target.model, client=TierClient(provider_for(config.provider), target, session),
+                continuation=config.continuation, price=config.price)
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:
@@ -82,8 +101,8 @@ def stream_params(body: dict[str, Any], model: str, min_top_logprobs: int | None
     """The request body for this tier: the client's, always streamed with usage.
 
     Everything the gateway does not own passes through untouched (tools, response_format,
-    seed, vendor fields). A drafter call asks for at least `min_top_logprobs` alternatives
-    per token.
+    seed, vendor fields); a provider translates what it has an equivalent for. A drafter call
+    asks for at least `min_top_logprobs` alternatives per token.
     """
     params = {key: value for key, value in body.items() if key not in _GATEWAY_FIELDS}
     params.update(model=model, messages=body["messages"], stream=True, stream_options={"include_usage": True})
@@ -93,70 +112,23 @@ def stream_params(body: dict[str, Any], model: str, min_top_logprobs: int | None
     return params
 
 
-@asynccontextmanager
-async def open_chunks(tier: Tier, params: dict[str, Any]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-    """Open the tier's stream; leaving the block closes the upstream connection at once.
-
-    The client's generic post() with the raw response, not chat.completions.create(): the
-    body is already a valid request, and create()'s typed-parameter transform and response
-    wrappers cost about 0.13 ms of CPU per call (the router's largest share after the SDK's
-    own transport). The body goes as orjson bytes: a dict would be deep-copied twice and
-    serialised by the SDK, per call and in proportion to the conversation's length. Auth,
-    timeouts and status errors are still the SDK's.
-    """
-    response = await tier.client.post(CHAT_COMPLETIONS_PATH, content=fastjson.dumps(params), cast_to=httpx2.Response,
-                                      stream=True, options={"headers": {"Content-Type": "application/json"}})
-    try:
-        yield _chunks(response.aiter_bytes(), tier)
-    finally:
-        await response.aclose()
+def open_chunks(tier: Tier, params: dict[str, Any]) -> AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]:
+    """Open the tier's stream (`async with open_chunks(tier, params) as chunks`); leaving the block
+    closes the upstream connection at once. Raises UpstreamError."""
+    client = tier.client
+    return open_stream(client.session, client.provider, client.target, params)
 
 
-def sse_data(pending: bytes, block: bytes) -> tuple[list[bytes], bytes]:
-    """The `data:` values of the complete lines in pending + block, and the unfinished tail.
-
-    Bytes, not text: orjson parses them as they are, and the SDK's text line decoder costs
-    more than the JSON itself. Lines end in LF or CRLF, as every OpenAI-compatible server sends.
-    """
-    lines = (pending + block).split(b"\n")
-    tail = lines.pop()
-    if len(tail) > MAX_LINE_BYTES:
-        raise MalformedChunk(f"a line longer than {MAX_LINE_BYTES} bytes")
-    return [line[5:].strip() for line in lines if line.startswith(b"data:")], tail
+async def complete(tier: Tier, body: dict[str, Any], min_top_logprobs: int | None = None) -> dict[str, Any]:
+    """A whole chat.completion dict (the SDK model's shape): the tier's stream read to its end and
+    folded, for callers that want one answer (the cache's drafter check). Raises UpstreamError."""
+    async with open_chunks(tier, stream_params(body, tier.model, min_top_logprobs)) as chunks:
+        collected = [chunk async for chunk in chunks]
+    top = min_top_logprobs if min_top_logprobs is not None else client_top_logprobs(body)
+    return assemble_completion(collected, top)
 
 
-async def _data_values(blocks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    pending = b""
-    async for block in blocks:
-        values, pending = sse_data(pending, block)
-        for data in values:
-            yield data
-    for data in sse_data(pending, b"\n")[0]:  # a last line the server did not end
-        yield data
-
-
-async def _chunks(blocks: AsyncIterator[bytes], tier: Tier) -> AsyncIterator[dict[str, Any]]:
-    """The stream's chunks, each checked. It must hold a choice and end in [DONE]; from a server
-    that omits [DONE], a stream whose last choice finished is whole too. Else it was cut short."""
-    events = 0
-    last: dict[str, Any] | None = None  # the latest chunk with choices: the one a finish_reason is in
-    try:
-        async for data in _data_values(blocks):
-            events += 1
-            if data == DONE:
-                if last is None:
-                    raise MalformedChunk("a stream without any choice")
-                return
-            chunk = parse_chunk(data)
-            if "error" in chunk:
-                error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
-                raise UpstreamStreamError(f"{tier.name}: {error.get('message', 'stream error')}", None, body=error)
-            if chunk.get("choices"):
-                last = chunk
-            yield chunk
-    except MalformedChunk as exc:
-        raise UpstreamProtocolError(tier, str(exc)) from None
-    if not events:
-        raise UpstreamProtocolError(tier, "a response that is not an event stream")
-    if last is None or not has_finished(last):
-        raise UpstreamProtocolError(tier, "a stream that ended before [DONE] (cut short)")
+def _chunks(blocks: AsyncIterator[bytes], tier: Tier) -> AsyncIterator[dict[str, Any]]:
+    """An OpenAI-compatible body read in `blocks` as the tier's checked chunks (the transport's
+    reading without the HTTP; the unit tests feed it bytes)."""
+    return read_chunks(blocks, OPENAI.decoder(), (tier.name, tier.name, tier.model))
