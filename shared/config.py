@@ -111,7 +111,7 @@ class BusConfig:
     request_stream_maxlen: int = 100_000
     reply_stream_maxlen: int = 10_000
     reply_stream_ttl_s: int = 300
-    reply_coalesce_ms: float = 20.0  # a streamed answer's chunks are written at most this often (0: each at once)
+    reply_coalesce_ms: float = 50.0  # a streamed answer's chunks are written at most this often (0: each at once)
     reclaim_idle_ms: int = 15_000
     reclaim_interval_ms: int = 2_000
     router_heartbeat_s: float = 2.0

@@ -1,10 +1,11 @@
 """Writes one request's replies to its gateway's stream, numbered so the gateway can dedupe.
 
 A streamed answer's chunks are coalesced: the first goes at once, and then whatever arrives within
-bus.reply_coalesce_ms of the last write goes in the next one. Every write is a Redis round trip for
-the router and a wake-up, a read and a socket write for the gateway, so at a drafter's 10-20 ms per
-token this halves the CPU of a stream or better, for at most that much latency per token (none for the
-first)."""
+bus.reply_coalesce_ms (50) of the last write goes in the next one. Every write is a Redis round trip
+for the router and a wake-up, a read and a socket write for the gateway. Measured on 200-token
+streams at 20 ms per token (gateway + router CPU per request, one loaded run): 215 ms written chunk by
+chunk, 206 with a 20 ms window (tokens 20 ms apart always find the last write old enough to go alone),
+136 at 50 ms, 91 at 100; for at most that much latency per token, none for the first."""
 
 from __future__ import annotations
 
