@@ -39,13 +39,14 @@ MAX_ERROR_BYTES = 64 * 1024
 Event = tuple[str | None, bytes]
 
 
-def create_session() -> aiohttp.ClientSession:
+def create_session(trace_configs: list[aiohttp.TraceConfig] | None = None) -> aiohttp.ClientSession:
     """The pooled session upstream calls share: keep-alive connections, no connection limit (the
     router's max_in_flight bounds its calls), no environment proxies or .netrc (read per request,
-    they cost CPU on every call), no cookies (an upstream's must not leak between clients)."""
+    they cost CPU on every call), no cookies (an upstream's must not leak between clients).
+    `trace_configs` are aiohttp's request hooks (the tests count connections with them)."""
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
-                                 raise_for_status=False)
+                                 raise_for_status=False, trace_configs=trace_configs)
 
 
 class SseReader:
