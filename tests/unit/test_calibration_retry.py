@@ -1,45 +1,43 @@
-"""What collect retries and how long it waits: 429, 5xx and dropped connections are retried with
-jittered exponential backoff that never undercuts Retry-After; a refused top_logprobs or a wrong key
-stops the run with the server's words; other client errors fail the one call."""
+"""What collect retries and how long it waits: 429, 5xx, dropped connections and broken streams are
+retried with jittered exponential backoff that never undercuts Retry-After; a refused top_logprobs or
+a wrong key stops the run with the server's words; other client errors fail the one call."""
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
-from email.utils import format_datetime
 
-import httpx2
-import openai
 import pytest
 
-from services.router.calibration.retry import (
-    GaveUp,
-    Refused,
-    backoff_s,
-    refusal,
-    retry_after_s,
-    retryable,
-    with_retries,
+from services.router.calibration.retry import GaveUp, Refused, backoff_s, refusal, retryable, with_retries
+from services.router.upstreams.errors import (
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamStreamError,
+    UpstreamTimeout,
+    retryable_status,
 )
 
-URL = "http://upstream.test/v1/chat/completions"
+
+def status_error(status: int, message: str = "nope", retry_after_s: float | None = None) -> UpstreamStatusError:
+    """As the providers raise it: the upstream's error object in OpenAI's shape."""
+    return UpstreamStatusError(message, status=status, retryable=retryable_status(status), retry_after_s=retry_after_s,
+                               body={"message": message, "type": "x", "param": None, "code": None},
+                               tier="drafter", model="m")
 
 
-def status_error(status: int, message: str = "nope", headers: dict[str, str] | None = None) -> openai.APIStatusError:
-    response = httpx2.Response(status, headers=headers or {}, request=httpx2.Request("POST", URL))
-    body = {"error": {"message": message, "type": "x", "param": None, "code": None}}
-    return openai.APIStatusError(message, response=response, body=body)
-
-
-def connection_error() -> openai.APIConnectionError:
-    return openai.APIConnectionError(request=httpx2.Request("POST", URL))
+def connection_error() -> UpstreamConnectError:
+    return UpstreamConnectError("connection refused", retryable=True)
 
 
 @pytest.mark.parametrize(("exc", "expected"), [
     (status_error(429), True), (status_error(500), True), (status_error(503), True), (status_error(408), True),
-    (connection_error(), True), (status_error(400), False), (status_error(422), False), (ValueError("bug"), False),
+    (connection_error(), True), (UpstreamTimeout("no answer"), True),
+    (UpstreamStreamError("overloaded", retryable=False), True),  # mid-stream: collect just calls again
+    (UpstreamProtocolError("a stream cut short"), True),
+    (status_error(400), False), (status_error(422), False), (ValueError("bug"), False),
 ])
-def test_rate_limits_server_errors_and_dropped_connections_are_retried(exc: BaseException, expected: bool) -> None:
+def test_rate_limits_server_errors_and_broken_streams_are_retried(exc: BaseException, expected: bool) -> None:
     assert retryable(exc) is expected
 
 
@@ -52,17 +50,7 @@ def test_a_refused_top_logprobs_stops_the_run_and_says_what_to_do() -> None:
     assert refusal(status_error(400, "context too long"), top_k=20) is None  # one prompt's problem
     assert refusal(status_error(400, "logprobs are not supported"), top_k=None) is None  # not a drafter call
     assert refusal(status_error(429), top_k=20) is None
-
-
-def test_retry_after_is_read_in_seconds_milliseconds_or_as_a_date() -> None:
-    assert retry_after_s(status_error(429, headers={"retry-after": "7"})) == 7
-    assert retry_after_s(status_error(429, headers={"retry-after-ms": "250"})) == 0.25
-    now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
-    later = format_datetime(datetime(2025, 1, 1, 12, 0, 30, tzinfo=UTC), usegmt=True)
-    assert retry_after_s(status_error(503, headers={"retry-after": later}), now=now.timestamp()) == 30
-    assert retry_after_s(status_error(429, headers={"retry-after": "soon"})) is None
-    assert retry_after_s(status_error(429)) is None
-    assert retry_after_s(connection_error()) is None
+    assert refusal(connection_error(), top_k=20) is None
 
 
 def test_backoff_doubles_per_retry_jittered_to_between_half_and_all_of_it() -> None:
@@ -81,7 +69,7 @@ def test_backoff_never_undercuts_what_the_server_asked_for_but_is_capped() -> No
 
 
 async def test_with_retries_waits_as_told_and_counts_attempts() -> None:
-    failures = [status_error(429, headers={"retry-after": "3"}), status_error(502), connection_error()]
+    failures = [status_error(429, retry_after_s=3.0), status_error(502), connection_error()]
     waits: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -94,7 +82,7 @@ async def test_with_retries_waits_as_told_and_counts_attempts() -> None:
 
     result, attempts = await with_retries(call, retries=4, base_s=0.5, rng=random.Random(0), sleep=sleep)
     assert (result, attempts) == ("answer", 4)
-    assert waits[0] == 3  # Retry-After
+    assert waits[0] == 3  # what the upstream asked for
     assert 0.5 <= waits[1] <= 1.0 and 1.0 <= waits[2] <= 2.0
 
 

@@ -2,7 +2,8 @@
 
 A calibration run makes hundreds of calls to a rate-limited API, so 429s and passing 5xx are expected,
 not fatal: each is retried with exponential backoff and jitter (so concurrent workers do not retry in
-lockstep), and a server that says how long to wait (Retry-After) is obeyed. Failures that no retry can
+lockstep), and a server that says how long to wait (Retry-After, read by the provider into the
+error's `retry_after_s`) is obeyed. Failures that no retry can
 fix (a refused parameter, a wrong key or model) stop the run at once with the server's own words,
 instead of recording the same error for every prompt.
 """
@@ -10,20 +11,14 @@ instead of recording the same error for every prompt.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from openai import APIStatusError
+from services.router.upstreams.errors import UpstreamError, UpstreamStatusError, retryable_status
 
-from services.router.failures import UPSTREAM_ERRORS
-
-RETRY_STATUSES = frozenset({408, 409, 429})
 FATAL_STATUSES = frozenset({401, 403, 404})
 MAX_WAIT_S = 120.0  # the longest single wait, whatever a server asks for
-
 
 T = TypeVar("T")
 
@@ -41,10 +36,14 @@ class GaveUp(Exception):
 
 
 def retryable(exc: BaseException) -> bool:
-    """Rate limits, timeouts, 5xx, dropped connections and broken streams; not the client's mistakes."""
-    if isinstance(exc, APIStatusError):
-        return exc.status_code in RETRY_STATUSES or exc.status_code >= 500
-    return isinstance(exc, UPSTREAM_ERRORS)
+    """Rate limits, timeouts, 5xx, dropped connections and broken streams; not the client's mistakes.
+
+    Wider than the error's own `retryable`, which is the router's: a stream that broke after its
+    first byte cannot be restarted under a client that has seen it, but collect shows nobody
+    anything, so it calls again from the start."""
+    if isinstance(exc, UpstreamStatusError) and exc.status is not None:
+        return retryable_status(exc.status)
+    return isinstance(exc, UpstreamError)
 
 
 def refusal(exc: BaseException, top_k: int | None) -> str | None:
@@ -53,51 +52,26 @@ def refusal(exc: BaseException, top_k: int | None) -> str | None:
     A 400 that names log-probs is the server refusing `top_logprobs=k` (OpenAI allows 20, some
     servers fewer, some none): every drafter call would fail alike, so say which k and what to do.
     """
-    if not isinstance(exc, APIStatusError):
+    if not isinstance(exc, UpstreamStatusError):
         return None
     message = error_message(exc)
-    if exc.status_code == 400 and "logprob" in message.lower() and top_k is not None:
+    if exc.status == 400 and "logprob" in message.lower() and top_k is not None:
         return (f"the upstream refused top_logprobs={top_k} (400: {message}); "
                 f"try a smaller --top-k, the largest this upstream allows")
-    if exc.status_code in FATAL_STATUSES:
-        return f"the upstream refused the request ({exc.status_code}: {message})"
+    if exc.status in FATAL_STATUSES:
+        return f"the upstream refused the request ({exc.status}: {message})"
     return None
 
 
 def error_message(exc: BaseException) -> str:
-    """The upstream's own message when it sent one (the OpenAI error body), else the exception's."""
+    """The upstream's own words: its error object's message, else the error's, else its type."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str) and inner["message"]:
             return inner["message"]
-    return str(exc) or type(exc).__name__
-
-
-def retry_after_s(exc: BaseException, now: float | None = None) -> float | None:
-    """What the server asked us to wait, from Retry-After-Ms or Retry-After (seconds or an HTTP date)."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return max(float(millis) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    message = getattr(exc, "message", None)
+    return message if isinstance(message, str) and message else str(exc) or type(exc).__name__
 
 
 def backoff_s(attempt: int, base_s: float, rng: random.Random, retry_after: float | None = None,
@@ -119,11 +93,12 @@ async def with_retries(call: Callable[[], Awaitable[T]], retries: int, base_s: f
         attempt += 1
         try:
             return await call(), attempt
-        except UPSTREAM_ERRORS as exc:
+        except UpstreamError as exc:
             reason = refusal(exc, top_k)
             if reason is not None:
                 raise Refused(reason) from exc
             if not retryable(exc) or attempt > retries:
-                status = f"{exc.status_code}: " if isinstance(exc, APIStatusError) else f"{type(exc).__name__}: "
-                raise GaveUp(status + error_message(exc), attempt) from exc
-            await sleep(backoff_s(attempt, base_s, rng, retry_after_s(exc)))
+                status = exc.status if isinstance(exc, UpstreamStatusError) else None
+                raise GaveUp(f"{status if status is not None else type(exc).__name__}: {error_message(exc)}",
+                             attempt) from exc
+            await sleep(backoff_s(attempt, base_s, rng, exc.retry_after_s))
