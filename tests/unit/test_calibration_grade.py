@@ -309,3 +309,16 @@ def test_the_reference_solution_of_every_shipped_code_family_passes_in_the_sandb
         answer = f"Here is the function:\n```python\n{entry.reference}\n```\nIt does what was asked."
         verdict = grade_code(answer, entry.item.grader)
         assert verdict.correct, (entry.item.id, verdict.detail)
+
+
+def test_a_punctuation_only_ending_or_opening_is_checked_on_the_raw_text() -> None:
+    """Normalising strips punctuation: "ends with ?" compares the trimmed reply itself."""
+    from services.router.calibration.graders import grade_constraints
+
+    asks = {"checks": [{"kind": "ends_with", "value": "?"}]}
+    assert grade_constraints("What would you do then?", asks).correct
+    assert grade_constraints("What would you do then? ", asks).correct
+    assert not grade_constraints("You would do this.", asks).correct
+    opens = {"checks": [{"kind": "starts_with", "value": "-"}]}
+    assert grade_constraints("- first item", opens).correct
+    assert not grade_constraints("first item", opens).correct

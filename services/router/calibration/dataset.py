@@ -10,7 +10,8 @@ a two-hour collection run. One JSON object per line:
 Grader kinds (what `grade` does with each is its business; what the fields mean is fixed here):
 - aliases: {"answers": [str, ...]}: right when any answer appears in the normalised reply, word-bounded
   (every accepted spelling is listed: "Brasília" and "Brasilia", "1000" and "1,000").
-- number: {"value": int|float, "tolerance": number}: the last number in the reply, within tolerance.
+- number: {"value": int|float, "tolerance": number}: the reply's answer number, within tolerance: the
+  number stated after "the answer is" or "####" when there is one, else the last number in the reply.
 - exact: {"answer": str}: the whole reply, normalised (case, surrounding whitespace and punctuation), equals.
 - regex: {"pattern": str}: re.search with IGNORECASE matches the reply.
 - code: {"entry_point": str, "tests": [str, ...]}: the reply's code, run with each test (a statement that

@@ -19,6 +19,7 @@ from typing import Any
 from services.router.calibration.dataset import load_items
 from services.router.calibration.jsonl import read_jsonl
 from services.router.calibration.traces import Trace, load_traces
+from services.router.costs import estimate_prompt_tokens
 from services.router.signals import TokenTrace
 from shared.pricing import Price
 
@@ -114,7 +115,9 @@ def _item(draft: Trace, grades: Mapping[tuple[str, str], bool], heavy: Trace | N
     heavy_grade = grades.get((draft.id, "heavyweight")) if heavy is not None else None
     drafted_out = draft.usage.completion_tokens if draft.usage else len(draft.tokens)
     heavy_in = heavy.usage.prompt_tokens if heavy is not None and heavy.usage else None
-    drafter_in = draft.usage.prompt_tokens if draft.usage else heavy_in or 0
+    # Servers that stream no usage (llama.cpp): the prompt estimated as the router estimates it.
+    estimated = estimate_prompt_tokens(messages) if messages else 0
+    drafter_in = draft.usage.prompt_tokens if draft.usage else heavy_in or estimated
     heavy_out = heavy.usage.completion_tokens if heavy is not None and heavy.usage else None
     return Item(
         id=draft.id, category=draft.category, split=draft.split, tokens=draft.tokens,

@@ -162,6 +162,20 @@ def _trail(text: str) -> str:
     return text.rstrip(" \t\r\n\"'`*_\u201d\u2019")
 
 
+def _ends_with(text: str, suffix: str) -> bool:
+    """Whole words as _starts does; a suffix of punctuation alone ("?") against the raw trimmed text,
+    which normalising would empty."""
+    if not normalise(suffix):
+        return _trail(text).endswith(suffix.strip())
+    return _starts(normalise(_trail(text))[::-1], normalise(suffix)[::-1])
+
+
+def _starts_with(text: str, prefix: str) -> bool:
+    if not normalise(prefix):
+        return _lead(text).startswith(prefix.strip())
+    return _starts(normalise(_lead(text)), normalise(prefix))
+
+
 def _starts(text: str, prefix: str) -> bool:
     """Whether normalised `text` begins with the whole words of `prefix` ("the" does not start "there")."""
     return bool(prefix) and (text == prefix or text.startswith(prefix + " "))
@@ -176,8 +190,8 @@ CHECKS: dict[str, Check] = {  # the kinds dataset.CONSTRAINT_KINDS defines, as i
     "items": lambda t, v: (len(list_items(t)) == int(v), f"{len(list_items(t))} list items (want {v})"),
     "contains": lambda t, v: (contains_phrase(t, str(v)), f"contains {v!r}"),
     "excludes": lambda t, v: (not contains_phrase(t, str(v)), f"does not contain {v!r}"),
-    "starts_with": lambda t, v: (_starts(normalise(_lead(t)), normalise(str(v))), f"starts with {v!r}"),
-    "ends_with": lambda t, v: (_starts(normalise(_trail(t))[::-1], normalise(str(v))[::-1]), f"ends with {v!r}"),
+    "starts_with": lambda t, v: (_starts_with(t, str(v)), f"starts with {v!r}"),
+    "ends_with": lambda t, v: (_ends_with(t, str(v)), f"ends with {v!r}"),
 }
 
 
