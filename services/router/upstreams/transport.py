@@ -14,7 +14,6 @@ create_session() and close it.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -197,7 +196,7 @@ class _Reading:
 
 def _transport_error(exc: BaseException, timeout_s: float, *, answering: bool) -> UpstreamError:
     """A network failure as an UpstreamError: retryable while the upstream had not begun to answer."""
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, TimeoutError):  # asyncio's and aiohttp's timeouts are TimeoutErrors
         what = "sent nothing more" if answering else "did not answer"
         return UpstreamTimeout(f"{what} within {timeout_s:g} s", retryable=not answering)
     if answering:
