@@ -62,9 +62,41 @@ class RedisConfig:
 
 
 @dataclass(frozen=True)
+class DeploymentConfig:
+    """One deployment of a tier: a model behind one endpoint. A key left unset takes the tier's value
+    (the tier-level base_url, model, provider, ... are the defaults of its deployments)."""
+
+    name: str = ""
+    provider: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    weight: float = 1.0  # the weighted strategy's share
+    max_concurrent: int | None = None  # calls in flight per router process; null: unbounded
+    rpm: int | None = None  # requests per minute, across all routers (Redis); null: no limit
+    tpm: int | None = None  # tokens per minute, across all routers; null: no limit
+    timeout_s: float | None = None
+    input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+    continuation: str | None = None
+
+    @property
+    def price(self) -> Price | None:
+        if self.input_usd_per_mtok is None or self.output_usd_per_mtok is None:
+            return None
+        return Price(self.input_usd_per_mtok, self.output_usd_per_mtok)
+
+
+@dataclass(frozen=True)
 class UpstreamConfig:
     """One model tier. base_url and model left unset pick the default for the mode:
-    OpenAI when OPENAI_API_KEY is set, else the local llama.cpp server."""
+    OpenAI when OPENAI_API_KEY is set, else the local llama.cpp server.
+
+    A tier is a list of `deployments`; the single-endpoint form (base_url / model / api_key_env at
+    tier level, no deployments) is one deployment named after the tier. With deployments, the
+    tier-level keys are their defaults. After loading, `deployments` is always filled in and the
+    tier-level base_url / model / price are the first deployment's (what logs and /v1/models show).
+    """
 
     base_url: str | None = None
     model: str | None = None
@@ -82,6 +114,17 @@ class UpstreamConfig:
     # gpt-4.1-nano / gpt-4.1 pair for the local tiers, else unpriced (no cost is counted)
     input_usd_per_mtok: float | None = None
     output_usd_per_mtok: float | None = None
+    deployments: tuple[DeploymentConfig, ...] = ()
+    balancing: str = "round_robin"  # round_robin | weighted | least_busy | latency | cost
+    # Tried in order when every deployment of this tier failed: a tier name (its deployments) or a
+    # deployment name (of any tier).
+    fallbacks: tuple[str, ...] = ()
+    retries: int = 2  # further attempts on a retryable failure before the first token (next deployment first)
+    retry_backoff_ms: float = 100.0  # base of the jittered exponential backoff between attempts
+    breaker_failures: int = 5  # this many failures within breaker_window_s open a deployment's breaker
+    breaker_window_s: float = 30.0
+    breaker_cooldown_s: float = 30.0  # open this long, then one probe call
+    hedge_after_ms: float | None = None  # no first token by then: the same call starts on a second deployment
 
     @property
     def price(self) -> Price | None:
@@ -271,6 +314,12 @@ def _coerce(key: str, hint: Any, value: Any, *, from_env: bool) -> Any:
         if optional:
             return None
         raise ConfigError(f"{key}: must be set")
+    if typing.get_origin(base) is tuple:
+        return _coerce_list(key, typing.get_args(base)[0], value, from_env=from_env)
+    if dataclasses.is_dataclass(base):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: must be a mapping, got {type(value).__name__}")
+        return _build_section(key, base, value, {}, set())
     try:
         if base is bool:
             return _to_bool(value)
@@ -289,6 +338,23 @@ def _coerce(key: str, hint: Any, value: Any, *, from_env: bool) -> Any:
     except ValueError:
         raise ConfigError(f"{key}: expected {base.__name__}, got {value!r}") from None
     raise ConfigError(f"{key}: unsupported type {hint}")
+
+
+def _coerce_list(key: str, item: Any, value: Any, *, from_env: bool) -> tuple[Any, ...]:
+    """A list key (`tuple[X, ...]`): a YAML list, or in the environment a YAML/JSON list (a lone
+    string for a list of strings). Each item is coerced as `key[i]`, so errors name it."""
+    if from_env:
+        try:
+            value = yaml.safe_load(value) if str(value).strip() else []
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{key}: not a valid YAML/JSON list ({exc})") from None
+        if isinstance(value, str) and item is str:
+            value = [part.strip() for part in value.split(",") if part.strip()]
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: must be a list, got {type(value).__name__}")
+    return tuple(_coerce(f"{key}[{index}]", item, element, from_env=False) for index, element in enumerate(value))
 
 
 def _to_bool(value: Any) -> bool:
@@ -333,7 +399,53 @@ def _resolve_tier_defaults(config: Config, env: Mapping[str, str]) -> Config:
         if tier.model is None:
             tier = dataclasses.replace(tier, model=model if tier.base_url in (OPENAI_URL, LOCAL_MODEL_URL) else None)
         tiers[name] = _with_price(name, tier)
-    return dataclasses.replace(config, **tiers)
+    return dataclasses.replace(config, **{name: _with_deployments(name, tier) for name, tier in tiers.items()})
+
+
+def tier_deployments(name: str, tier: UpstreamConfig) -> tuple[DeploymentConfig, ...]:
+    """The tier's deployments, also for an UpstreamConfig built without load_config (tests, tools)."""
+    return _with_deployments(name, tier).deployments
+
+
+INHERITED = ("provider", "base_url", "model", "api_key_env", "timeout_s", "continuation")
+
+
+def _with_deployments(name: str, tier: UpstreamConfig) -> UpstreamConfig:
+    """Every tier as a list of deployments: the single-endpoint form is one named after the tier;
+    listed deployments take the tier's value for each key they leave unset. The tier-level
+    base_url / model / provider / price then say the first deployment's."""
+    if not tier.deployments:
+        only = DeploymentConfig(name=name, **{key: getattr(tier, key) for key in INHERITED},
+                                input_usd_per_mtok=tier.input_usd_per_mtok,
+                                output_usd_per_mtok=tier.output_usd_per_mtok)
+        return dataclasses.replace(tier, deployments=(only,))
+    deployments = tuple(_inherit(tier, deployment) for deployment in tier.deployments)
+    first = deployments[0]
+    return dataclasses.replace(tier, provider=first.provider or tier.provider, base_url=first.base_url,
+                               model=first.model, api_key_env=first.api_key_env, deployments=deployments,
+                               input_usd_per_mtok=first.input_usd_per_mtok,
+                               output_usd_per_mtok=first.output_usd_per_mtok)
+
+
+def _inherit(tier: UpstreamConfig, deployment: DeploymentConfig) -> DeploymentConfig:
+    """A listed deployment with the tier's values where it sets none, its provider's defaults, its price."""
+    values = {key: getattr(deployment, key) if getattr(deployment, key) is not None else getattr(tier, key)
+              for key in INHERITED}
+    provider = values["provider"]
+    if deployment.provider is not None and deployment.provider != tier.provider and provider in PROVIDER_DEFAULTS:
+        url, key_env = PROVIDER_DEFAULTS[provider]  # another API than the tier's: not the tier's endpoint or key
+        values["base_url"] = deployment.base_url or url
+        values["api_key_env"] = deployment.api_key_env or key_env
+    resolved = dataclasses.replace(deployment, **values)
+    known = published(resolved.model) if resolved.model else None
+    if known is None:
+        return resolved
+    return dataclasses.replace(
+        resolved,
+        input_usd_per_mtok=known.input_usd_per_mtok if resolved.input_usd_per_mtok is None
+        else resolved.input_usd_per_mtok,
+        output_usd_per_mtok=known.output_usd_per_mtok if resolved.output_usd_per_mtok is None
+        else resolved.output_usd_per_mtok)
 
 
 def _with_price(name: str, tier: UpstreamConfig) -> UpstreamConfig:
@@ -430,9 +542,76 @@ def _validate(config: Config) -> None:
                    or config.drafter.provider in LOGPROB_PROVIDERS,
                    f"{config.drafter.provider!r} cannot be the drafter: its API returns no token log-probs, which "
                    f"the router judges every draft by (use {' or '.join(LOGPROB_PROVIDERS)} for the drafter)"))
+    checks.extend(_tier_pool_checks(config))
     for key, ok, message in checks:
         if not ok:
             raise ConfigError(f"{key}: {message}")
+
+
+BALANCING = ("round_robin", "weighted", "least_busy", "latency", "cost")  # services/router/upstreams/balance.py
+
+
+def _tier_pool_checks(config: Config) -> list[tuple[str, bool, str]]:
+    """The deployments of both tiers, their balancing, retries, breaker, hedging and fallbacks.
+    Deployment names are unique across tiers: a request may name one (explicit backend)."""
+    checks: list[tuple[str, bool, str]] = []
+    seen: dict[str, str] = {}
+    for tier in ("drafter", "heavyweight"):
+        upstream: UpstreamConfig = getattr(config, tier)
+        for index, deployment in enumerate(upstream.deployments):
+            checks.extend(_deployment_checks(tier, f"{tier}.deployments[{index}]", deployment, seen))
+            seen.setdefault(deployment.name, tier)
+        checks.extend([
+            (f"{tier}.balancing", upstream.balancing in BALANCING,
+             f"must be one of {', '.join(repr(name) for name in BALANCING)}"),
+            (f"{tier}.retries", 0 <= upstream.retries <= 10, "must be between 0 and 10"),
+            (f"{tier}.retry_backoff_ms", upstream.retry_backoff_ms >= 0, "must be >= 0"),
+            (f"{tier}.breaker_failures", upstream.breaker_failures >= 1, "must be >= 1"),
+            (f"{tier}.breaker_window_s", upstream.breaker_window_s > 0, "must be > 0"),
+            (f"{tier}.breaker_cooldown_s", upstream.breaker_cooldown_s >= 0, "must be >= 0"),
+            (f"{tier}.hedge_after_ms", upstream.hedge_after_ms is None or upstream.hedge_after_ms > 0,
+             "must be > 0 (or null: no hedging)"),
+        ])
+    for tier in ("drafter", "heavyweight"):
+        upstream = getattr(config, tier)
+        for index, name in enumerate(upstream.fallbacks):
+            known = name in ("drafter", "heavyweight") or name in seen
+            checks.append((f"{tier}.fallbacks[{index}]", known and name != tier,
+                           f"{name!r} is neither the other tier nor a deployment name "
+                           f"({', '.join(sorted(seen))})" if not known else "a tier cannot fall back to itself"))
+    return checks
+
+
+def _deployment_checks(tier: str, key: str, deployment: DeploymentConfig,
+                       seen: Mapping[str, str]) -> list[tuple[str, bool, str]]:
+    provider = deployment.provider or "openai"
+    checks = [
+        (f"{key}.name", bool(deployment.name) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]*", deployment.name)
+         is not None, "must be set: letters, digits, '.', '_', ':' or '-' (requests may name it)"),
+        (f"{key}.name", deployment.name not in seen,
+         f"{deployment.name!r} is taken (by a deployment of the {seen.get(deployment.name)} tier); names are unique"),
+        (f"{key}.provider", provider in PROVIDERS, f"must be one of {', '.join(repr(name) for name in PROVIDERS)}"),
+        (f"{key}.base_url", bool(deployment.base_url) and str(deployment.base_url).startswith(("http://", "https://")),
+         "must be an http:// or https:// URL"),
+        (f"{key}.model", bool(deployment.model), "must be set"),
+        (f"{key}.timeout_s", deployment.timeout_s is None or deployment.timeout_s > 0, "must be > 0"),
+        (f"{key}.weight", deployment.weight > 0, "must be > 0"),
+        (f"{key}.max_concurrent", deployment.max_concurrent is None or deployment.max_concurrent >= 1, "must be >= 1"),
+        (f"{key}.rpm", deployment.rpm is None or deployment.rpm >= 1, "must be >= 1 (or null: no limit)"),
+        (f"{key}.tpm", deployment.tpm is None or deployment.tpm >= 1, "must be >= 1 (or null: no limit)"),
+        (f"{key}.continuation", deployment.continuation is None or deployment.continuation in CONTINUATIONS,
+         f"must be one of {', '.join(repr(style) for style in CONTINUATIONS)}"),
+        (f"{key}.api_key_env", deployment.api_key_env is None or ENV_NAME.fullmatch(deployment.api_key_env) is not None,
+         "must be the name of an environment variable (or null)"),
+    ]
+    for price_key in ("input_usd_per_mtok", "output_usd_per_mtok"):
+        value = getattr(deployment, price_key)
+        checks.append((f"{key}.{price_key}", value is None or value >= 0, "must be >= 0 (USD per million tokens)"))
+    if tier == "drafter":
+        checks.append((f"{key}.provider", provider not in PROVIDERS or provider in LOGPROB_PROVIDERS,
+                       f"{provider!r} cannot be a drafter deployment: its API returns no token log-probs, which "
+                       f"the router judges every draft by (use {' or '.join(LOGPROB_PROVIDERS)} for the drafter)"))
+    return checks
 
 
 def _has_credentials(url: str | None) -> bool:

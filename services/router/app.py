@@ -18,7 +18,8 @@ from services.router.drafting import RoutingContext
 from services.router.metrics import create_metrics
 from services.router.policy import RiskRuntime, load_router_policy, open_risk_runtime
 from services.router.speculation import SpeculationBudget
-from services.router.upstream import create_tier
+from services.router.upstream import create_tier, link_fallbacks
+from services.router.upstreams.ratelimit import RateLimiter
 from services.router.upstreams.transport import create_session
 from services.router.worker import Worker
 from shared.config import Config
@@ -68,9 +69,12 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
     async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
         environ = os.environ if env is None else env
         session = app[UPSTREAM_SESSION]
-        drafter = create_tier("drafter", config.drafter, environ, session)
-        heavyweight = create_tier("heavyweight", config.heavyweight, environ, session)
         redis = app[REDIS]
+        limiter = await _rate_limiter(config, redis)
+        drafter = create_tier("drafter", config.drafter, environ, session, limiter)
+        heavyweight = create_tier("heavyweight", config.heavyweight, environ, session, limiter)
+        link_fallbacks({"drafter": config.drafter, "heavyweight": config.heavyweight},
+                       {"drafter": drafter, "heavyweight": heavyweight})
 
         ctx = RoutingContext(drafter=drafter, heavyweight=heavyweight, routing=config.routing, metrics=metrics,
                              budget=SpeculationBudget(config.routing.max_concurrent_speculations),
@@ -89,6 +93,16 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     return app
+
+
+async def _rate_limiter(config: Config, redis: Redis) -> RateLimiter | None:
+    """The shared rate limiter, its script loaded, when any deployment has an rpm or tpm limit."""
+    deployments = [*config.drafter.deployments, *config.heavyweight.deployments]
+    if not any(deployment.rpm or deployment.tpm for deployment in deployments):
+        return None
+    limiter = RateLimiter(redis)
+    await limiter.prepare()
+    return limiter
 
 
 async def health(request: web.Request) -> web.Response:

@@ -24,15 +24,22 @@ import aiohttp
 
 from services.router.assemble import assemble_completion, client_top_logprobs
 from services.router.upstreams import provider_for
+from services.router.upstreams.balance import Balancer, strategy
 from services.router.upstreams.base import Provider, Target
+from services.router.upstreams.breaker import BreakerPolicy
+from services.router.upstreams.deployment import Deployment, Limits
 from services.router.upstreams.errors import UpstreamProtocolError, UpstreamStreamError
 from services.router.upstreams.openai import PROVIDER as OPENAI
+from services.router.upstreams.pool import Member, Observer, Pool
+from services.router.upstreams.ratelimit import RateLimiter
 from services.router.upstreams.transport import MAX_LINE_BYTES, create_session, open_stream, read_chunks, sse_data
-from shared.config import UpstreamConfig
+from shared.config import DeploymentConfig, UpstreamConfig, tier_deployments
 from shared.pricing import Price
 
 __all__ = ["MAX_LINE_BYTES", "Tier", "TierClient", "UpstreamProtocolError", "UpstreamStreamError", "complete",
            "create_tier", "open_chunks", "split_credentials", "sse_data", "stream_params"]
+
+NEVER = 2**62  # breaker failures that cannot happen within any window
 
 _GATEWAY_FIELDS = frozenset({"model", "messages", "stream", "stream_options", "n"})
 
@@ -65,23 +72,63 @@ class TierClient:
 @dataclass(frozen=True)
 class Tier:
     name: str
-    model: str
+    model: str  # the first deployment's (each call is sent with its deployment's own model)
     client: TierClient
     continuation: str = "instruction"  # how it continues a partly shown answer (continuation.py)
     price: Price | None = None  # None: unpriced, no cost is counted
+    pool: Pool | None = None  # its deployments (upstreams/pool.py); None: the client's one target
 
 
 def create_tier(name: str, config: UpstreamConfig, env: Mapping[str, str],
-                session: aiohttp.ClientSession | None = None) -> Tier:
-    """The tier `config` describes, as one deployment named after it; with `session`, calls share it."""
-    api_key = env.get(config.api_key_env, "") if config.api_key_env else ""
-    base_url, basic_auth = split_credentials(config.base_url or "")
+                session: aiohttp.ClientSession | None = None, limiter: RateLimiter | None = None,
+                observe: Observer | None = None) -> Tier:
+    """The tier `config` describes: a pool of its deployments (the single-endpoint form is one named
+    after the tier); with `session`, calls share it; with `limiter`, rpm / tpm hold across routers."""
+    deployments = tier_deployments(name, config)
+    # A lone deployment with nowhere to fall back to is never cut off: an open breaker would only
+    # turn its answers (and the errors the client should see) into 503s.
+    alone = len(deployments) == 1 and not config.fallbacks
+    breaker = BreakerPolicy(NEVER if alone else config.breaker_failures, config.breaker_window_s,
+                            config.breaker_cooldown_s)
+    members = [_member(name, deployment, config, env, breaker) for deployment in deployments]
+    pool = Pool(name, members, Balancer([member.state for member in members], strategy(config.balancing)),
+                retries=config.retries, backoff_s=config.retry_backoff_ms / 1000,
+                hedge_after_s=None if config.hedge_after_ms is None else config.hedge_after_ms / 1000,
+                limiter=limiter, observe=observe)
+    first = members[0]
+    return Tier(name=name, model=first.target.model, client=TierClient(first.provider, first.target, session),
+                continuation=first.continuation, price=first.state.price, pool=pool)
+
+
+def link_fallbacks(configs: Mapping[str, UpstreamConfig], tiers: Mapping[str, Tier]) -> None:
+    """Each tier's `fallbacks` as pools: a tier name is that tier's pool, a deployment name a pool of
+    that one deployment (sharing its state: its breaker and in-flight count are the same)."""
+    for name, config in configs.items():
+        pool = tiers[name].pool
+        if pool is None:
+            continue
+        for fallback in config.fallbacks:
+            if fallback in tiers and tiers[fallback].pool is not None:
+                pool.fallbacks.append(tiers[fallback].pool)  # type: ignore[arg-type]
+                continue
+            owner = next(tier.pool for tier in tiers.values() if tier.pool and tier.pool.member(fallback))
+            pool.fallbacks.append(owner.only(fallback))
+
+
+def _member(tier: str, deployment: DeploymentConfig, config: UpstreamConfig, env: Mapping[str, str],
+            breaker: BreakerPolicy) -> Member:
+    """One deployment: where and how it is called, and this router's state of it."""
+    api_key = env.get(deployment.api_key_env, "") if deployment.api_key_env else ""
+    base_url, basic_auth = split_credentials(deployment.base_url or "")
     # Credentials in the URL (a server behind a basic-auth proxy) travel as HTTP Basic auth.
     headers = {"Authorization": basic_auth} if basic_auth else {}
-    target = Target(name=name, provider=config.provider, base_url=base_url, model=config.model or "",
-                    api_key=api_key, timeout_s=config.timeout_s, headers=headers, tier=name)
-    return Tier(name=name, model=target.model, client=TierClient(provider_for(config.provider), target, session),
-                continuation=config.continuation, price=config.price)
+    provider = deployment.provider or config.provider
+    target = Target(name=deployment.name, provider=provider, base_url=base_url, model=deployment.model or "",
+                    api_key=api_key, timeout_s=deployment.timeout_s or config.timeout_s, headers=headers, tier=tier)
+    state = Deployment(deployment.name, weight=deployment.weight, max_concurrent=deployment.max_concurrent,
+                       limits=Limits(deployment.rpm, deployment.tpm), price=deployment.price,
+                       breaker_policy=breaker)
+    return Member(state, target, provider_for(provider), deployment.continuation or config.continuation)
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:
@@ -113,9 +160,12 @@ def stream_params(body: dict[str, Any], model: str, min_top_logprobs: int | None
 
 
 def open_chunks(tier: Tier, params: dict[str, Any]) -> AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]:
-    """Open the tier's stream (`async with open_chunks(tier, params) as chunks`); leaving the block
+    """Open the tier's stream (`async with open_chunks(tier, params) as chunks`): a deployment of its
+    pool, retried and fallen back before the first chunk (upstreams/pool.py); leaving the block
     closes the upstream connection at once. Raises UpstreamError."""
     client = tier.client
+    if tier.pool is not None:
+        return tier.pool.open(client.session, params)
     return open_stream(client.session, client.provider, client.target, params)
 
 

@@ -17,6 +17,7 @@ from services.router.answer import answer
 from services.router.cancels import CancelListener
 from services.router.drafting import RoutingContext
 from services.router.replies import ReplyOverflow, ReplyWriter
+from services.router.upstreams.pool import REQUEST_DEADLINE
 from shared import bus
 from shared.config import BusConfig
 from shared.errors import Unavailable, error_body
@@ -130,6 +131,7 @@ class Worker:
         self.ctx.metrics.in_flight.inc()
 
     async def _handle(self, entry_id: bytes, request: ChatRequest) -> None:
+        REQUEST_DEADLINE.set(request.deadline)  # upstream retries stop there (this task's context only)
         out = ReplyWriter(self.redis, request.reply_to, request.request_id, self.config.reply_stream_maxlen,
                           self.config.reply_stream_ttl_s, ack=bus.Ack(REQUEST_STREAM, ROUTER_GROUP, entry_id),
                           coalesce_s=self.config.reply_coalesce_ms / 1000)

@@ -1,0 +1,355 @@
+"""A tier as a pool of deployments: choose one, check its rate limit, call it, retry, fall back.
+
+`Pool.open(session, params)` is what `services.router.upstream.open_chunks` returns: an async context
+manager yielding the chosen deployment's checked chunks, as the transport's `open_stream` does for
+one deployment. Before the first chunk reaches the caller, a failure is not the caller's problem:
+
+- the balancer (balance.py) picks a deployment that can take a call (breaker, max_concurrent, rate
+  limit), the shared rate limit (ratelimit.py) admits it or moves to the next;
+- a retryable failure (connect error, timeout before the first byte, 408/409/429/5xx) is recorded on
+  the deployment (breaker, error window; a 429 skips it for its Retry-After) and the call is tried
+  again after a jittered exponential backoff, on another deployment while one is untried, up to
+  `retries` more times; then along the tier's `fallbacks` (other tiers, or named deployments), each
+  with its own retries. A deployment that asked us to wait (Retry-After) is waited for only when
+  nothing else can take the call and the wait fits the request's deadline;
+- with `hedge_after_s`, a call with no first chunk by then is started again on a second deployment:
+  the first to produce a chunk wins, the other is cancelled at once (its connection closed).
+
+Once the first chunk is out, the stream is the caller's: a failure after it is raised as it is, never
+retried (the caller has begun to show it). Leaving the block after the first chunk without an error
+counts as a success for the deployment (a drafter aborted by escalation answered fine).
+
+The deadline is the request's (ChatRequest.deadline, wall clock), set per request task by the worker
+through `REQUEST_DEADLINE`; without one, retries stop after `DEFAULT_BUDGET_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from services.router.upstreams.balance import Balancer, NoneAvailable, Picked, RateLimited
+from services.router.upstreams.base import Provider, Target
+from services.router.upstreams.deployment import Call, Deployment
+from services.router.upstreams.errors import UpstreamError, UpstreamStatusError
+from services.router.upstreams.ratelimit import RateLimiter, admit, estimate_tokens
+from services.router.upstreams.transport import open_stream
+
+REQUEST_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("request_deadline", default=0.0)
+DEFAULT_BUDGET_S = 30.0  # no request deadline known: retries stop this long after the first attempt
+MAX_BACKOFF_S = 5.0
+THROTTLE_DEFAULT_S = 1.0  # a 429 without Retry-After skips the deployment this long
+HEALTHY_4XX = frozenset(range(400, 500)) - {401, 403, 408, 409, 429}  # the request's fault, not the deployment's
+
+Chunks = AsyncIterator[dict[str, Any]]
+Observer = Callable[[str, str, str], None]  # (tier, deployment, outcome): metrics
+
+
+@dataclass(eq=False)
+class Member:
+    """One deployment of a pool: its per-router state (deployment.py) and how to reach it."""
+
+    state: Deployment
+    target: Target
+    provider: Provider
+    continuation: str = "instruction"
+
+    @property
+    def name(self) -> str:
+        return self.state.name
+
+
+@dataclass(eq=False)
+class Pool:
+    name: str  # the tier (or, for a fallback to one deployment, that deployment)
+    members: list[Member]
+    balancer: Balancer
+    retries: int = 2
+    backoff_s: float = 0.1
+    hedge_after_s: float | None = None
+    limiter: RateLimiter | None = None
+    fallbacks: list[Pool] = field(default_factory=list)
+    observe: Observer | None = None
+    _by_state: dict[Deployment, Member] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self._by_state = {member.state: member for member in self.members}
+
+    def member(self, name: str) -> Member | None:
+        return next((member for member in self.members if member.name == name), None)
+
+    def only(self, name: str) -> Pool:
+        """A pool of one of this pool's deployments (the same state): a fallback or an explicit backend."""
+        member = self.member(name)
+        if member is None:
+            raise KeyError(name)
+        return Pool(name, [member], Balancer([member.state], self.balancer.strategy), self.retries, self.backoff_s,
+                    None, self.limiter, [], self.observe)
+
+    def open(self, session: aiohttp.ClientSession, params: dict[str, Any]) -> AbstractAsyncContextManager[Chunks]:
+        """`async with pool.open(session, params) as chunks`: see the module docstring. Raises UpstreamError."""
+        return _open(self, session, params)
+
+    def status(self) -> dict[str, Any]:
+        """This router's view of the pool's deployments (GET /status)."""
+        return {"deployments": [{**member.state.status(), "model": member.target.model,
+                                 "provider": member.provider.name, "max_concurrent": member.state.max_concurrent}
+                                for member in self.members],
+                "fallbacks": [pool.name for pool in self.fallbacks], "hedge_after_ms":
+                None if self.hedge_after_s is None else self.hedge_after_s * 1000}
+
+
+@dataclass
+class _Opened:
+    """A stream whose first chunk has come: the block that holds its connection, and that chunk."""
+
+    member: Member
+    call: Call
+    context: AbstractAsyncContextManager[Chunks]
+    chunks: Chunks
+    first: dict[str, Any]
+    reserved_tokens: int = 0
+
+
+@asynccontextmanager
+async def _open(pool: Pool, session: aiohttp.ClientSession, params: dict[str, Any]) -> AsyncIterator[Chunks]:
+    opened = await _first_chunk(pool, session, params)
+    failed: BaseException | None = None
+    try:
+        yield _rest(opened)
+    except UpstreamError as exc:
+        failed = exc
+        raise
+    finally:
+        await _finish(pool, opened, failed)
+
+
+async def _rest(opened: _Opened) -> Chunks:
+    """The first chunk again, then the rest of the stream: what the caller reads."""
+    yield opened.first
+    async for chunk in opened.chunks:
+        yield chunk
+
+
+async def _finish(pool: Pool, opened: _Opened, failed: BaseException | None) -> None:
+    """Close the connection and give the deployment its verdict (after the first chunk: failed only
+    on an upstream error; a caller that left early is no fault of the deployment)."""
+    try:
+        await opened.context.__aexit__(None, None, None)
+    finally:
+        if isinstance(failed, UpstreamError):
+            _verdict(opened.call, failed)
+            _note(pool, opened.member, "failed_mid_stream")
+        else:
+            opened.call.succeeded()
+            _note(pool, opened.member, "succeeded")
+
+
+async def _first_chunk(pool: Pool, session: aiohttp.ClientSession, params: dict[str, Any]) -> _Opened:
+    """Try the pool, then its fallbacks, until one deployment produced a first chunk."""
+    deadline = _deadline()
+    tokens = estimate_tokens(params) if pool.limiter is not None else 0
+    last: UpstreamError | None = None
+    for candidate in (pool, *pool.fallbacks):
+        try:
+            return await _try_pool(candidate, session, params, tokens, deadline)
+        except UpstreamError as exc:
+            last = exc
+            if not _worth_falling_back(exc):
+                raise
+    assert last is not None
+    raise last
+
+
+def _worth_falling_back(exc: UpstreamError) -> bool:
+    """Any failure before the first chunk is worth another deployment, except a request the upstream
+    refused as bad (400, 404, 413, 422): it fails the same everywhere."""
+    return exc.retryable or exc.status is None or exc.status not in HEALTHY_4XX
+
+
+async def _try_pool(pool: Pool, session: aiohttp.ClientSession, params: dict[str, Any], tokens: int,
+                    deadline: float) -> _Opened:
+    tried: set[str] = set()
+    last: UpstreamError | None = None
+    for attempt in range(pool.retries + 1):
+        if attempt and not await _backoff(pool, attempt, deadline):
+            break
+        admitted = await _admit(pool, tokens, tried, deadline)
+        if isinstance(admitted, UpstreamError):
+            if last is None or admitted.status == 429:
+                last = admitted
+            break
+        call, reserved = admitted
+        tried.add(call.deployment.name)
+        try:
+            return await _attempt_hedged(pool, session, params, tokens, call, reserved, tried)
+        except UpstreamError as exc:
+            last = exc
+            if not _worth_falling_back(exc):
+                raise
+    assert last is not None
+    raise last
+
+
+async def _admit(pool: Pool, tokens: int, tried: set[str], deadline: float) -> tuple[Call, int] | UpstreamError:
+    """A deployment admitted for the call, preferring untried ones; waits for a rate limit or an
+    upstream's Retry-After only when nothing else can take the call and the wait fits the deadline."""
+    while True:
+        choice = await _choose(pool, tokens, tried)
+        if choice is None and tried:
+            choice = await _choose(pool, tokens, set())  # every deployment tried: again from the best
+        if isinstance(choice, tuple):
+            return choice
+        wait = choice.retry_after_s if choice is not None else None
+        if isinstance(choice, RateLimited) and wait is not None and time.time() + wait < deadline:
+            await asyncio.sleep(wait)
+            continue
+        return _refused(pool, choice)
+
+
+async def _choose(pool: Pool, tokens: int, exclude: set[str]) -> tuple[Call, int] | RateLimited | NoneAvailable | None:
+    """One admission (balancer + shared rate limit); None when only excluded deployments remain."""
+    if pool.limiter is not None:
+        admitted = await admit(pool.balancer, pool.limiter, tokens, exclude)
+        if isinstance(admitted, RateLimited | NoneAvailable):
+            return _none_if_only_excluded(admitted, exclude)
+        return admitted.call, admitted.reserved_tokens
+    choice = pool.balancer.choose(exclude)
+    if isinstance(choice, Picked):
+        return choice.deployment.start(), 0
+    return _none_if_only_excluded(choice, exclude)
+
+
+def _none_if_only_excluded(choice: RateLimited | NoneAvailable,
+                           exclude: set[str]) -> RateLimited | NoneAvailable | None:
+    if exclude and isinstance(choice, NoneAvailable) and any(name in exclude for name in choice.reasons):
+        return None if all(str(why) == "excluded" for why in choice.reasons.values()) else choice
+    return choice
+
+
+def _refused(pool: Pool, choice: RateLimited | NoneAvailable | None) -> UpstreamError:
+    """Why no deployment of the pool could take the call, as the error the client gets."""
+    if isinstance(choice, RateLimited):
+        return UpstreamStatusError(
+            f"every deployment is at its rate limit; retry in {choice.retry_after_s:.3g} s", tier=pool.name,
+            status=429, retry_after_s=choice.retry_after_s, retryable=True,
+            body={"message": "Rate limit reached for every deployment of this tier.", "type": "rate_limit_error",
+                  "code": "rate_limit_exceeded"})
+    reasons = ", ".join(f"{name}: {why}" for name, why in (choice.reasons.items() if choice else ()))
+    return UpstreamStatusError(f"no deployment can take the call ({reasons or 'none'})", tier=pool.name,
+                               status=503, retryable=True,
+                               retry_after_s=choice.retry_after_s if isinstance(choice, NoneAvailable) else None)
+
+
+async def _backoff(pool: Pool, attempt: int, deadline: float) -> bool:
+    """Sleep before attempt `attempt` (1, 2, ...): jittered exponential; False when past the deadline."""
+    delay = min(MAX_BACKOFF_S, pool.backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+    if time.time() + delay >= deadline:
+        return False
+    await asyncio.sleep(delay)
+    return True
+
+
+async def _attempt_hedged(pool: Pool, session: aiohttp.ClientSession, params: dict[str, Any], tokens: int,
+                          call: Call, reserved: int, tried: set[str]) -> _Opened:
+    """One attempt; with hedging, a second deployment joins when the first is slow to its first chunk."""
+    first = asyncio.ensure_future(_attempt(pool, session, params, call, reserved))
+    if pool.hedge_after_s is None or len(pool.members) < 2:
+        return await first
+    done, _ = await asyncio.wait({first}, timeout=pool.hedge_after_s)
+    if done:
+        return first.result()
+    choice = await _choose(pool, tokens, {*tried})
+    if not isinstance(choice, tuple):
+        return await first
+    tried.add(choice[0].deployment.name)
+    _note(pool, pool._by_state[choice[0].deployment], "hedged")
+    second = asyncio.ensure_future(_attempt(pool, session, params, *choice))
+    return await _race(pool, first, second)
+
+
+async def _race(pool: Pool, first: asyncio.Future[_Opened], second: asyncio.Future[_Opened]) -> _Opened:
+    """The first of two attempts to produce a chunk; the other is cancelled (its connection closed).
+    One that fails leaves the other to finish; both failing raises the later failure."""
+    pending = {first, second}
+    error: BaseException | None = None
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is None:
+                    winner = task.result()
+                    _note(pool, winner.member, "hedge_won" if task is second else "hedge_lost")
+                    return winner
+                error = task.exception()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+    assert error is not None
+    raise error
+
+
+async def _attempt(pool: Pool, session: aiohttp.ClientSession, params: dict[str, Any], call: Call,
+                   reserved: int) -> _Opened:
+    """Open the admitted deployment's stream and read its first chunk; on failure the call gets its
+    verdict and the error is raised; cancelled (a hedge that lost), it is abandoned."""
+    member = pool._by_state[call.deployment]
+    context = open_stream(session, member.provider, member.target, {**params, "model": member.target.model})
+    try:
+        chunks = await context.__aenter__()
+        try:
+            first = await anext(chunks)
+        except BaseException as exc:
+            await context.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+    except UpstreamError as exc:
+        _verdict(call, exc)
+        _note(pool, member, _outcome(exc))
+        raise
+    except StopAsyncIteration:
+        call.failed()
+        raise UpstreamStatusError("ended its stream before any chunk", status=502).at(
+            pool.name, member.name, member.target.model) from None
+    except BaseException:
+        call.abandoned()
+        _note(pool, member, "abandoned")
+        raise
+    call.first_token()
+    return _Opened(member, call, context, chunks, first, reserved)
+
+
+def _verdict(call: Call, exc: UpstreamError) -> None:
+    """What a failure says about the deployment (deployment.py): a 429 skips it for its Retry-After,
+    the request's own 4xx is no fault of it, everything else counts towards its breaker."""
+    if exc.status == 429:
+        call.throttled(exc.retry_after_s or THROTTLE_DEFAULT_S)
+    elif exc.status in HEALTHY_4XX:
+        call.succeeded()
+    else:
+        call.failed()
+
+
+def _outcome(exc: UpstreamError) -> str:
+    if exc.status == 429:
+        return "throttled"
+    return "rejected" if exc.status in HEALTHY_4XX else "failed"
+
+
+def _note(pool: Pool, member: Member, outcome: str) -> None:
+    if pool.observe is not None:
+        pool.observe(member.target.tier or pool.name, member.name, outcome)
+
+
+def _deadline() -> float:
+    """The request's deadline (wall clock), or the default budget from now."""
+    return REQUEST_DEADLINE.get() or time.time() + DEFAULT_BUDGET_S
