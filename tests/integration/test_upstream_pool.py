@@ -96,3 +96,17 @@ def test_the_breaker_stops_calls_to_a_deployment_that_keeps_failing(
     # least_busy prefers heavy-a (config order) until its breaker opens after its second failure
     assert len(of("heavy-a", fake.seen)) == 2
     assert len(of("heavy-b", fake.seen)) == 4
+
+
+def test_a_slow_deployment_is_hedged_and_the_loser_cancelled(
+        redis_server: str, fake: FakeUpstream, tmp_path: Path) -> None:
+    fake.script_model("heavy-slow", Script(tokens=[" slow"], ttft_s=20))
+    fake.script_model("heavy-fast", GOOD)
+    with running_stack(redis_server, tmp_path, fake, DRAFTGATE_HEAVYWEIGHT_BALANCING="least_busy",
+                       DRAFTGATE_HEAVYWEIGHT_HEDGE_AFTER_MS="200",
+                       DRAFTGATE_HEAVYWEIGHT_DEPLOYMENTS=deployments(fake, "heavy-slow", "heavy-fast")) as stack:
+        answer = stack.client().chat.completions.create(model="heavyweight", messages=ask("q"))
+        assert answer.choices[0].message.content == GOOD.text
+        seen = fake.wait_for(lambda s: any(x.model == "heavy-slow" and x.ended is not None for x in s))
+    (slow,) = of("heavy-slow", seen)
+    assert slow.closed_early and not slow.completed
