@@ -15,10 +15,11 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from services.router.drafting import RoutingContext
-from services.router.metrics import create_metrics
+from services.router.metrics import BreakerCollector, create_metrics, pool_observer
 from services.router.policy import RiskRuntime, load_router_policy, open_risk_runtime
 from services.router.speculation import SpeculationBudget
 from services.router.upstream import create_tier, link_fallbacks
+from services.router.upstreams.pool import Pool
 from services.router.upstreams.ratelimit import RateLimiter
 from services.router.upstreams.transport import create_session
 from services.router.worker import Worker
@@ -35,6 +36,7 @@ WORKER = web.AppKey("worker", Worker)
 STARTED = web.AppKey("started", float)
 RISK = web.AppKey("risk", RiskRuntime)
 UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
+POOLS = web.AppKey("pools", list[Pool])
 
 
 def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Application:
@@ -71,10 +73,15 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
         session = app[UPSTREAM_SESSION]
         redis = app[REDIS]
         limiter = await _rate_limiter(config, redis)
-        drafter = create_tier("drafter", config.drafter, environ, session, limiter)
-        heavyweight = create_tier("heavyweight", config.heavyweight, environ, session, limiter)
+        observe = pool_observer(metrics)
+        drafter = create_tier("drafter", config.drafter, environ, session, limiter, observe)
+        heavyweight = create_tier("heavyweight", config.heavyweight, environ, session, limiter, observe)
         link_fallbacks({"drafter": config.drafter, "heavyweight": config.heavyweight},
                        {"drafter": drafter, "heavyweight": heavyweight})
+        pools = [tier.pool for tier in (drafter, heavyweight) if tier.pool is not None]
+        app[POOLS] = pools
+        breakers = BreakerCollector(pools)
+        registry.register(breakers)
 
         ctx = RoutingContext(drafter=drafter, heavyweight=heavyweight, routing=config.routing, metrics=metrics,
                              budget=SpeculationBudget(config.routing.max_concurrent_speculations),
@@ -88,6 +95,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
                  heavyweight=f"{heavyweight.model} @ {config.heavyweight.base_url}")
         yield
         await worker.shutdown(config.router.shutdown_grace_s)
+        registry.unregister(breakers)
 
     app.cleanup_ctx.extend([redis_ctx, risk_ctx, session_ctx, worker_ctx])
     app.router.add_get("/health", health)

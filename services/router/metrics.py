@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from services.router.upstreams.breaker import BreakerState
+from services.router.upstreams.pool import Pool
 
 ENTROPY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 TOKEN_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -34,6 +40,10 @@ class RouterMetrics:
     cost: Counter
     cost_baseline: Counter
     cost_saved: Gauge
+    upstream_calls: Counter
+    upstream_retries: Counter
+    upstream_fallbacks: Counter
+    upstream_hedges: Counter
 
 
 def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
@@ -88,4 +98,61 @@ def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
         # For rates use increase(baseline) - increase(cost), which survive restarts.
         cost_saved=Gauge("draftgate_cost_saved_usd_total", "USD saved against sending every answered request to "
                          "the heavyweight alone, since this router started", registry=registry),
+        upstream_calls=Counter("draftgate_upstream_calls_total", "Upstream calls by tier, deployment and how they "
+                               "ended (succeeded, failed, failed_mid_stream, throttled, rejected: the request's "
+                               "own 4xx, abandoned: the caller left before the first chunk)",
+                               ["tier", "deployment", "outcome"], registry=registry),
+        upstream_retries=Counter("draftgate_upstream_retries_total", "Calls tried again after a failure before "
+                                 "their first chunk, by the deployment tried next", ["tier", "deployment"],
+                                 registry=registry),
+        upstream_fallbacks=Counter("draftgate_upstream_fallbacks_total", "Calls a tier's deployments could not "
+                                   "take, passed on to one of its fallbacks", ["tier", "fallback"],
+                                   registry=registry),
+        upstream_hedges=Counter("draftgate_upstream_hedges_total", "Hedged calls: fired (a second deployment "
+                                "started), won (the second answered first), lost (the first did; the second "
+                                "was cancelled before its first chunk)", ["tier", "deployment", "outcome"],
+                                registry=registry),
     )
+
+
+CALL_OUTCOMES = frozenset({"succeeded", "failed", "failed_mid_stream", "throttled", "rejected", "abandoned"})
+HEDGE_OUTCOMES = {"hedged": "fired", "hedge_won": "won", "hedge_lost": "lost"}
+BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+def pool_observer(metrics: RouterMetrics) -> Callable[[str, str, str], None]:
+    """The pools' observe hook (upstreams/pool.py) as counters: `deployment` is the fallback's name
+    for "fallback", the deployment tried next for "retried"."""
+
+    def observe(tier: str, deployment: str, outcome: str) -> None:
+        if outcome in CALL_OUTCOMES:
+            metrics.upstream_calls.labels(tier, deployment, outcome).inc()
+        elif outcome in HEDGE_OUTCOMES:
+            metrics.upstream_hedges.labels(tier, deployment, HEDGE_OUTCOMES[outcome]).inc()
+        elif outcome == "retried":
+            metrics.upstream_retries.labels(tier, deployment).inc()
+        elif outcome == "fallback":
+            metrics.upstream_fallbacks.labels(tier, deployment).inc()
+
+    return observe
+
+
+class BreakerCollector(Collector):
+    """draftgate_upstream_breaker_state per deployment, read from the pools when scraped: a breaker
+    turns half-open by itself when its cooldown ends (no event to set a gauge on)."""
+
+    def __init__(self, pools: Sequence[Pool]) -> None:
+        self._pools = pools
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("draftgate_upstream_breaker_state", "Circuit breaker of each deployment, as "
+                                   "this router sees it: 0 closed, 1 half-open, 2 open", labels=["tier", "deployment"])
+        for tier, deployment, state in _breakers(self._pools):
+            family.add_metric([tier, deployment], BREAKER_VALUES[state])
+        yield family
+
+
+def _breakers(pools: Iterable[Pool]) -> Iterator[tuple[str, str, BreakerState]]:
+    for pool in pools:
+        for member in pool.members:
+            yield member.target.tier or pool.name, member.name, member.state.breaker.state

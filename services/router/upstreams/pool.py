@@ -50,7 +50,10 @@ THROTTLE_DEFAULT_S = 1.0  # a 429 without Retry-After skips the deployment this 
 HEALTHY_4XX = frozenset(range(400, 500)) - {401, 403, 408, 409, 429}  # the request's fault, not the deployment's
 
 Chunks = AsyncIterator[dict[str, Any]]
-Observer = Callable[[str, str, str], None]  # (tier, deployment, outcome): metrics
+# (tier, deployment, outcome): metrics. Outcomes of a call: succeeded, failed, failed_mid_stream,
+# throttled, rejected, abandoned; and: retried (the deployment a retry goes to), hedged / hedge_won /
+# hedge_lost, fallback (deployment = the fallback pool's name).
+Observer = Callable[[str, str, str], None]
 
 
 @dataclass(eq=False)
@@ -159,6 +162,8 @@ async def _first_chunk(pool: Pool, session: aiohttp.ClientSession, params: dict[
     tokens = estimate_tokens(params) if pool.limiter is not None else 0
     last: UpstreamError | None = None
     for candidate in (pool, *pool.fallbacks):
+        if candidate is not pool and pool.observe is not None:
+            pool.observe(pool.name, candidate.name, "fallback")
         try:
             return await _try_pool(candidate, session, params, tokens, deadline)
         except UpstreamError as exc:
@@ -189,6 +194,8 @@ async def _try_pool(pool: Pool, session: aiohttp.ClientSession, params: dict[str
             break
         call, reserved = admitted
         tried.add(call.deployment.name)
+        if attempt:
+            _note(pool, pool._by_state[call.deployment], "retried")
         try:
             return await _attempt_hedged(pool, session, params, tokens, call, reserved, tried)
         except UpstreamError as exc:
@@ -318,6 +325,7 @@ async def _attempt(pool: Pool, session: aiohttp.ClientSession, params: dict[str,
         raise
     except StopAsyncIteration:
         call.failed()
+        _note(pool, member, "failed")
         raise UpstreamStatusError("ended its stream before any chunk", status=502).at(
             pool.name, member.name, member.target.model) from None
     except BaseException:
