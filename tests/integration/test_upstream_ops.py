@@ -68,3 +68,18 @@ def test_fallbacks_and_hedges_are_counted(redis_server: str, fake: FakeUpstream,
         wait_for_metric(router, 'draftgate_upstream_fallbacks_total{fallback="drafter",tier="heavyweight"}', 1)
         assert metric(router, 'draftgate_upstream_calls_total{deployment="drafter",outcome="succeeded",'
                       'tier="drafter"}') == 1
+
+
+def test_tpm_reservations_are_settled_to_the_usage_so_the_next_call_fits(
+        redis_server: str, fake: FakeUpstream, tmp_path: Path) -> None:
+    """Each call reserves its max_tokens against a 1000-token-per-minute deployment; unsettled, the
+    second reservation would not fit for 12 s, past the 8 s request timeout, and would be refused
+    (429). Settled to the usage the fake reports (a few tokens), five calls in a row fit."""
+    fake.script_model("heavy-t", GOOD)
+    limited = json.dumps([{"name": "heavy-t", "base_url": fake.url, "model": "heavy-t", "tpm": 1000}])
+    with running_stack(redis_server, tmp_path, fake, DRAFTGATE_HEAVYWEIGHT_DEPLOYMENTS=limited,
+                       DRAFTGATE_GATEWAY_REQUEST_TIMEOUT_S="8") as stack:
+        for _ in range(5):
+            answer = stack.client().chat.completions.create(model="heavyweight", messages=ask("q"), max_tokens=600)
+            assert answer.choices[0].message.content == GOOD.text
+    assert len([s for s in fake.seen if s.model == "heavy-t"]) == 5

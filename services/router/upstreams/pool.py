@@ -40,7 +40,7 @@ from services.router.upstreams.balance import Balancer, NoneAvailable, Picked, R
 from services.router.upstreams.base import Provider, Target
 from services.router.upstreams.deployment import Call, Deployment
 from services.router.upstreams.errors import UpstreamError, UpstreamStatusError
-from services.router.upstreams.ratelimit import RateLimiter, admit, estimate_tokens
+from services.router.upstreams.ratelimit import RateLimiter, admit, estimate_tokens, prompt_tokens
 from services.router.upstreams.transport import open_stream
 
 REQUEST_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("request_deadline", default=0.0)
@@ -48,6 +48,7 @@ DEFAULT_BUDGET_S = 30.0  # no request deadline known: retries stop this long aft
 MAX_BACKOFF_S = 5.0
 THROTTLE_DEFAULT_S = 1.0  # a 429 without Retry-After skips the deployment this long
 HEALTHY_4XX = frozenset(range(400, 500)) - {401, 403, 408, 409, 429}  # the request's fault, not the deployment's
+_SETTLING: set[asyncio.Future[None]] = set()  # tpm settlements under way (held so none is collected unfinished)
 
 Chunks = AsyncIterator[dict[str, Any]]
 # (tier, deployment, outcome): metrics. Outcomes of a call: succeeded, failed, failed_mid_stream,
@@ -120,6 +121,22 @@ class _Opened:
     chunks: Chunks
     first: dict[str, Any]
     reserved_tokens: int = 0
+    prompt_tokens: int = 0  # the estimate's prompt part: what a stream that never told its usage cost
+    received: int = 0  # chunks with content read so far (about one token each)
+    usage: dict[str, Any] | None = None
+
+    def read(self, chunk: dict[str, Any]) -> None:
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        elif chunk.get("choices"):
+            self.received += 1
+
+    def used_tokens(self) -> int:
+        """What the call cost against tpm: its usage when the stream said, else an estimate (a stream
+        left early, a drafter aborted by escalation, never says)."""
+        if self.usage is not None:
+            return int(self.usage.get("prompt_tokens") or 0) + int(self.usage.get("completion_tokens") or 0)
+        return self.prompt_tokens + self.received
 
 
 @asynccontextmanager
@@ -137,8 +154,10 @@ async def _open(pool: Pool, session: aiohttp.ClientSession, params: dict[str, An
 
 async def _rest(opened: _Opened) -> Chunks:
     """The first chunk again, then the rest of the stream: what the caller reads."""
+    opened.read(opened.first)
     yield opened.first
     async for chunk in opened.chunks:
+        opened.read(chunk)
         yield chunk
 
 
@@ -148,6 +167,7 @@ async def _finish(pool: Pool, opened: _Opened, failed: BaseException | None) -> 
     try:
         await opened.context.__aexit__(None, None, None)
     finally:
+        _settle(pool, opened.call, opened.reserved_tokens, opened.used_tokens())
         if isinstance(failed, UpstreamError):
             _verdict(opened.call, failed)
             _note(pool, opened.member, "failed_mid_stream")
@@ -322,18 +342,31 @@ async def _attempt(pool: Pool, session: aiohttp.ClientSession, params: dict[str,
     except UpstreamError as exc:
         _verdict(call, exc)
         _note(pool, member, _outcome(exc))
+        _settle(pool, call, reserved, 0)
         raise
     except StopAsyncIteration:
         call.failed()
         _note(pool, member, "failed")
+        _settle(pool, call, reserved, 0)
         raise UpstreamStatusError("ended its stream before any chunk", status=502).at(
             pool.name, member.name, member.target.model) from None
     except BaseException:
         call.abandoned()
         _note(pool, member, "abandoned")
+        _settle(pool, call, reserved, prompt_tokens(params) if reserved else 0)
         raise
     call.first_token()
-    return _Opened(member, call, context, chunks, first, reserved)
+    return _Opened(member, call, context, chunks, first, reserved, prompt_tokens(params) if reserved else 0)
+
+
+def _settle(pool: Pool, call: Call, reserved: int, actual: int) -> None:
+    """Give the tpm bucket back what the estimate reserved beyond what the call used (or charge the
+    overrun): in the background, so no caller waits a Redis round trip for it."""
+    if pool.limiter is None or not reserved or reserved == actual:
+        return
+    task = asyncio.ensure_future(pool.limiter.settle(call.deployment, reserved, actual))
+    _SETTLING.add(task)
+    task.add_done_callback(_SETTLING.discard)
 
 
 def _verdict(call: Call, exc: UpstreamError) -> None:

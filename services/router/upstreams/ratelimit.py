@@ -119,9 +119,15 @@ def _text(value: bytes | str) -> str:
 def estimate_tokens(params: dict[str, Any]) -> int:
     """What a chat-completions request will cost against tpm, before it is sent: the text of its
     messages / CHARS_PER_TOKEN plus its completion limit (DEFAULT_COMPLETION_TOKENS if unset)."""
-    chars = sum(_text_length(message) for message in params.get("messages") or ())
     limit = params.get("max_completion_tokens") or params.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
-    return math.ceil(chars / CHARS_PER_TOKEN) + int(limit)
+    return prompt_tokens(params) + int(limit)
+
+
+def prompt_tokens(params: dict[str, Any]) -> int:
+    """The prompt part of estimate_tokens(): what a call that never said its usage is charged for
+    its prompt when it is settled."""
+    chars = sum(_text_length(message) for message in params.get("messages") or ())
+    return math.ceil(chars / CHARS_PER_TOKEN)
 
 
 def _text_length(message: dict[str, Any]) -> int:
