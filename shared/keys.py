@@ -25,3 +25,12 @@ def cancelled(request_id: str) -> str:
 def ratelimit(deployment: str) -> str:
     """The rate-limit state of one deployment (by its configured name), shared by all routers."""
     return f"{RATELIMIT_PREFIX}{deployment}"
+
+
+# Each router's view of its upstream pools (GET /status), refreshed on its heartbeat, with a TTL.
+ROUTER_STATUS_PREFIX = "draftgate:routers:status:"
+
+
+def router_status(consumer: str) -> str:
+    """The status JSON of one router, by its consumer name (the member of ROUTERS_ALIVE)."""
+    return f"{ROUTER_STATUS_PREFIX}{consumer}"

@@ -50,6 +50,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
     app.router.add_get("/ready", handlers.ready)
     # Operator endpoints: anything outside /v1/ and the probes needs an admin key (services/gateway/operator.py).
     app.router.add_get("/cache/stats", handlers.cache_stats)
+    app.router.add_get("/status", handlers.router_status)
     app.router.add_post("/cache/flush", handlers.cache_flush)
     return app
 

@@ -14,7 +14,7 @@ from services.gateway.auth import authenticate
 from services.gateway.chat import served_models
 from services.gateway.operator import tenant_scoped
 from services.gateway.state import API_KEYS, CALLER, CONFIG, HTTP, LOOPS, REDIS, STARTED
-from shared import __version__
+from shared import __version__, keys
 from shared.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from shared.keys import ROUTERS_ALIVE
 
@@ -62,6 +62,23 @@ async def ready(request: web.Request) -> web.Response:
     status = "loops_down" if down else ("ready" if routers else "no_router")
     return web.json_response({"status": status, "redis": True, "routers": routers, "loops": loops.report()},
                              status=200 if status == "ready" else 503)
+
+
+async def router_status(request: web.Request) -> web.Response:
+    """GET /status: admins only. Every live router's view of its upstream deployments, as each one
+    last published it in Redis (services/router/status.py); a live router that has not published
+    (just started, or an older version) is named under `unreported`."""
+    config = request.app[CONFIG]
+    redis = request.app[REDIS]
+    try:
+        alive = await redis.zrangebyscore(ROUTERS_ALIVE, time.time() - config.bus.router_alive_s, "+inf")
+        names = [name.decode() if isinstance(name, bytes) else name for name in alive]
+        published = await redis.mget([keys.router_status(name) for name in names]) if names else []
+    except RedisError as exc:
+        raise Unavailable("Redis is unavailable; router status cannot be read.") from exc
+    routers = [orjson.loads(raw) for raw in published if raw is not None]
+    unreported = [name for name, raw in zip(names, published, strict=True) if raw is None]
+    return web.json_response({"routers": routers, "unreported": unreported})
 
 
 async def cache_stats(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -14,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from services.router import status
 from services.router.drafting import RoutingContext
 from services.router.metrics import BreakerCollector, create_metrics, pool_observer
 from services.router.policy import RiskRuntime, load_router_policy, open_risk_runtime
@@ -91,15 +93,20 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
                         cancel_ttl_s=config.gateway.request_timeout_s)
         app[WORKER] = worker
         worker.start()
+        publishing = asyncio.create_task(status.publish(redis, worker.consumer, pools, config.bus.router_heartbeat_s,
+                                                        config.bus.router_alive_s))
         log.info("router started", consumer=worker.consumer, drafter=f"{drafter.model} @ {config.drafter.base_url}",
                  heavyweight=f"{heavyweight.model} @ {config.heavyweight.base_url}")
         yield
         await worker.shutdown(config.router.shutdown_grace_s)
+        publishing.cancel()
+        await asyncio.gather(publishing, return_exceptions=True)
         registry.unregister(breakers)
 
     app.cleanup_ctx.extend([redis_ctx, risk_ctx, session_ctx, worker_ctx])
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
+    app.router.add_get("/status", pool_status)
     return app
 
 
@@ -117,6 +124,11 @@ async def health(request: web.Request) -> web.Response:
     worker = request.app[WORKER]
     return web.json_response({"status": "ok", "consumer": worker.consumer, "in_flight": len(worker.in_flight),
                               "uptime_s": round(time.time() - request.app[STARTED], 3)})
+
+
+async def pool_status(request: web.Request) -> web.Response:
+    """GET /status: this router's upstream deployments (breakers, in flight, EWMA TTFT, rate limits)."""
+    return web.json_response(status.status(request.app[WORKER].consumer, request.app[POOLS]))
 
 
 async def ready(request: web.Request) -> web.Response:

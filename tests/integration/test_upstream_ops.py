@@ -1,14 +1,21 @@
 """Operating a tier's pool of deployments, through a real gateway and router against the fake
-upstream: its metrics on the router's /metrics."""
+upstream: its metrics on the router's /metrics, tpm settled after each call, GET /status on a router
+and, gathered from every live router, on the gateway (admins only)."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
 
 from tests.fakes.scripts import Script, confident
 from tests.fakes.upstream import FakeUpstream
-from tests.integration.stack import ask, running_stack
+from tests.integration.stack import ask, running_stack, start_stack
 from tests.integration.test_progressive import metric, wait_for_metric
 
 GOOD = confident(" fine answer here")
@@ -83,3 +90,53 @@ def test_tpm_reservations_are_settled_to_the_usage_so_the_next_call_fits(
             answer = stack.client().chat.completions.create(model="heavyweight", messages=ask("q"), max_tokens=600)
             assert answer.choices[0].message.content == GOOD.text
     assert len([s for s in fake.seen if s.model == "heavy-t"]) == 5
+
+
+ADMIN, CLIENT = "admin-ops-key-0003", "client-alice-key-0001"
+
+
+def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float = 10) -> Any:
+    """Read until `done` holds: routers publish their status on their heartbeat."""
+    deadline = time.monotonic() + timeout_s
+    while not done(value := read()):
+        assert time.monotonic() < deadline, f"still {value!r} after {timeout_s} s"
+        time.sleep(0.05)
+    return value
+
+
+def test_status_shows_each_routers_deployments_and_the_gateway_gathers_them_for_admins(
+        redis_server: str, fake: FakeUpstream, tmp_path: Path) -> None:
+    fake.script_model("heavy-a", Script(tokens=["x"], status=502))
+    fake.script_model("heavy-b", GOOD)
+    stack = start_stack(redis_server, tmp_path, fake, routers=2, DRAFTGATE_HEAVYWEIGHT_BALANCING="least_busy",
+                        DRAFTGATE_HEAVYWEIGHT_BREAKER_FAILURES="1", DRAFTGATE_HEAVYWEIGHT_BREAKER_COOLDOWN_S="600",
+                        DRAFTGATE_HEAVYWEIGHT_DEPLOYMENTS=deployments(fake, "heavy-a", "heavy-b"),
+                        DRAFTGATE_BUS_ROUTER_HEARTBEAT_S="0.2", DRAFTGATE_GATEWAY_API_KEYS_ENV="DG_CLIENT_KEYS",
+                        DG_CLIENT_KEYS=CLIENT, DRAFTGATE_GATEWAY_ADMIN_KEYS_ENV="DG_ADMIN_KEYS", DG_ADMIN_KEYS=ADMIN)
+    try:
+        client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=CLIENT, max_retries=0)
+        answer = client.chat.completions.create(model="heavyweight", messages=ask("q"))
+        assert answer.choices[0].message.content == GOOD.text
+        consumers = {httpx.get(f"{router.url}/health").json()["consumer"] for router in stack.routers}
+        views = [httpx.get(f"{router.url}/status").json() for router in stack.routers]
+        assert {view["router"] for view in views} == consumers
+        breakers = [{d["name"]: d["breaker"] for d in view["tiers"]["heavyweight"]["deployments"]} for view in views]
+        assert {"heavy-a": "open", "heavy-b": "closed"} in breakers  # the router that served the request
+        assert all(view["tiers"]["drafter"]["deployments"][0]["in_flight"] == 0 for view in views)
+
+        def gathered() -> httpx.Response:
+            return httpx.get(f"{stack.url}/status", headers={"Authorization": f"Bearer {ADMIN}"})
+
+        def reports_the_open_breaker(response: httpx.Response) -> bool:
+            routers = response.json()["routers"]
+            return {r["router"] for r in routers} == consumers and any(
+                d["breaker"] == "open" for r in routers for d in r["tiers"]["heavyweight"]["deployments"])
+
+        response = poll(gathered, reports_the_open_breaker)
+        assert response.status_code == 200 and response.json()["unreported"] == []
+        assert httpx.get(f"{stack.url}/status").status_code == 401
+        assert httpx.get(f"{stack.url}/status", headers={"Authorization": f"Bearer {CLIENT}"}).status_code == 403
+        stack.routers[1].stop()  # a router that left is gone from the gathered status at once
+        poll(lambda: {r["router"] for r in gathered().json()["routers"]}, lambda names: len(names) == 1)
+    finally:
+        stack.stop()
