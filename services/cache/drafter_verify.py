@@ -6,23 +6,25 @@ yes-like first tokens reaches `min_prob`. Anything else rejects it: a confident 
 (`drafter_no`), and a drafter that is slow, down, or sends no log-probs (`drafter_unavailable`);
 a doubt is never settled in favour of serving.
 
-The client is the router's (services.router.upstream.create_tier): one place turns a tier's config
-(base_url with or without credentials, api_key_env, no retries) into an AsyncOpenAI client, so the
-drafter is reached here exactly as the router reaches it.
+The call is the router's (services.router.upstream.create_tier / complete): one place turns a tier's
+config (provider, base_url with or without credentials, api_key_env, no retries) into calls, so the
+drafter is reached here exactly as the router reaches it, whichever provider it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from openai import APIError
+from openai.types.chat import ChatCompletion
 
 from services.cache.verify import Verdict
-from services.router.upstream import Tier, create_tier
+from services.router.upstream import Tier, complete, create_tier
+from services.router.upstreams.errors import UpstreamError
 from shared.config import UpstreamConfig
 
 log = structlog.get_logger(__name__)
@@ -84,11 +86,11 @@ class DrafterCheck:
 
     async def yes_probability(self, query: str, cached: str) -> float | None:
         """P(yes) from the drafter, or None when it could not say in time."""
+        body = {"messages": question(query, cached), "max_tokens": 1, "temperature": 0}
         try:
-            completion = await self.tier.client.chat.completions.create(
-                model=self.tier.model, messages=question(query, cached),  # type: ignore[arg-type]
-                max_tokens=1, temperature=0, logprobs=True, top_logprobs=TOP_LOGPROBS, timeout=self.timeout_s)
-        except (APIError, TimeoutError, ValueError) as exc:  # ValueError: a body that is no completion
+            answer = await asyncio.wait_for(complete(self.tier, body, TOP_LOGPROBS), self.timeout_s)
+            completion = ChatCompletion.model_validate(answer)
+        except (UpstreamError, TimeoutError, ValueError) as exc:  # ValueError: a body that is no completion
             log.warning("drafter check unavailable; the candidate is not served", error=repr(exc))
             return None
         alternatives = first_token_alternatives(completion)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from openai import APIConnectionError
 
 from services.router.speculation import Speculation, SpeculationBudget
 from services.router.upstream import Tier, create_tier
+from services.router.upstreams.errors import UpstreamConnectError
 from shared.config import UpstreamConfig
 from tests.support import free_port
 
@@ -48,7 +48,7 @@ async def test_many_instant_cancels_never_exhaust_the_budget(tier: Tier) -> None
 async def test_a_failed_speculation_releases_once_even_when_cancelled_afterwards(tier: Tier) -> None:
     budget = SpeculationBudget(limit=1)
     speculation = started(tier, budget)
-    with pytest.raises(APIConnectionError):
+    with pytest.raises(UpstreamConnectError):
         async for _ in speculation.follow():
             pass
     assert budget.active == 0

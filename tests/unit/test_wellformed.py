@@ -6,13 +6,13 @@ import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
 import pytest
 
 from services.router.drafting import judge
 from services.router.entropy import Decision, EntropyWindow
 from services.router.failures import UPSTREAM_ERRORS, upstream_error_reply
 from services.router.upstream import Tier, UpstreamProtocolError, UpstreamStreamError, _chunks
+from services.router.upstreams.errors import UpstreamConnectError, UpstreamTimeout
 from services.router.wellformed import MalformedChunk, check_chunk, parse_chunk
 from shared import fastjson
 from tests.unit.test_assemble import STREAM, chunk, entry
@@ -161,7 +161,7 @@ async def test_an_error_event_stays_an_upstream_stream_error() -> None:
 
 
 def test_other_failures_name_the_tier_and_model_too() -> None:
-    status, error = upstream_error_reply("drafter", httpx2.ReadError("connection reset"), "tiny")
+    status, error = upstream_error_reply("drafter", UpstreamConnectError("the connection was lost mid-stream"), "tiny")
     assert status == 502 and error["error"]["message"] == "The drafter model (tiny) failed."
 
 
@@ -174,6 +174,6 @@ def test_every_checked_chunk_can_be_judged_even_with_null_alternatives() -> None
 
 
 def test_a_stream_that_stalls_past_the_timeout_is_a_504_naming_the_tier() -> None:
-    status, error = upstream_error_reply("heavyweight", httpx2.ReadTimeout("Timeout on reading data from socket"),
+    status, error = upstream_error_reply("heavyweight", UpstreamTimeout("sent nothing more within 60 s"),
                                          "big-model-v2")
     assert status == 504 and error["error"]["message"] == "The heavyweight model (big-model-v2) did not answer in time."
