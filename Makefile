@@ -72,5 +72,25 @@ bench: install
 		echo "wrk is not installed: the 32-client figures come from the Python load generator"
 	$(BIN)/python -m bench
 
+# `make bench-peers`: LiteLLM's proxy beside draftgate against the same fake upstream (bench/peers.py).
+# LiteLLM goes into a virtualenv of its own outside the clone, never into .venv. 1.108.7 is the newest
+# whose [proxy] extra installs from the package index we reach (later ones pin litellm-proxy-extras
+# releases it lacks). A .pth file is code run at every Python start (how the compromised 1.82.8 ran):
+# the install stops if the proxy brings any but setuptools' own. Options: PEERS_ARGS="--quick" etc.
+LITELLM_VERSION := 1.108.7
+PEERS_VENV := $(DRAFTGATE_CACHE)/peers-litellm-$(LITELLM_VERSION)
+PEERS_ARGS ?=
+.PHONY: bench-peers
+
+$(PEERS_VENV)/.installed:
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --disable-pip-version-check "litellm[proxy]==$(LITELLM_VERSION)"
+	@! ls $(PEERS_VENV)/lib/python*/site-packages/*.pth | grep -v /distutils-precedence.pth || \
+		{ echo ">>> unexpected .pth files in $(PEERS_VENV): not running LiteLLM"; exit 1; }
+	touch $@
+
+bench-peers: $(VENV)/.core $(PEERS_VENV)/.installed
+	$(BIN)/python -m bench.peers --litellm $(PEERS_VENV)/bin/litellm $(PEERS_ARGS)
+
 clean:
 	rm -rf $(VENV) .data bench/results $(NODE_TESTS)/node_modules
