@@ -64,7 +64,7 @@ async def concurrent(session: aiohttp.ClientSession, url: str, body: dict[str, A
 
 
 async def sdk_stream_calls(upstream_url: str, count: int) -> list[float]:
-    """The router's own upstream call (openai SDK, streamed with log-probs) made directly: the
+    """The router's own upstream call (its transport, streamed with log-probs) made directly: the
     share of the added latency that the mandated client costs by itself."""
     tier = create_tier("drafter", UpstreamConfig(base_url=upstream_url, model="fake-drafter"), {})
     params = stream_params({"messages": MESSAGES}, tier.model, min_top_logprobs=5)
@@ -95,7 +95,7 @@ async def measure(upstream_url: str, gateway_url: str) -> dict[str, Any]:
         direct_many = await concurrent(session, *direct, CONCURRENT_CLIENTS, CONCURRENT_REQUESTS)
         through_many = await concurrent(session, *through, CONCURRENT_CLIENTS, CONCURRENT_REQUESTS)
     return {
-        "one_client": {"direct": direct_one, "draftgate": through_one, "openai_sdk_stream_direct": sdk_one,
+        "one_client": {"direct": direct_one, "draftgate": through_one, "upstream_call_direct": sdk_one,
                        "added_p50_ms": round(through_one["p50_ms"] - direct_one["p50_ms"], 3),
                        "added_p99_ms": round(through_one["p99_ms"] - direct_one["p99_ms"], 3)},
         f"{CONCURRENT_CLIENTS}_clients_python_load_generator": {"direct": direct_many, "draftgate": through_many},
@@ -127,8 +127,8 @@ def main() -> dict[str, Any]:
     one_client, many = result["one_client"], result[f"{CONCURRENT_CLIENTS}_clients"]
     python_many = result[f"{CONCURRENT_CLIENTS}_clients_python_load_generator"]
     print(f"overhead: added latency p50 {one_client['added_p50_ms']} ms, p99 {one_client['added_p99_ms']} ms "
-          f"(1 client; the openai SDK's streamed call alone: p50 "
-          f"{one_client['openai_sdk_stream_direct']['p50_ms']} ms); "
+          f"(1 client; the router's streamed upstream call alone: p50 "
+          f"{one_client['upstream_call_direct']['p50_ms']} ms); "
           f"{many['draftgate']['requests_per_s']} req/s through draftgate vs "
           f"{many['direct']['requests_per_s']} direct ({CONCURRENT_CLIENTS} clients, {many['load_generator']}; "
           f"Python load generator: {python_many['draftgate']['requests_per_s']}) -> {path}")
