@@ -347,6 +347,16 @@ class ChatCompletionRequest(OpenObject):
     service_tier: str | None = None
     verbosity: str | None = None
     web_search_options: dict[str, Any] | None = None
+    backend: str | None = Field(default=None, min_length=1)  # draftgate's: one deployment, no entropy routing
+
+    @property
+    def deployment(self) -> tuple[str, str] | None:
+        """The deployment the client named in the body and where: `backend`, else
+        `metadata.deployment` (POST /v1/{deployment}/chat/completions names one in the path)."""
+        if self.backend is not None:
+            return self.backend, "backend"
+        named = (self.metadata or {}).get("deployment")
+        return (named, "metadata.deployment") if named else None
 
     @property
     def streaming(self) -> bool:

@@ -49,6 +49,7 @@ class ChatRequest:
     deadline: float = 0.0
     tenant: str = ""
     cache_store: bool = True
+    deployment: str = ""  # a deployment named by the client: served by it alone, no entropy routing
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
     add_metrics_route(app, registry)
     app.cleanup_ctx.extend([_redis_ctx, _replies_ctx, _http_ctx])
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/{deployment}/chat/completions", chat_completions)  # one deployment, no routing
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model:.+}", handlers.retrieve_model)  # ids may hold "/" (org/model)
     app.router.add_get("/openapi.json", openapi)

@@ -24,7 +24,7 @@ from services.gateway.sse import DONE, completion_to_chunks, frame
 from services.gateway.state import API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES
 from shared import bus
 from shared.chat_request import ChatCompletionRequest
-from shared.config import Config
+from shared.config import Config, tier_deployments
 from shared.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge, TimedOut, Unavailable
 from shared.http import error_response, json_response
 from shared.keys import CANCEL_CHANNEL, REQUEST_STREAM, cancelled
@@ -51,6 +51,7 @@ class Call:
     tier: str
     tenant: str
     directives: frozenset[str]
+    deployment: str = ""  # one deployment the client named: no entropy routing, no cache
 
     @property
     def stream(self) -> bool:
@@ -87,9 +88,10 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
     config = request.app[CONFIG]
     tenant = authenticate(request.headers, request.app[API_KEYS])
     chat = parse_chat_request(await _read_body(request, config.gateway.max_body_bytes))
+    tier, deployment = resolve_route(chat, request.match_info.get("deployment"), config)
     return Call(request=request, request_id=request_id, routing_id=routing_id, started=started, chat=chat,
-                body=chat.body(), tier=resolve_tier(chat.model, config), tenant=tenant,
-                directives=cache_client.cache_directives(request.headers.get("Cache-Control")))
+                body=_upstream_body(chat) if deployment else chat.body(), tier=tier, tenant=tenant,
+                directives=cache_client.cache_directives(request.headers.get("Cache-Control")), deployment=deployment)
 
 
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
@@ -103,10 +105,52 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
 
 
 def served_models(config: Config) -> list[str]:
-    """Every name resolve_tier() accepts (and "", which it takes for auto, as it takes null)."""
+    """Every name resolve_route() accepts as `model` (and "", which it takes for auto, as it takes
+    null): the tiers, their models, and each deployment by name."""
     names = [Tier.AUTO.value, Tier.DRAFTER.value, Tier.HEAVYWEIGHT.value, config.drafter.model,
-             config.heavyweight.model]
+             config.heavyweight.model, *deployment_tiers(config)]
     return [*dict.fromkeys(name for name in names if name), ""]
+
+
+def deployment_tiers(config: Config) -> dict[str, str]:
+    """Every configured deployment's name, and the tier it belongs to."""
+    return {deployment.name: tier.value for tier, upstream in ((Tier.DRAFTER, config.drafter),
+                                                               (Tier.HEAVYWEIGHT, config.heavyweight))
+            for deployment in tier_deployments(tier.value, upstream)}
+
+
+def resolve_route(chat: ChatCompletionRequest, path_deployment: str | None, config: Config) -> tuple[str, str]:
+    """The tier and the deployment ("" for none) a request goes to. A deployment named in the path
+    (/v1/{deployment}/chat/completions), the body's `backend` or `metadata.deployment` is served by
+    itself alone; so is `model` naming a deployment that is not a tier or a tier's model."""
+    named = (path_deployment, None) if path_deployment else chat.deployment
+    if named is None:
+        try:
+            return resolve_tier(chat.model, config), ""
+        except NotFound:
+            if chat.model not in deployment_tiers(config):
+                raise
+            named = (chat.model, "model")
+    name, param = named
+    tier = deployment_tiers(config).get(name)
+    if tier is None:
+        raise NotFound(f"The deployment `{name}` does not exist. Use one of: {', '.join(deployment_tiers(config))}.",
+                       param=param, code="model_not_found")
+    return tier, name
+
+
+def _upstream_body(chat: ChatCompletionRequest) -> dict[str, Any]:
+    """The body without the fields that named the deployment (they are draftgate's, not the upstream's)."""
+    body = chat.body()
+    body.pop("backend", None)
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and "deployment" in metadata:
+        rest = {key: value for key, value in metadata.items() if key != "deployment"}
+        if rest:
+            body["metadata"] = rest
+        else:
+            del body["metadata"]
+    return body
 
 
 def resolve_tier(model: str | None, config: Config) -> str:
@@ -118,13 +162,14 @@ def resolve_tier(model: str | None, config: Config) -> str:
     if model in (Tier.HEAVYWEIGHT, config.heavyweight.model):
         return Tier.HEAVYWEIGHT
     raise NotFound(f"The model `{model}` does not exist. Use auto, drafter, heavyweight, "
-                   f"{config.drafter.model} or {config.heavyweight.model}.", param="model", code="model_not_found")
+                   f"{config.drafter.model}, {config.heavyweight.model} or a deployment's name.", param="model",
+                   code="model_not_found")
 
 
 async def _answer_from_cache(call: Call) -> web.StreamResponse | None:
     app = call.request.app
     config = app[CONFIG]
-    if not config.gateway.cache_url or cache_client.CACHE_CONTROL_NO_CACHE in call.directives:
+    if not config.gateway.cache_url or cache_client.CACHE_CONTROL_NO_CACHE in call.directives or call.deployment:
         return None
     try:
         hit = await cache_client.lookup(app[HTTP], config.gateway.cache_url, call.tenant, call.body,
@@ -162,10 +207,11 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
     replies = app[REPLIES]
     deadline = time.monotonic() + config.gateway.request_timeout_s
     # A gateway that never looks answers up has no use for them being stored.
-    cache_store = bool(config.gateway.cache_url) and cache_client.CACHE_CONTROL_NO_STORE not in call.directives
+    cache_store = (bool(config.gateway.cache_url) and cache_client.CACHE_CONTROL_NO_STORE not in call.directives
+                   and not call.deployment)
     message = ChatRequest(request_id=call.routing_id, reply_to=replies.stream, body=call.body, tier=call.tier,
                           deadline=time.time() + config.gateway.request_timeout_s, tenant=call.tenant,
-                          cache_store=cache_store)
+                          cache_store=cache_store, deployment=call.deployment)
     payload = _encode_request(message)
     waiter = replies.expect(call.routing_id)
     try:
@@ -217,7 +263,14 @@ async def _plain(call: Call, waiter: Waiter, deadline: float) -> web.Response:
     reply = await _next(waiter, deadline - time.monotonic())
     if reply.kind != ReplyKind.COMPLETION:
         return _router_error(call, reply)
-    return json_response(reply.data, headers=headers_for_head(call.request_id, call.started, head))
+    return json_response(reply.data, headers=_head_headers(call, head))
+
+
+def _head_headers(call: Call, head: Reply) -> dict[str, str]:
+    headers = headers_for_head(call.request_id, call.started, head)
+    if call.deployment:
+        headers["X-Routing-Deployment"] = call.deployment
+    return headers
 
 
 async def _stream(call: Call, waiter: Waiter, idle_timeout_s: float) -> web.StreamResponse:
@@ -225,8 +278,7 @@ async def _stream(call: Call, waiter: Waiter, idle_timeout_s: float) -> web.Stre
     head = await _next(waiter, idle_timeout_s)
     if head.kind == ReplyKind.ERROR:
         return _router_error(call, head)
-    response = web.StreamResponse(headers={**headers_for_head(call.request_id, call.started, head),
-                                           **SSE_HEADERS})
+    response = web.StreamResponse(headers={**_head_headers(call, head), **SSE_HEADERS})
     try:
         await response.prepare(call.request)
         await _relay(response, waiter, idle_timeout_s)

@@ -274,7 +274,7 @@ async def _deliver(ctx: RoutingContext, tier: Tier, chunks: AsyncIterator[dict[s
         if not charged and received:
             spend.add(tier.name, received)
             ctx.charge(spend)
-    ctx.metrics.decisions.labels("accept" if tier is ctx.drafter else "escalate", tier.name).inc()
+    ctx.metrics.decisions.labels("accept" if tier.name == ctx.drafter.name else "escalate", tier.name).inc()
 
 
 async def fail_upstream(ctx: RoutingContext, tier: Tier, out: ReplyWriter, exc: BaseException) -> None:
