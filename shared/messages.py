@@ -68,6 +68,7 @@ class Reply:
     draft_risk: float | None = None  # the learned policy's P(draft is wrong) when it decided (routing.policy: learned)
     status: int | None = None
     data: dict[str, Any] | None = None
+    retry_after_s: float | None = None  # an error's wait (429: every deployment at its rate limit) -> Retry-After
 
 
 @dataclass(frozen=True, slots=True)

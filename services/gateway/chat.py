@@ -322,7 +322,10 @@ def _sse_payload(replies: list[Reply]) -> tuple[bytes, bool]:
 def _router_error(call: Call, reply: Reply) -> web.Response:
     body = reply.data or {"error": {"message": "The router failed.", "type": "server_error", "param": None,
                                     "code": None}}
-    return web.json_response(body, status=reply.status or 502, headers={"X-Request-ID": call.request_id})
+    headers = {"X-Request-ID": call.request_id}
+    if reply.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(reply.retry_after_s)))
+    return web.json_response(body, status=reply.status or 502, headers=headers)
 
 
 async def _cancel(app: web.Application, request_id: str) -> None:

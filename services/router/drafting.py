@@ -27,6 +27,7 @@ from services.router.policy import DraftRisk, RiskRuntime, decide
 from services.router.replies import ReplyWriter
 from services.router.speculation import Speculation, SpeculationBudget
 from services.router.upstream import Tier, open_chunks, stream_params
+from services.router.upstreams.errors import UpstreamError
 from shared import bus
 from shared.config import RoutingConfig
 from shared.keys import CACHE_WRITE_STREAM
@@ -281,4 +282,6 @@ async def fail_upstream(ctx: RoutingContext, tier: Tier, out: ReplyWriter, exc: 
     ctx.metrics.upstream_errors.labels(tier.name).inc()
     log.warning("upstream failed", tier=tier.name, model=tier.model, error=str(exc))
     status, error = upstream_error_reply(tier.name, exc, tier.model)
-    await out.finish(out.error(status, error))
+    # A rate limit's wait (ours in Redis, or the upstream's Retry-After) reaches the client as Retry-After.
+    wait = exc.retry_after_s if status in (429, 503) and isinstance(exc, UpstreamError) else None
+    await out.finish(out.error(status, error, wait))

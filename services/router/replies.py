@@ -63,8 +63,8 @@ class ReplyWriter:
     def completion(self, completion: dict[str, Any]) -> bytes:
         return self._reply(ReplyKind.COMPLETION, data=completion)
 
-    def error(self, status: int, body: dict[str, Any]) -> bytes:
-        return self._reply(ReplyKind.ERROR, status=status, data=body)
+    def error(self, status: int, body: dict[str, Any], retry_after_s: float | None = None) -> bytes:
+        return self._reply(ReplyKind.ERROR, status=status, data=body, retry_after_s=retry_after_s)
 
     async def send(self, *payloads: bytes) -> None:
         """Replies of a live answer: written now if the last write is older than coalesce_s, else

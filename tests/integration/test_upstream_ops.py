@@ -1,6 +1,7 @@
 """Operating a tier's pool of deployments, through a real gateway and router against the fake
 upstream: its metrics on the router's /metrics, tpm settled after each call, GET /status on a router
-and, gathered from every live router, on the gateway (admins only)."""
+and, gathered from every live router, on the gateway (admins only); an rpm limit shared by two
+router processes; a pool mixing an OpenAI-wire and a Gemini-wire drafter, judged by log-probs."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 
-from tests.fakes.scripts import Script, confident
+from tests.fakes.scripts import Script, confident, uncertain
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.stack import ask, running_stack, start_stack
 from tests.integration.test_progressive import metric, wait_for_metric
@@ -140,3 +142,55 @@ def test_status_shows_each_routers_deployments_and_the_gateway_gathers_them_for_
         poll(lambda: {r["router"] for r in gathered().json()["routers"]}, lambda names: len(names) == 1)
     finally:
         stack.stop()
+
+
+def test_an_rpm_limit_holds_across_router_processes_and_the_client_gets_429_with_retry_after(
+        redis_server: str, fake: FakeUpstream, tmp_path: Path) -> None:
+    """rpm 1: the first router spends the minute's one call; a second router process, alone after the
+    first has left, refuses the next call from the same Redis bucket: 429, Retry-After, nothing sent."""
+    fake.script_model("heavy-r", GOOD)
+    limited = json.dumps([{"name": "heavy-r", "base_url": fake.url, "model": "heavy-r", "rpm": 1}])
+    stack = start_stack(redis_server, tmp_path, fake, DRAFTGATE_HEAVYWEIGHT_DEPLOYMENTS=limited,
+                        DRAFTGATE_GATEWAY_REQUEST_TIMEOUT_S="5")
+    try:
+        answer = stack.client().chat.completions.create(model="heavyweight", messages=ask("q"))
+        assert answer.choices[0].message.content == GOOD.text
+        stack.add_router()
+        stack.routers[0].stop()
+        with pytest.raises(openai.RateLimitError) as caught:
+            stack.client().chat.completions.create(model="heavyweight", messages=ask("q"))
+        assert 1 <= int(caught.value.response.headers["Retry-After"]) <= 60
+        assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "rate_limit_exceeded"
+        second = httpx.get(f"{stack.routers[1].url}/status").json()["tiers"]["heavyweight"]["deployments"][0]
+        assert second["rate_limited_for_s"] > 0  # the refusal came from the second router
+    finally:
+        stack.stop()
+    assert [s.model for s in fake.seen] == ["heavy-r"]
+
+
+def test_a_pool_with_a_gemini_drafter_routes_by_its_log_probs(
+        redis_server: str, fake: FakeUpstream, tmp_path: Path) -> None:
+    """The drafter tier: an OpenAI-wire deployment that is down, then a Gemini-wire one. The retry
+    lands on Gemini, whose log-probs decide: a confident draft is accepted, an uncertain one escalates."""
+    fake.script_model("draft-down", Script(tokens=["x"], status=503))
+    drafters = json.dumps([{"name": "draft-down", "base_url": fake.url, "model": "draft-down"},
+                           {"name": "draft-gemini", "provider": "gemini", "base_url": fake.origin,
+                            "model": "gemini-draft", "api_key_env": "TEST_GEMINI_KEY"}])
+    with running_stack(redis_server, tmp_path, fake, DRAFTGATE_DRAFTER_DEPLOYMENTS=drafters,
+                       DRAFTGATE_DRAFTER_BALANCING="least_busy", DRAFTGATE_DRAFTER_RETRY_BACKOFF_MS="1",
+                       TEST_GEMINI_KEY="AIza-test") as stack:
+        fake.script_model("gemini-draft", confident("Paris is the capital of France."))
+        raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("capital?"))
+        assert raw.parse().choices[0].message.content == "Paris is the capital of France."
+        assert (raw.headers["X-Routing-Decision"], raw.headers["X-Routing-Tier"]) == ("accept", "drafter")
+        assert [(s.api, s.model) for s in fake.seen] == [("openai", "draft-down"), ("gemini", "gemini-draft")]
+        assert fake.seen[1].body["generationConfig"]["responseLogprobs"] is True
+
+        fake.reset()
+        fake.script_model("draft-down", Script(tokens=["x"], status=503))
+        fake.script_model("gemini-draft", uncertain("Maybe Lyon, or not.", bits=3.0))
+        fake.script_model("fake-heavy", confident("The capital of France is Paris."))
+        raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("capital?"))
+        assert raw.parse().choices[0].message.content == "The capital of France is Paris."
+        assert (raw.headers["X-Routing-Decision"], raw.headers["X-Routing-Tier"]) == ("escalate", "heavyweight")
+        assert ("gemini", "gemini-draft") in [(s.api, s.model) for s in fake.seen]
