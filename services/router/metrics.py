@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from services.router.upstreams.breaker import BreakerState
-from services.router.upstreams.pool import Pool
+from services.router.upstreams.pool import Observer, Pool
 
 ENTROPY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 TOKEN_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -44,6 +44,7 @@ class RouterMetrics:
     upstream_retries: Counter
     upstream_fallbacks: Counter
     upstream_hedges: Counter
+    upstream_hedge_wasted_tokens: Counter
 
 
 def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
@@ -112,6 +113,10 @@ def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
                                 "started), won (the second answered first), lost (the first did; the second "
                                 "was cancelled before its first chunk)", ["tier", "deployment", "outcome"],
                                 registry=registry),
+        upstream_hedge_wasted_tokens=Counter("draftgate_upstream_hedge_wasted_tokens_total", "Estimated prompt "
+                                             "tokens of hedged calls cancelled because the other answered first "
+                                             "(a provider may bill them)", ["tier", "deployment"],
+                                             registry=registry),
     )
 
 
@@ -120,12 +125,14 @@ HEDGE_OUTCOMES = {"hedged": "fired", "hedge_won": "won", "hedge_lost": "lost"}
 BREAKER_VALUES = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
-def pool_observer(metrics: RouterMetrics) -> Callable[[str, str, str], None]:
+def pool_observer(metrics: RouterMetrics) -> Observer:
     """The pools' observe hook (upstreams/pool.py) as counters: `deployment` is the fallback's name
     for "fallback", the deployment tried next for "retried"."""
 
-    def observe(tier: str, deployment: str, outcome: str) -> None:
-        if outcome in CALL_OUTCOMES:
+    def observe(tier: str, deployment: str, outcome: str, amount: int = 1) -> None:
+        if outcome == "hedge_wasted_tokens":
+            metrics.upstream_hedge_wasted_tokens.labels(tier, deployment).inc(amount)
+        elif outcome in CALL_OUTCOMES:
             metrics.upstream_calls.labels(tier, deployment, outcome).inc()
         elif outcome in HEDGE_OUTCOMES:
             metrics.upstream_hedges.labels(tier, deployment, HEDGE_OUTCOMES[outcome]).inc()

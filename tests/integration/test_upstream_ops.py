@@ -68,6 +68,9 @@ def test_fallbacks_and_hedges_are_counted(redis_server: str, fake: FakeUpstream,
                       'tier="heavyweight"}') == 1
         assert metric(router, 'draftgate_upstream_calls_total{deployment="heavy-slow",outcome="abandoned",'
                       'tier="heavyweight"}') == 1
+        # the loser's prompt ("q": one token at 4 characters a token) may be billed though unused
+        assert metric(router, 'draftgate_upstream_hedge_wasted_tokens_total{deployment="heavy-slow",'
+                      'tier="heavyweight"}') == 1
     with running_stack(redis_server, tmp_path, fake, DRAFTGATE_HEAVYWEIGHT_RETRIES="0",
                        DRAFTGATE_HEAVYWEIGHT_FALLBACKS="drafter",
                        DRAFTGATE_HEAVYWEIGHT_DEPLOYMENTS=deployments(fake, "heavy-down")) as stack:

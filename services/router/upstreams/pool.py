@@ -29,10 +29,10 @@ import asyncio
 import contextvars
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -53,8 +53,12 @@ _SETTLING: set[asyncio.Future[None]] = set()  # tpm settlements under way (held 
 Chunks = AsyncIterator[dict[str, Any]]
 # (tier, deployment, outcome): metrics. Outcomes of a call: succeeded, failed, failed_mid_stream,
 # throttled, rejected, abandoned; and: retried (the deployment a retry goes to), hedged / hedge_won /
-# hedge_lost, fallback (deployment = the fallback pool's name).
-Observer = Callable[[str, str, str], None]
+# hedge_lost, hedge_wasted_tokens (amount: the cancelled loser's estimated prompt tokens, which a
+# provider may bill though nothing came back), fallback (deployment = the fallback pool's name).
+
+
+class Observer(Protocol):
+    def __call__(self, tier: str, deployment: str, outcome: str, amount: int = 1) -> None: ...
 
 
 @dataclass(eq=False)
@@ -298,25 +302,33 @@ async def _attempt_hedged(pool: Pool, session: aiohttp.ClientSession, params: di
     if not isinstance(choice, tuple):
         return await first
     tried.add(choice[0].deployment.name)
-    _note(pool, pool._by_state[choice[0].deployment], "hedged")
+    hedge = pool._by_state[choice[0].deployment]
+    _note(pool, hedge, "hedged")
     second = asyncio.ensure_future(_attempt(pool, session, params, *choice))
-    return await _race(pool, first, second)
+    losers = {first: pool._by_state[call.deployment], second: hedge}
+    return await _race(pool, first, second, losers, prompt_tokens(params))
 
 
-async def _race(pool: Pool, first: asyncio.Future[_Opened], second: asyncio.Future[_Opened]) -> _Opened:
+async def _race(pool: Pool, first: asyncio.Future[_Opened], second: asyncio.Future[_Opened],
+                members: dict[asyncio.Future[_Opened], Member], prompt: int) -> _Opened:
     """The first of two attempts to produce a chunk; the other is cancelled (its connection closed).
-    One that fails leaves the other to finish; both failing raises the later failure."""
+    One that fails leaves the other to finish; both failing raises the later failure. The loser's
+    prompt is counted as wasted (a provider may bill it though nothing of it is used)."""
     pending = {first, second}
     error: BaseException | None = None
     try:
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task.exception() is None:
-                    winner = task.result()
-                    _note(pool, winner.member, "hedge_won" if task is second else "hedge_lost")
-                    return winner
-                error = task.exception()
+            opened = [task for task in (first, second) if task in done and task.exception() is None]
+            if opened:
+                winner, *extra = opened
+                for both in extra:  # both had their first chunk in the same instant: keep one
+                    await _discard(pool, both.result(), prompt)
+                _note(pool, members[winner], "hedge_won" if winner is second else "hedge_lost")
+                for loser in pending:
+                    _note(pool, members[loser], "hedge_wasted_tokens", prompt)
+                return winner.result()
+            error = next(task.exception() for task in done)
     finally:
         for task in pending:
             task.cancel()
@@ -324,6 +336,17 @@ async def _race(pool: Pool, first: asyncio.Future[_Opened], second: asyncio.Futu
             await asyncio.gather(*pending, return_exceptions=True)
     assert error is not None
     raise error
+
+
+async def _discard(pool: Pool, opened: _Opened, prompt: int) -> None:
+    """Close a stream that opened but is not wanted (a hedge that lost by a hair)."""
+    try:
+        await opened.context.__aexit__(None, None, None)
+    finally:
+        opened.call.abandoned()
+        _note(pool, opened.member, "abandoned")
+        _note(pool, opened.member, "hedge_wasted_tokens", prompt)
+        _settle(pool, opened.call, opened.reserved_tokens, opened.prompt_tokens + 1)
 
 
 async def _attempt(pool: Pool, session: aiohttp.ClientSession, params: dict[str, Any], call: Call,
@@ -386,9 +409,9 @@ def _outcome(exc: UpstreamError) -> str:
     return "rejected" if exc.status in HEALTHY_4XX else "failed"
 
 
-def _note(pool: Pool, member: Member, outcome: str) -> None:
+def _note(pool: Pool, member: Member, outcome: str, amount: int = 1) -> None:
     if pool.observe is not None:
-        pool.observe(member.target.tier or pool.name, member.name, outcome)
+        pool.observe(member.target.tier or pool.name, member.name, outcome, amount)
 
 
 def _deadline() -> float:
