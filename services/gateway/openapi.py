@@ -32,7 +32,7 @@ ERROR_SCHEMA = {
                           "invalid_request_error", "stream", "invalid_type"),
 }
 ROUTING_HEADERS = {
-    "X-Routing-Decision": {"enum": ["accept", "escalate", "cache_hit", "progressive"]},
+    "X-Routing-Decision": {"enum": ["accept", "escalate", "cache_hit", "progressive", "forced"]},
     "X-Routing-Tier": {"enum": [Tier.DRAFTER.value, Tier.HEAVYWEIGHT.value]},
     "X-Draft-Entropy": {"type": "string", "pattern": r"^\d+\.\d{3}$"},
     "X-Speculation": {"enum": ["none", "cancelled", "used"]},
@@ -49,6 +49,7 @@ OPTIONAL_HEADERS = {
     "X-Cache": {"enum": ["exact", "semantic"]},
     "X-Cache-Similarity": {"type": "string", "pattern": r"^\d+\.\d{4}$"},
     "X-Cache-Verified": {"type": "string", "examples": ["learned", "rules", "learned+drafter"]},
+    "X-Routing-Deployment": {"type": "string"},  # with X-Routing-Decision: forced (a deployment the client named)
 }
 
 

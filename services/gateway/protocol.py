@@ -39,11 +39,15 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
 
 
 def request_schema(models: list[str], ref_template: str) -> dict[str, Any]:
-    """The JSON Schema of what parse_chat_request() accepts and resolve_tier() routes: the model's
+    """The JSON Schema of what parse_chat_request() accepts and resolve_route() routes: the model's
     own schema, plus the gateway's rules (the models it serves, n = 1, stream_options only with
-    stream, top_logprobs only with logprobs). Its definitions are under "$defs"."""
+    stream, top_logprobs only with logprobs). Its definitions are under "$defs".
+
+    `backend` (naming one deployment, README "Upstream pools") is draftgate's own, not OpenAI's: it is
+    left out of this OpenAI request schema, as `metadata.deployment` is (metadata stays OpenAI's)."""
     schema = ChatCompletionRequest.model_json_schema(ref_template=ref_template)
     properties = schema["properties"]
+    properties.pop("backend", None)
     properties["model"] = {"anyOf": [{"enum": models}, {"type": "null"}], "title": "Model"}
     properties["n"]["anyOf"][0]["maximum"] = 1
     schema["dependentSchemas"] = {
