@@ -7,10 +7,11 @@ reaching it, each sent the same request bodies (only `model` differs), plain and
     `model: auto` (the drafts are sure, so each request is one drafter call, accepted), and
     `model: drafter` (the tier forced, no routing) as `draftgate-drafter`;
   - litellm-<server>-<workers>: LiteLLM's proxy (`make bench-peers` installs it into its own
-    virtualenv), the fake as an OpenAI-compatible model, once per `--litellm-variants` entry (uvicorn,
-    its default server, and granian, each with one worker and with one per core); every ratio is
-    taken against the best variant for that metric, LiteLLM at its fastest in this run. What it is
-    set to is in bench/peers_stack.py and in the results.
+    virtualenv), the fake as an OpenAI-compatible model, once per `--litellm-variants` entry (by
+    default uvicorn, its default server, with a worker per core as its docs advise, and granian
+    with one and with two; uvicorn with one was never the best in two runs); every ratio is taken
+    against the best variant for that metric, LiteLLM at its fastest in this run. What it is set
+    to is in bench/peers_stack.py and in the results.
 Latency: one client, requests one after another, in rounds that interleave the targets (so a busy
 moment of the shared machine falls on all of them); the added p50/p99 is each proxy's minus
 direct's. CPU: `--clients` closed-loop clients send `--cpu-requests` requests per target and mode,
@@ -60,7 +61,7 @@ NAME = "peers"
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 MODES = {"plain": False, "stream": True}
 FORCED = "draftgate-drafter"
-DEFAULT_VARIANTS = "uvicorn:1,uvicorn:2,granian:1,granian:2"
+DEFAULT_VARIANTS = "uvicorn:2,granian:1,granian:2"
 ROUTERS = 2  # one per core, as bench/overhead.py runs them
 EXPECTED_TEXT = "".join(answer_words(ANSWER_TOKENS))
 
@@ -79,6 +80,9 @@ class Target:
 
     def cpu_s(self) -> dict[str, float]:
         return self.proxy.cpu_s() if self.proxy else {}
+
+    def pids(self) -> set[int]:
+        return self.proxy.pids() if self.proxy else set()
 
 
 # The load.
@@ -201,10 +205,13 @@ async def measure(targets: Sequence[Target], upstream: psutil.Process, origin: s
     connector = aiohttp.TCPConnector(limit=args.clients * 2)
     async with aiohttp.ClientSession(connector=connector) as session:
         decisions = await warm_up(session, targets, args)
+        pids = {t.name: t.pids() for t in targets}
         idle = await idle_cpu(targets, args.idle_s)
         latencies = await latency_phase(session, targets, args.rounds, args.requests)
         cpu = await cpu_phase(session, targets, upstream, origin, args)
-    return {"decisions": decisions, "idle_cpu_ms_per_s": idle, "latencies": latencies, "cpu": cpu}
+    replaced = {t.name: len(pids[t.name] - t.pids()) for t in targets}
+    return {"decisions": decisions, "idle_cpu_ms_per_s": idle, "latencies": latencies, "cpu": cpu,
+            "processes_replaced": {name: count for name, count in replaced.items() if count}}
 
 
 # From measurements to results.
@@ -324,6 +331,7 @@ def document(args: argparse.Namespace, commit: str, settings: Mapping[str, str],
         "cpus": os.cpu_count(), "load_average_before": load_before,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "routing_decisions": measured["decisions"], "idle_cpu_ms_per_s": measured["idle_cpu_ms_per_s"],
+        "processes_replaced_while_measured": measured["processes_replaced"],
         "modes": modes, "checks": {c.name: c.as_dict() for c in found}, "verdict": report.verdict(found),
     }
 
@@ -361,6 +369,8 @@ def print_summary(result: Mapping[str, Any], path: Path) -> None:
                          f"(+{added[name]['p99_ms']} p99)" for name in added)
         ratios = ", ".join(f"{metric} {r['ratio']} (vs {r['against']})" for metric, r in figures["ratios"].items())
         print(f"  {mode}: {line}; draftgate/LiteLLM: {ratios}")
+    if result["processes_replaced_while_measured"]:
+        print(f"  WARNING processes replaced while measured: {result['processes_replaced_while_measured']}")
     for name, check in result["checks"].items():
         print(f"  {'PASS' if check['passed'] else 'FAIL'} {name}: {check['detail']}")
     print(f"peers: {result['verdict']} -> {path}")

@@ -50,6 +50,15 @@ class Proxy:
         """CPU seconds (user + system) used so far by each process, its worker children included."""
         return {name: tree_usage(process).cpu_s for name, process in self.processes.items()}
 
+    def pids(self) -> set[int]:
+        """Every process of the proxy now, workers included: a worker replaced during the run (a
+        supervisor that killed it, say) shows as a pid that came or went."""
+        found = set()
+        for process in self.processes.values():
+            with contextlib.suppress(psutil.Error):
+                found |= {process.pid, *(child.pid for child in process.children(recursive=True))}
+        return found
+
 
 # draftgate
 
@@ -187,10 +196,20 @@ def litellm_env() -> dict[str, str]:
             "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
 
 
+WORKER_HEALTHCHECK_S = 60
+
+
 def litellm_command(litellm_bin: Path, config: Path, port: int, workers: int, server: str) -> list[str]:
+    """uvicorn's supervisor kills a worker that leaves its health ping unanswered for 5 s (its
+    default), which a worker importing LiteLLM, or one busy under load on two shared cores, does:
+    it is killed, respawned, and the respawn's import (about 10 s of CPU) is killed again, a loop
+    that burned 0.7 of a core in an idle proxy here. LiteLLM's own --timeout_worker_healthcheck
+    lifts that limit to 60 s."""
     command = [str(litellm_bin), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
                "--num_workers", str(workers)]
-    return command + (["--run_granian"] if server == "granian" else [])
+    if server == "granian":
+        return [*command, "--run_granian"]
+    return [*command, "--timeout_worker_healthcheck", str(WORKER_HEALTHCHECK_S)] if workers > 1 else command
 
 
 def litellm_version(litellm_bin: Path) -> dict[str, str]:

@@ -193,10 +193,16 @@ def test_litellm_calls_the_fake_as_an_openai_model_with_every_optional_cost_off(
 
 
 def test_litellm_runs_on_the_chosen_server_and_workers() -> None:
-    uvicorn = litellm_command(Path("/v/bin/litellm"), Path("c.yaml"), 4000, 2, "uvicorn")
+    uvicorn = litellm_command(Path("/v/bin/litellm"), Path("c.yaml"), 4000, 1, "uvicorn")
     assert uvicorn == ["/v/bin/litellm", "--config", "c.yaml", "--host", "127.0.0.1", "--port", "4000",
-                       "--num_workers", "2"]
+                       "--num_workers", "1"]
     assert litellm_command(Path("/v/bin/litellm"), Path("c.yaml"), 4000, 1, "granian")[-1] == "--run_granian"
+
+
+def test_uvicorn_s_supervisor_gives_litellm_s_workers_time_to_answer_its_health_ping() -> None:
+    two = litellm_command(Path("litellm"), Path("c.yaml"), 4000, 2, "uvicorn")
+    assert two[-2:] == ["--timeout_worker_healthcheck", "60"]
+    assert "--timeout_worker_healthcheck" not in litellm_command(Path("litellm"), Path("c.yaml"), 4000, 2, "granian")
 
 
 def test_the_peers_fake_answers_as_the_standard_fake_and_only_counts_calls() -> None:
