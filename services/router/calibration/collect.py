@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import random
 import sys
@@ -144,7 +145,10 @@ async def collect(jobs: Sequence[Job], tier_configs: dict[str, UpstreamConfig], 
     from services.router.calibration.retry import Refused
     from services.router.upstream import create_tier
 
-    tiers = {name: create_tier(name, cfg, os.environ) for name, cfg in tier_configs.items()}
+    # collect retries a call itself (--retries, counted in each record's attempts): the tier's own
+    # retries across its deployments would call the upstream again unseen.
+    tiers = {name: create_tier(name, dataclasses.replace(cfg, retries=0), os.environ)
+             for name, cfg in tier_configs.items()}
     rng = random.Random()
     queue: Iterator[Job] = iter(jobs)
     try:

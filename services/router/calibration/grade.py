@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import random
 import sys
@@ -163,8 +164,9 @@ async def grade_all(todo: Sequence[Trace], items: Mapping[str, Item], args: argp
     from services.router.upstream import create_tier
 
     needs_judge = any(items[t.id].kind == "judge" for t in todo)
-    judge_tier = create_tier("heavyweight", load_config(args.config, os.environ).heavyweight, os.environ) \
-        if needs_judge else None
+    # The judge call is retried here (--retries): the tier's own retries would repeat it unseen.
+    judge_tier = create_tier("heavyweight", dataclasses.replace(load_config(args.config, os.environ).heavyweight,
+                                                                retries=0), os.environ) if needs_judge else None
     limits = Limits(time_s=args.code_time_s, cpu_s=args.code_cpu_s, memory_mb=args.code_memory_mb)
     rng = random.Random()
     queue = iter(todo)
