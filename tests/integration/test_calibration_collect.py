@@ -181,7 +181,9 @@ def test_an_interrupted_run_resumes_with_no_duplicates_and_nothing_missing(fake:
                                                                            files: dict[str, Path]) -> None:
     n = 12
     write_prompts(files["prompts"], [item(f"slow-{i}", {"kind": "number", "value": i}) for i in range(n)])
-    fake.script_model("fake-drafter", Script(tokens=[f" t{i}" for i in range(8)], tokens_per_s=20))
+    # Slow enough (1.6 s a prompt, 2 at a time) that the run is still going when it is interrupted,
+    # however loaded the machine: it finished all twelve first in a CI run at 20 tokens a second.
+    fake.script_model("fake-drafter", Script(tokens=[f" t{i}" for i in range(8)], tokens_per_s=5))
     command = [sys.executable, "-m", "services.router.calibrate", "collect", "--prompts", str(files["prompts"]),
                "--config", str(files["config"]), "--out", str(files["traces"]), "--quiet"]
     process = subprocess.Popen(command, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
