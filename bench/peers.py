@@ -235,6 +235,10 @@ def mode_result(latency_rounds: list[dict[str, list[float]]], cpu_rounds: Mappin
                             ("added_p99", {n: a["p99_ms"] for n, a in added.items()})):
         against, theirs = report.best_litellm(figures)
         ratios[metric] = {"ratio": report.ratio(figures[report.DRAFTGATE], theirs), "against": against}
+    ratios["added_p50"]["by_round"] = [  # same round, same moment of the machine: how steady the ratio is
+        report.ratio(ours, theirs) for ours, theirs in zip(added[report.DRAFTGATE]["p50_ms_by_round"],
+                                                           added[ratios["added_p50"]["against"]]["p50_ms_by_round"],
+                                                           strict=True)]
     return {"latency": latency, "added": added, "cpu": cpu, "ratios": ratios}
 
 

@@ -169,7 +169,9 @@ def markdown(result: Mapping[str, Any]) -> str:
                          f"{cpu.get('requests_per_s', '')} |")
         ratios = figures["ratios"]
         lines += ["", "draftgate / LiteLLM's best variant: " + ", ".join(
-            f"{metric.replace('_', ' ')} {r['ratio']} (against {r['against']})" for metric, r in ratios.items()), ""]
+            f"{metric.replace('_', ' ')} {r['ratio']} (against {r['against']}"
+            + (f"; by round {', '.join(map(str, r['by_round']))})" if "by_round" in r else ")")
+            for metric, r in ratios.items()), ""]
     lines += ["## Checks", ""]
     lines += [f"- {'PASS' if c['passed'] else 'FAIL'} {name}: {c['detail']}" for name, c in result["checks"].items()]
     lines += ["", f"**{result['verdict']}**", ""]

@@ -146,7 +146,7 @@ def test_a_mode_s_figures_compare_draftgate_with_litellm_s_best_variant_per_metr
     assert figures["cpu"]["draftgate"]["cpu_ms"]["total"] == 2.0  # the median of 2, 4, 1
     assert figures["cpu"]["draftgate"]["total_by_round"] == [2.0, 4.0, 1.0]
     assert figures["ratios"]["cpu"] == {"ratio": round(2 / 15, 4), "against": LITELLM_2}
-    assert figures["ratios"]["added_p50"] == {"ratio": 0.125, "against": GRANIAN_1}  # 2 / 16
+    assert figures["ratios"]["added_p50"] == {"ratio": 0.125, "against": GRANIAN_1, "by_round": [0.125]}  # 2 / 16
     verdicts = {c.name: c.passed for c in run_checks({"plain": figures})}
     assert verdicts == {"cpu_plain": True, "added_p50_plain": True, "one_upstream_call_draftgate_plain": True,
                         f"one_upstream_call_{LITELLM_2}_plain": True, f"one_upstream_call_{GRANIAN_1}_plain": True}
@@ -164,6 +164,7 @@ def test_a_markdown_table_names_every_target_and_the_verdict() -> None:
                             "load_average_before": [1.0], "load_average_after": [2.0], "modes": modes,
                             "checks": {c.name: c.as_dict() for c in found}, "verdict": report.verdict(found)})
     assert f"| {LITELLM_2} | 21.0 |" in text and "| draftgate | 3.0 |" in text
+    assert "added p50 0.1 (against litellm-uvicorn-2; by round 0.1)" in text
     assert text.rstrip().endswith("**PASS**")
 
 
