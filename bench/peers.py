@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -62,6 +63,7 @@ MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 MODES = {"plain": False, "stream": True}
 FORCED = "draftgate-drafter"
 DEFAULT_VARIANTS = "uvicorn:2,granian:1,granian:2"
+CLIENT_KEEPALIVE_S = 2.0
 ROUTERS = 2  # one per core, as bench/overhead.py runs them
 EXPECTED_TEXT = "".join(answer_words(ANSWER_TOKENS))
 
@@ -89,11 +91,14 @@ class Target:
 
 async def post(session: aiohttp.ClientSession, target: Target, stream: bool) -> tuple[float, bytes, Mapping[str, str]]:
     started = time.perf_counter()
-    async with session.post(target.endpoint, json=target.body(stream)) as response:
-        raw = await response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{target.name} answered {response.status}: {raw[:500]!r}")
-        return (time.perf_counter() - started) * 1000, raw, response.headers
+    try:
+        async with session.post(target.endpoint, json=target.body(stream)) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{target.name} answered {response.status}: {raw[:500]!r}")
+            return (time.perf_counter() - started) * 1000, raw, response.headers
+    except aiohttp.ClientError as exc:
+        raise RuntimeError(f"{target.name} ({'stream' if stream else 'plain'}): {exc!r}") from exc
 
 
 async def sequential(session: aiohttp.ClientSession, target: Target, stream: bool, count: int) -> list[float]:
@@ -202,7 +207,9 @@ async def cpu_phase(session: aiohttp.ClientSession, targets: Sequence[Target], u
 
 async def measure(targets: Sequence[Target], upstream: psutil.Process, origin: str,
                   args: argparse.Namespace) -> dict[str, Any]:
-    connector = aiohttp.TCPConnector(limit=args.clients * 2)
+    # Idle connections are closed by the client after 2 s, before uvicorn closes them at 5 s: a
+    # request sent on a connection the server is closing at that moment fails (Server disconnected).
+    connector = aiohttp.TCPConnector(limit=args.clients * 2, keepalive_timeout=CLIENT_KEEPALIVE_S)
     async with aiohttp.ClientSession(connector=connector) as session:
         decisions = await warm_up(session, targets, args)
         pids = {t.name: t.pids() for t in targets}
@@ -357,9 +364,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     commit = resolve_commit(args.commit)
     load_before = [round(x, 2) for x in os.getloadavg()]
-    with tempfile.TemporaryDirectory(prefix="draftgate-peers-") as tmp, \
-            systems(args, Path(tmp), commit) as (targets, upstream, origin, settings):
-        measured = uvloop.run(measure(targets, upstream, origin, args))
+    workdir = Path(tempfile.mkdtemp(prefix="draftgate-peers-"))
+    try:
+        with systems(args, workdir, commit) as (targets, upstream, origin, settings):
+            measured = uvloop.run(measure(targets, upstream, origin, args))
+    except BaseException:
+        print(f"peers: failed; the services' logs are kept in {workdir}", flush=True)
+        raise
+    shutil.rmtree(workdir)
     result = document(args, commit, settings, targets, measured, load_before)
     print_summary(result, save(result, args.quick))
     return result
