@@ -4,8 +4,11 @@ One fake upstream process (bench/peers_upstream.py: 16 sure tokens, no delay) an
 reaching it, each sent the same request bodies (only `model` differs), plain and streamed:
   - direct: the fake itself, the baseline;
   - draftgate: gateway + two routers + Redis, from a tree exported from `--commit` (default HEAD),
-    `model: auto` (the drafts are sure, so each request is one drafter call, accepted), and
-    `model: drafter` (the tier forced, no routing) as `draftgate-drafter`;
+    with every feature of issue #12 on (bench.peers_stack.features_on: two deployments per tier,
+    each with rpm/tpm limits checked in Redis, retries, breaker), `model: auto` (the drafts are
+    sure, so each request is one drafter call, accepted); the same with `model: drafter` (the tier
+    forced, no routing) as `draftgate-drafter`; and as `draftgate-single` a second draftgate at its
+    defaults (one deployment per tier, no limits) on another Redis database, for reference;
   - litellm-<server>-<workers>: LiteLLM's proxy (`make bench-peers` installs it into its own
     virtualenv), the fake as an OpenAI-compatible model, once per `--litellm-variants` entry (by
     default uvicorn, its default server, with a worker per core as its docs advise, and granian
@@ -50,10 +53,13 @@ from bench.peers_stack import (
     describe,
     draftgate,
     export_tree,
+    features_on,
     litellm,
     litellm_config,
     litellm_env,
     litellm_version,
+    rate_limited_deployments,
+    redis_db,
     resolve_commit,
 )
 from bench.peers_upstream import ANSWER_TOKENS, answer_words
@@ -62,6 +68,8 @@ NAME = "peers"
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 MODES = {"plain": False, "stream": True}
 FORCED = "draftgate-drafter"
+SINGLE = "draftgate-single"
+FEATURE_DEPLOYMENTS = ("drafter-a", "drafter-b")  # what features_on names the drafter's two
 DEFAULT_VARIANTS = "uvicorn:2,granian:1,granian:2"
 CLIENT_KEEPALIVE_S = 2.0
 ROUTERS = 2  # one per core, as bench/overhead.py runs them
@@ -158,6 +166,15 @@ async def warm_up(session: aiohttp.ClientSession, targets: Sequence[Target],
     return decisions
 
 
+async def limits_at_work(session: aiohttp.ClientSession, targets: Sequence[Target], redis_url: str) -> list[str]:
+    """The deployments with rate-limit state in Redis right after a few requests to the features-on
+    draftgate (the state expires about a second after its last call at these limits). Eight
+    requests over two routers give one of them at least two, so round robin reaches both."""
+    ours = next(t for t in targets if t.name == report.DRAFTGATE)
+    await sequential(session, ours, False, 8)
+    return rate_limited_deployments(redis_url)
+
+
 async def idle_cpu(targets: Sequence[Target], seconds: float) -> dict[str, float]:
     """What each proxy spends with no request at all (heartbeats, schedulers), in CPU ms per second;
     it is inside the CPU rounds' figures too, as it would be in production."""
@@ -205,19 +222,21 @@ async def cpu_phase(session: aiohttp.ClientSession, targets: Sequence[Target], u
     return result
 
 
-async def measure(targets: Sequence[Target], upstream: psutil.Process, origin: str,
-                  args: argparse.Namespace) -> dict[str, Any]:
+async def measure(running: Systems, args: argparse.Namespace) -> dict[str, Any]:
+    targets, upstream, origin = running.targets, running.upstream, running.origin
     # Idle connections are closed by the client after 2 s, before uvicorn closes them at 5 s: a
     # request sent on a connection the server is closing at that moment fails (Server disconnected).
     connector = aiohttp.TCPConnector(limit=args.clients * 2, keepalive_timeout=CLIENT_KEEPALIVE_S)
     async with aiohttp.ClientSession(connector=connector) as session:
         decisions = await warm_up(session, targets, args)
+        rate_limited = await limits_at_work(session, targets, running.redis_url)
         pids = {t.name: t.pids() for t in targets}
         idle = await idle_cpu(targets, args.idle_s)
         latencies = await latency_phase(session, targets, args.rounds, args.requests)
         cpu = await cpu_phase(session, targets, upstream, origin, args)
     replaced = {t.name: len(pids[t.name] - t.pids()) for t in targets}
     return {"decisions": decisions, "idle_cpu_ms_per_s": idle, "latencies": latencies, "cpu": cpu,
+            "rate_limited_deployments": rate_limited,
             "processes_replaced": {name: count for name, count in replaced.items() if count}}
 
 
@@ -281,6 +300,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--commit", default="HEAD", help="draftgate's commit to measure, or `worktree`")
     parser.add_argument("--draftgate-env", action="append", default=[], metavar="DRAFTGATE_NAME=value")
     parser.add_argument("--no-forced", action="store_true", help="leave out draftgate with the drafter tier forced")
+    parser.add_argument("--no-single", action="store_true",
+                        help="leave out the reference draftgate with one deployment per tier and no rate limits")
     parser.add_argument("--rounds", type=int, default=5, help="latency rounds")
     parser.add_argument("--requests", type=int, default=150, help="one-client requests per target, mode and round")
     parser.add_argument("--clients", type=int, default=16, help="closed-loop clients for the CPU rounds")
@@ -301,37 +322,60 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+@dataclass
+class Systems:
+    """Everything under test, running: the targets, the fake's process and origin (for /counts),
+    the features-on draftgate's Redis, and the DRAFTGATE_* settings each draftgate got."""
+
+    targets: list[Target]
+    upstream: psutil.Process
+    origin: str
+    redis_url: str
+    settings: dict[str, dict[str, str]]
+
+
 @contextlib.contextmanager
-def systems(args: argparse.Namespace, workdir: Path,
-            commit: str) -> Iterator[tuple[list[Target], psutil.Process, str, dict[str, str]]]:
-    """The fake, draftgate and LiteLLM, all running; yields the targets, the fake's process, its
-    origin (for /counts) and the DRAFTGATE_* settings given."""
-    settings = parse_settings(args.draftgate_env)
-    tree = export_tree(commit, workdir / "draftgate")
-    with redis_server(workdir) as redis_url, \
-            fake_upstream(module="bench.peers_upstream") as upstream_url, \
-            draftgate(tree, redis_url, upstream_url, workdir, "auto", ROUTERS, settings) as ours, \
+def systems(args: argparse.Namespace, workdir: Path, commit: str) -> Iterator[Systems]:
+    """The fake, draftgate with every feature on (and, for reference, with one deployment per tier
+    on another Redis database) and each LiteLLM variant."""
+    extra = parse_settings(args.draftgate_env)
+    tree = export_tree(commit, workdir / "tree")
+    with redis_server(workdir) as redis_url, fake_upstream(module="bench.peers_upstream") as upstream_url, \
             contextlib.ExitStack() as stack:
+        settings = {report.DRAFTGATE: {**features_on(upstream_url), **extra}}
+        ours = stack.enter_context(draftgate(tree, redis_url, upstream_url, workdir / report.DRAFTGATE,
+                                             report.DRAFTGATE, ROUTERS, settings[report.DRAFTGATE]))
         targets = [Target(report.DIRECT, f"{upstream_url}/chat/completions", "fake-drafter"),
-                   Target(report.DRAFTGATE, f"{ours.url}/v1/chat/completions", "auto", ours),
-                   *([] if args.no_forced else [Target(FORCED, f"{ours.url}/v1/chat/completions", "drafter", ours)])]
+                   Target(report.DRAFTGATE, f"{ours.url}/v1/chat/completions", "auto", ours)]
+        if not args.no_forced:
+            targets.append(Target(FORCED, f"{ours.url}/v1/chat/completions", "drafter", ours))
+        if not args.no_single:
+            settings[SINGLE] = extra
+            single = stack.enter_context(draftgate(tree, redis_db(redis_url, 1), upstream_url, workdir / SINGLE,
+                                                   SINGLE, ROUTERS, extra))
+            targets.append(Target(SINGLE, f"{single.url}/v1/chat/completions", "auto", single))
         for server, workers in args.variants:
             name = report.variant(server, workers)
             theirs = stack.enter_context(litellm(args.litellm, upstream_url, workdir / name, workers, server))
             targets.append(Target(name, f"{theirs.url}/v1/chat/completions", theirs.model, theirs))
-        yield targets, child_process("bench.peers_upstream"), upstream_url.removesuffix("/v1"), settings
+        yield Systems(targets, child_process("bench.peers_upstream"), upstream_url.removesuffix("/v1"), redis_url,
+                      settings)
 
 
-def document(args: argparse.Namespace, commit: str, settings: Mapping[str, str], targets: Sequence[Target],
-             measured: Mapping[str, Any], load_before: list[float]) -> dict[str, Any]:
+def document(args: argparse.Namespace, commit: str, running: Systems, measured: Mapping[str, Any],
+             load_before: list[float]) -> dict[str, Any]:
     """The results file: what ran, how it was set, the figures, the checks and the verdict."""
-    names = [t.name for t in targets]
+    names = [t.name for t in running.targets]
     modes = {mode: mode_result(measured["latencies"][mode], measured["cpu"][mode], names) for mode in MODES}
-    found = checks(modes)
+    found = [*checks(modes), report.features_check(measured["rate_limited_deployments"], FEATURE_DEPLOYMENTS)]
+    fake = running.origin + "/v1"
+    settings = {name: {key: value.replace(fake, "<the fake>/v1") for key, value in env.items()}
+                for name, env in running.settings.items()}
     packages = litellm_version(args.litellm)
     return {
         "draftgate": {"commit": describe(commit), "routers": ROUTERS, "cache": "off (gateway.cache_url null)",
-                      "models": {report.DRAFTGATE: "auto", FORCED: "drafter"}, "settings": dict(settings)},
+                      "models": {report.DRAFTGATE: "auto", FORCED: "drafter", SINGLE: "auto"},
+                      "settings": settings, "rate_limited_deployments": measured["rate_limited_deployments"]},
         "litellm": {"version": packages["litellm"], "packages": packages,
                     "variants": [report.variant(*v) for v in args.variants],
                     "config": litellm_config("<the fake>/v1"), "env": litellm_env()},
@@ -366,13 +410,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     load_before = [round(x, 2) for x in os.getloadavg()]
     workdir = Path(tempfile.mkdtemp(prefix="draftgate-peers-"))
     try:
-        with systems(args, workdir, commit) as (targets, upstream, origin, settings):
-            measured = uvloop.run(measure(targets, upstream, origin, args))
+        with systems(args, workdir, commit) as running:
+            measured = uvloop.run(measure(running, args))
     except BaseException:
         print(f"peers: failed; the services' logs are kept in {workdir}", flush=True)
         raise
     shutil.rmtree(workdir)
-    result = document(args, commit, settings, targets, measured, load_before)
+    result = document(args, commit, running, measured, load_before)
     print_summary(result, save(result, args.quick))
     return result
 

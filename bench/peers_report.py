@@ -140,11 +140,22 @@ def mode_checks(mode: str, cpu: Mapping[str, float], added_p50: Mapping[str, flo
                         f"added p50 at one client, {mode}")]
 
 
+def features_check(rate_limited: Sequence[str], expected: Sequence[str]) -> Check:
+    """draftgate ran with its features on: every drafter deployment was chosen and checked against
+    its rate limit in Redis (a limiter that never ran, or one deployment never balanced to, would
+    make the figures those of a leaner draftgate)."""
+    missing = sorted(set(expected) - set(rate_limited))
+    return Check("features_on", not missing, f"deployments with rate-limit state in Redis: "
+                                             f"{', '.join(rate_limited) or 'none'}"
+                                             + (f"; missing {', '.join(missing)}" if missing else ""))
+
+
 def verdict(checks: Iterable[Check]) -> str:
     """PASS when every target is met; INVALID when a proxy made other than one upstream call per
-    request (then the figures compare unlike work); else FAIL."""
+    request or draftgate's features were not all at work (then the figures compare unlike work);
+    else FAIL."""
     checks = list(checks)
-    if not all(c.passed for c in checks if c.name.startswith("one_upstream_call")):
+    if not all(c.passed for c in checks if c.name.startswith("one_upstream_call") or c.name == "features_on"):
         return "INVALID"
     return "PASS" if all(c.passed for c in checks) else "FAIL"
 

@@ -29,7 +29,8 @@ import redis
 import yaml
 
 from bench.harness import tree_usage
-from bench.peers_report import DRAFTGATE, LITELLM
+from bench.peers_report import LITELLM
+from shared.keys import RATELIMIT_PREFIX
 from tests.support import REPO, free_port
 
 WORKTREE = "worktree"  # --commit worktree: the checkout as it is, uncommitted edits included
@@ -145,8 +146,31 @@ def redis_pid(redis_url: str) -> int:
         client.close()
 
 
+# Every feature of issue #12 that costs something per request and leaves the call count alone:
+# limits far above the load, so the Lua check runs in Redis on every call and never refuses.
+FEATURE_RPM, FEATURE_TPM = 1_000_000, 1_000_000_000
+
+
+def features_on(upstream_url: str) -> dict[str, str]:
+    """DRAFTGATE_* settings for the issue's "every feature turned on": two deployments per tier
+    (both on the fake), balanced round robin, each with an rpm and a tpm limit checked across
+    routers in Redis; retries (2) and the breaker are on by default. Hedging stays off: a hedge
+    is a second upstream call by design, and the comparison is of one call per request."""
+    def pair(tier: str, model: str) -> str:
+        return json.dumps([{"name": f"{tier}-{letter}", "base_url": upstream_url, "model": model,
+                            "rpm": FEATURE_RPM, "tpm": FEATURE_TPM} for letter in "ab"])
+
+    return {"DRAFTGATE_DRAFTER_DEPLOYMENTS": pair("drafter", "fake-drafter"),
+            "DRAFTGATE_HEAVYWEIGHT_DEPLOYMENTS": pair("heavyweight", "fake-heavy")}
+
+
+def redis_db(redis_url: str, db: int) -> str:
+    """The same Redis, another database: a second draftgate beside the first, sharing no key."""
+    return f"{redis_url.rsplit('/', 1)[0]}/{db}"
+
+
 @contextlib.contextmanager
-def draftgate(tree: Path, redis_url: str, upstream_url: str, logs: Path, model: str, routers: int = 2,
+def draftgate(tree: Path, redis_url: str, upstream_url: str, logs: Path, name: str, routers: int = 2,
               settings: Mapping[str, str] | None = None) -> Iterator[Proxy]:
     """Gateway and routers, both tiers on the fake, no cache (the benchmark compares proxies, not
     caches); `settings` are more DRAFTGATE_* variables for every service."""
@@ -154,6 +178,7 @@ def draftgate(tree: Path, redis_url: str, upstream_url: str, logs: Path, model: 
            "DRAFTGATE_DRAFTER_BASE_URL": upstream_url, "DRAFTGATE_DRAFTER_MODEL": "fake-drafter",
            "DRAFTGATE_HEAVYWEIGHT_BASE_URL": upstream_url, "DRAFTGATE_HEAVYWEIGHT_MODEL": "fake-heavy",
            "DRAFTGATE_GATEWAY_CACHE_URL": "null", **(settings or {})}
+    logs.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         processes = {}
         for index in range(routers):
@@ -166,7 +191,16 @@ def draftgate(tree: Path, redis_url: str, upstream_url: str, logs: Path, model: 
             tree, "services.gateway", {**env, "DRAFTGATE_GATEWAY_PORT": str(port)}, logs / "gateway.log",
             f"http://127.0.0.1:{port}/ready"))
         processes["redis"] = psutil.Process(redis_pid(redis_url))
-        yield Proxy(DRAFTGATE, f"http://127.0.0.1:{port}", model, processes)
+        yield Proxy(name, f"http://127.0.0.1:{port}", "auto", processes)
+
+
+def rate_limited_deployments(redis_url: str) -> list[str]:
+    """The deployments whose rpm/tpm state is in Redis: each was checked against its limit."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return sorted(key.decode().removeprefix(RATELIMIT_PREFIX) for key in client.keys(f"{RATELIMIT_PREFIX}*"))
+    finally:
+        client.close()
 
 
 # LiteLLM

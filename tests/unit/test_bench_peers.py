@@ -12,7 +12,7 @@ import pytest
 from bench import peers_report as report
 from bench.peers import checks as run_checks
 from bench.peers import mode_result, parse_settings, rotated
-from bench.peers_stack import litellm_command, litellm_config, litellm_env
+from bench.peers_stack import FEATURE_RPM, features_on, litellm_command, litellm_config, litellm_env, redis_db
 from bench.peers_upstream import answer_words, call_key, counting_state
 from tests.fakes.upstream import _parse_args, cli_state
 
@@ -121,6 +121,28 @@ def test_no_overhead_from_litellm_or_a_negative_one_from_draftgate_is_no_pass() 
                                   {"draftgate": 1.0, LITELLM_2: 10.0})[0].passed
     assert not report.mode_checks("stream", {"draftgate": 1.0, LITELLM_2: 10.0},
                                   {"draftgate": -0.5, LITELLM_2: 10.0})[1].passed
+
+
+def test_every_feature_on_means_two_rate_limited_deployments_per_tier_on_the_fake() -> None:
+    settings = features_on("http://127.0.0.1:9/v1")
+    drafters = orjson.loads(settings["DRAFTGATE_DRAFTER_DEPLOYMENTS"])
+    heavies = orjson.loads(settings["DRAFTGATE_HEAVYWEIGHT_DEPLOYMENTS"])
+    assert [d["name"] for d in drafters] == ["drafter-a", "drafter-b"]
+    assert {d["model"] for d in heavies} == {"fake-heavy"}
+    assert all(d["base_url"] == "http://127.0.0.1:9/v1" and d["rpm"] == FEATURE_RPM and d["tpm"]
+               for d in drafters + heavies)
+    assert not any("HEDGE" in key for key in settings)  # a hedge would be a second upstream call
+
+
+def test_a_second_draftgate_gets_another_database_of_the_same_redis() -> None:
+    assert redis_db("redis://127.0.0.1:6390/0", 1) == "redis://127.0.0.1:6390/1"
+
+
+def test_features_count_as_on_only_when_every_drafter_deployment_was_rate_limit_checked() -> None:
+    assert report.features_check(["drafter-a", "drafter-b", "heavyweight-a"], ["drafter-a", "drafter-b"]).passed
+    missing = report.features_check(["drafter-a"], ["drafter-a", "drafter-b"])
+    assert not missing.passed and "missing drafter-b" in missing.detail
+    assert report.verdict([report.Check("cpu_plain", True, ""), missing]) == "INVALID"
 
 
 def test_the_verdict_is_invalid_when_a_proxy_made_other_than_one_call() -> None:
