@@ -42,6 +42,16 @@ LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
+class TemplateConfig:
+    """A named prompt template: its system prompt, with {variables} a request fills in
+    (metadata.template_id and metadata.variables)."""
+
+    id: str = ""
+    system: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     host: str = LOOPBACK
     port: int = 8080
@@ -52,6 +62,13 @@ class GatewayConfig:
     allow_anonymous: bool = False
     cache_url: str | None = "http://127.0.0.1:8083"
     cache_timeout_s: float = 0.5
+    # Keys created through the admin API (POST /admin/keys) or `python -m services.gateway.keys`,
+    # stored hashed in Redis, each with its tenant, models, limits, budgets and expiry.
+    virtual_keys: bool = True
+    ledger_url: str | None = "http://127.0.0.1:8085"  # the ledger service (analytics); null: no analytics
+    templates: tuple[TemplateConfig, ...] = ()  # more can be added through the admin API
+    session_ttl_s: int = 3600  # a session unused this long is forgotten
+    session_max_tokens: int = 4000  # the history prepended to a session's next request, oldest turns dropped first
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,11 @@ class UpstreamConfig:
     breaker_window_s: float = 30.0
     breaker_cooldown_s: float = 30.0  # open this long, then one probe call
     hedge_after_ms: float | None = None  # no first token by then: the same call starts on a second deployment
+    hedge_after: str | None = None  # instead of hedge_after_ms: a percentile of the deployment's TTFT, e.g. p95
+    # Calls in flight on this tier across every router (counted in Redis); null: unbounded. A call
+    # that finds the tier full waits up to queue_timeout_s for a slot, then the tier counts as full.
+    cluster_max_concurrent: int | None = None
+    queue_timeout_s: float = 5.0
 
     @property
     def price(self) -> Price | None:
@@ -147,6 +169,9 @@ class RoutingConfig:
     # accepted only when its risk (risk_model: a policy JSON from `calibrate fit`) is at or below its threshold
     policy: str = "entropy"
     risk_model: str | None = None
+    # The heavyweight full (its queue, or every deployment's breaker open): serve_draft answers with the
+    # draft anyway (X-Degraded: true); reject answers 503.
+    degraded_mode: str = "serve_draft"
 
 
 @dataclass(frozen=True)
@@ -195,6 +220,7 @@ class CacheConfig:
 # onnx: MiniLM on ONNX Runtime from the export `make install` writes; onnx-int8: the same, weights
 # quantised to int8 (faster, further from torch); torch: sentence-transformers; openai: any remote API.
 STREAM_MODES = ("progressive", "buffered")
+DEGRADED_MODES = ("serve_draft", "reject")
 POLICIES = ("entropy", "learned")
 CONTINUATIONS = ("instruction", "continue_final_message", "prefill")
 PROVIDERS = ("openai", "anthropic", "gemini")
@@ -221,6 +247,39 @@ class EmbedderConfig:
 
 
 @dataclass(frozen=True)
+class LedgerConfig:
+    """The request ledger: gateways put one record per finished request on a Redis stream; the
+    ledger service (`python -m services.ledger`) writes them to SQL and answers analytics."""
+
+    enabled: bool = True  # gateways emit records
+    host: str = LOOPBACK
+    port: int = 8085
+    database_url: str = "sqlite+aiosqlite:///.data/ledger.db"  # or postgresql+asyncpg://...
+    stream_maxlen: int = 1_000_000  # records waiting for the ledger service (database down) before the oldest go
+    batch: int = 500  # records written per transaction at most
+
+
+@dataclass(frozen=True)
+class TenantRateConfig:
+    tenant: str = ""
+    rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Production audit: a share of accepted drafts is re-asked of the heavyweight and compared."""
+
+    sample_rate: float = 0.02
+    tenant_sample_rates: tuple[TenantRateConfig, ...] = ()  # per-tenant overrides of sample_rate
+    opt_out_tenants: tuple[str, ...] = ()  # never audited
+    max_cost_usd_per_day: float = 1.0  # the auditor's own budget, across the cluster
+    judge: bool = False  # also ask the calibration judge (through the heavyweight) when the answers differ
+    agree_similarity: float = 0.8  # embedding cosine at or above which two answers agree
+    window: int = 200  # the disagreement rate is over the last this many verdicts
+    alert_disagreement_rate: float = 0.2  # the alert rule in deploy/ fires above this
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     json: bool = False
@@ -237,6 +296,8 @@ class Config:
     router: RouterConfig = field(default_factory=RouterConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -483,6 +544,23 @@ def _validate(config: Config) -> None:
         ("routing.risk_model", config.routing.policy != "learned" or bool(config.routing.risk_model),
          "must name a policy file when routing.policy is 'learned' (`python -m services.router.calibrate fit` "
          "writes one)"),
+        ("routing.degraded_mode", config.routing.degraded_mode in DEGRADED_MODES,
+         f"must be one of {', '.join(repr(mode) for mode in DEGRADED_MODES)}"),
+        ("gateway.session_ttl_s", config.gateway.session_ttl_s >= 1, "must be >= 1"),
+        ("gateway.session_max_tokens", config.gateway.session_max_tokens >= 1, "must be >= 1"),
+        ("gateway.ledger_url", config.gateway.ledger_url is None
+         or config.gateway.ledger_url.startswith(("http://", "https://")), "must be an http(s) URL (or null)"),
+        ("ledger.port", 0 <= config.ledger.port <= 65535, "must be a port number (0-65535)"),
+        ("ledger.database_url", config.ledger.database_url.startswith(("sqlite+aiosqlite://",
+                                                                       "postgresql+asyncpg://")),
+         "must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL"),
+        ("ledger.stream_maxlen", config.ledger.stream_maxlen >= 1000, "must be >= 1000"),
+        ("ledger.batch", config.ledger.batch >= 1, "must be >= 1"),
+        ("audit.sample_rate", 0 <= config.audit.sample_rate <= 1, "must be between 0 and 1"),
+        ("audit.max_cost_usd_per_day", config.audit.max_cost_usd_per_day >= 0, "must be >= 0"),
+        ("audit.agree_similarity", 0 < config.audit.agree_similarity <= 1, "must be in (0, 1]"),
+        ("audit.window", config.audit.window >= 1, "must be >= 1"),
+        ("audit.alert_disagreement_rate", 0 < config.audit.alert_disagreement_rate <= 1, "must be in (0, 1]"),
         ("router.max_in_flight", config.router.max_in_flight >= 1, "must be >= 1"),
         ("router.shutdown_grace_s", config.router.shutdown_grace_s >= 0, "must be >= 0"),
         ("bus.reclaim_idle_ms", config.bus.reclaim_idle_ms >= 100, "must be >= 100"),
@@ -517,6 +595,15 @@ def _validate(config: Config) -> None:
         name = getattr(config.gateway, key)
         checks.append((f"gateway.{key}", name is None or ENV_NAME.fullmatch(name) is not None,
                        "must be the name of an environment variable (or null)"))
+    for index, rate in enumerate(config.audit.tenant_sample_rates):
+        checks.append((f"audit.tenant_sample_rates[{index}].rate", 0 <= rate.rate <= 1, "must be between 0 and 1"))
+        checks.append((f"audit.tenant_sample_rates[{index}].tenant", bool(rate.tenant), "must be set"))
+    template_ids: set[str] = set()
+    for index, template in enumerate(config.gateway.templates):
+        checks.append((f"gateway.templates[{index}].id", bool(template.id) and template.id not in template_ids,
+                       "must be set and unique"))
+        checks.append((f"gateway.templates[{index}].system", bool(template.system), "must be set"))
+        template_ids.add(template.id)
     speculation = config.routing.speculation_threshold
     if speculation is not None:
         checks.append(("routing.speculation_threshold", 0 < speculation <= config.routing.entropy_threshold,
@@ -571,6 +658,9 @@ def _tier_pool_checks(config: Config) -> list[tuple[str, bool, str]]:
             (f"{tier}.breaker_cooldown_s", upstream.breaker_cooldown_s >= 0, "must be >= 0"),
             (f"{tier}.hedge_after_ms", upstream.hedge_after_ms is None or upstream.hedge_after_ms > 0,
              "must be > 0 (or null: no hedging)"),
+            (f"{tier}.cluster_max_concurrent", upstream.cluster_max_concurrent is None
+             or upstream.cluster_max_concurrent >= 1, "must be >= 1 (or null: unbounded)"),
+            (f"{tier}.queue_timeout_s", upstream.queue_timeout_s >= 0, "must be >= 0"),
         ])
     for tier in ("drafter", "heavyweight"):
         upstream = getattr(config, tier)

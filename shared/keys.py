@@ -34,3 +34,23 @@ ROUTER_STATUS_PREFIX = "draftgate:routers:status:"
 def router_status(consumer: str) -> str:
     """The status JSON of one router, by its consumer name (the member of ROUTERS_ALIVE)."""
     return f"{ROUTER_STATUS_PREFIX}{consumer}"
+
+# The edge (issue #13). Virtual keys: one hash per key, named by the SHA-256 of the key itself (the
+# key is never stored), and a set of every key's id for listing.
+VIRTUAL_KEY_PREFIX = "draftgate:vkeys:"
+VIRTUAL_KEY_IDS = "draftgate:vkeys:ids"
+# Per-key rate-limit and budget state, shared by every gateway pod.
+KEY_LIMIT_PREFIX = "draftgate:keylimit:"
+KEY_SPEND_PREFIX = "draftgate:spend:"
+# Conversations kept for sessions, and templates added through the admin API.
+SESSION_PREFIX = "draftgate:session:"
+TEMPLATES = "draftgate:templates"
+# Calls in flight per tier across the cluster (cluster_max_concurrent), and the queue's state.
+QUEUE_PREFIX = "draftgate:queue:"
+# Gateways -> the ledger service: one record per finished request; and clients' feedback.
+LEDGER_STREAM = "draftgate:ledger"
+LEDGER_GROUP = "ledger-writers"
+FEEDBACK_STREAM = "draftgate:feedback"
+# Routers -> auditors: sampled accepted drafts with their traces (issue #14).
+AUDIT_STREAM = "draftgate:audit"
+AUDIT_GROUP = "auditors"

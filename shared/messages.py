@@ -50,6 +50,7 @@ class ChatRequest:
     tenant: str = ""
     cache_store: bool = True
     deployment: str = ""  # a deployment named by the client: served by it alone, no entropy routing
+    auditable: bool = True  # False: never sampled for the audit (Cache-Control: no-store)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,10 @@ class Reply:
     status: int | None = None
     data: dict[str, Any] | None = None
     retry_after_s: float | None = None  # an error's wait (429: every deployment at its rate limit) -> Retry-After
+    # What the answer cost, call by call (Account.to_wire()): on the last reply that carries content,
+    # the COMPLETION of a plain answer, the END of a stream, or the ERROR.
+    account: dict[str, Any] | None = None
+    degraded: bool = False  # the heavyweight was full and the draft was served anyway (routing.degraded_mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +102,89 @@ class Cancel:
     request_id: str
 
 
-Message = ChatRequest | Reply | ReplyBatch | CacheWrite | Cancel
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """One upstream call an answer made, as Account lists it (a plain map on the wire)."""
+
+    tier: str  # drafter | heavyweight
+    deployment: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    # draft (served), aborted_draft (escalated away), speculation (used), wasted_speculation (cancelled),
+    # answer (a tier's own answer: escalation, forced tier, deployment), continuation (after a progressive seam)
+    role: str
+    cost_usd: float | None = None  # priced at this deployment's own price; None: unpriced
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """What one answer cost: every call it made, and the heavyweight-alone baseline."""
+
+    calls: tuple[UpstreamCall, ...] = ()
+    cost_usd: float | None = None  # None when a call involved was unpriced
+    baseline_usd: float | None = None  # the heavyweight alone, for the same prompt and answer length
+
+    @property
+    def saved_usd(self) -> float | None:
+        return None if self.cost_usd is None or self.baseline_usd is None else self.baseline_usd - self.cost_usd
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"calls": [dataclasses.asdict(call) for call in self.calls], "cost_usd": self.cost_usd,
+                "baseline_usd": self.baseline_usd}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Account:
+        try:
+            known = {f.name for f in dataclasses.fields(UpstreamCall)}
+            calls = tuple(UpstreamCall(**{k: v for k, v in call.items() if k in known}) for call in data.get("calls") or ())
+        except TypeError as exc:
+            raise WireError(f"malformed account: {exc}") from exc
+        return cls(calls, data.get("cost_usd"), data.get("baseline_usd"))
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """Gateway -> ledger service: one finished request (answered, refused or failed)."""
+
+    request_id: str
+    time: float  # unix seconds when the request arrived
+    key_id: str = ""  # the virtual key's id, or the static key's hash; "" anonymous
+    tenant: str = ""
+    template_id: str = ""
+    session_id: str = ""
+    model: str = ""  # what the client asked for
+    stream: bool = False
+    status: int = 200
+    decision: str = ""  # accept | escalate | continued | forced | cache_hit | error | ...
+    tier: str = ""  # the tier that answered
+    deployment: str = ""  # the deployment that answered
+    account: dict[str, Any] | None = None  # Account.to_wire(): tokens and cost per call, baseline
+    latency_ms: float | None = None
+    ttft_ms: float | None = None  # streams: the first content chunk written to the client
+    draft_entropy: float | None = None
+    cache: str = ""  # exact | semantic | miss | "" (not looked up)
+    error: str = ""  # the error's code (or type) when status >= 400
+    degraded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """Gateway -> ledger (and audit metrics): a client's verdict on a request it made."""
+
+    request_id: str
+    verdict: str  # good | bad
+    comment: str = ""
+    key_id: str = ""
+    tenant: str = ""
+    time: float = 0.0
+
+
+Message = ChatRequest | Reply | ReplyBatch | CacheWrite | Cancel | LedgerRecord | Feedback
 
 _TYPE_NAMES: dict[type, str] = {ChatRequest: "chat_request", Reply: "reply", ReplyBatch: "reply_batch",
-                                CacheWrite: "cache_write", Cancel: "cancel"}
+                                CacheWrite: "cache_write", Cancel: "cancel", LedgerRecord: "ledger_record",
+                                Feedback: "feedback"}
 _FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {cls: dataclasses.fields(cls) for cls in _TYPE_NAMES}
 
 
