@@ -33,8 +33,9 @@ class Unrecorded(State):
     would be the fake's own memory leak."""
 
     def record(self, model: str, body: dict[str, Any], stream: bool, status: int = 200,
-               authorization: str | None = None) -> Seen:
-        return Seen(model=model, body=body, stream=stream, started=time.monotonic(), status=status)
+               authorization: str | None = None, api: str = "openai", headers: dict[str, str] | None = None) -> Seen:
+        return Seen(model=model, body=body, stream=stream, started=time.monotonic(), status=status,
+                    authorization=authorization, api=api, headers=dict(headers or {}))
 
 
 def drafter_state() -> State:

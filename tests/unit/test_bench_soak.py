@@ -23,7 +23,7 @@ from bench.soak_report import (
     streams_check,
     trend_growth,
 )
-from bench.soak_upstream import DRAFT_TEXT, HEAVY_TEXT, UNSURE
+from bench.soak_upstream import DRAFT_TEXT, HEAVY_TEXT, UNSURE, heavyweight_state
 
 
 def record(started_s: float, latency_ms: float, outcome: str = OK) -> Record:
@@ -139,3 +139,12 @@ def test_a_streamed_answer_counts_only_when_it_ends_in_one_done() -> None:
     assert streamed_text(chunks + b"data: [DONE]\n\n") == "Sure d1"
     assert streamed_text(chunks) is None
     assert streamed_text(chunks + b"data: [DONE]\n\ndata: [DONE]\n\n") is None
+
+
+def test_the_soak_fake_records_a_native_wire_s_request_as_the_fake_does_but_keeps_none_of_them() -> None:
+    state = heavyweight_state()
+    seen = state.record("claude-x", {"max_tokens": 5}, True, authorization=None, api="anthropic",
+                        headers={"x-api-key": "k", "anthropic-version": "2023-06-01"})
+    assert (seen.model, seen.stream, seen.api, seen.headers) == (
+        "claude-x", True, "anthropic", {"x-api-key": "k", "anthropic-version": "2023-06-01"})
+    assert state.snapshot() == []
