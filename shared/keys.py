@@ -54,3 +54,27 @@ FEEDBACK_STREAM = "draftgate:feedback"
 # Routers -> auditors: sampled accepted drafts with their traces (issue #14).
 AUDIT_STREAM = "draftgate:audit"
 AUDIT_GROUP = "auditors"
+# Auditors -> `calibrate fit --from-audit`: each audited draft's trace and grade (shared.messages.AuditLabel),
+# read with XRANGE (no group), trimmed to audit.labelled_maxlen.
+AUDIT_LABELLED_STREAM = "draftgate:audit:labelled"
+# The audit's cluster-wide state: the latest audit.window verdicts (all, per tenant, per category; JSON
+# records, newest first), the scopes seen, verdict totals, and the spend per UTC day.
+AUDIT_RECENT = "draftgate:audit:recent"
+AUDIT_RECENT_TENANT_PREFIX = "draftgate:audit:recent:tenant:"
+AUDIT_RECENT_CATEGORY_PREFIX = "draftgate:audit:recent:category:"
+AUDIT_SCOPES = "draftgate:audit:scopes"  # a hash: "tenant:<t>" / "category:<c>" -> last verdict's time
+AUDIT_COUNTS = "draftgate:audit:counts"  # a hash: verdict -> count (client feedback too)
+AUDIT_SPEND_PREFIX = "draftgate:audit:spend:"
+
+
+def audit_recent_tenant(tenant: str) -> str:
+    return f"{AUDIT_RECENT_TENANT_PREFIX}{tenant}"
+
+
+def audit_recent_category(category: str) -> str:
+    return f"{AUDIT_RECENT_CATEGORY_PREFIX}{category}"
+
+
+def audit_spend(day: str) -> str:
+    """The audit's spend in USD on one UTC day (YYYY-MM-DD), shared by every router."""
+    return f"{AUDIT_SPEND_PREFIX}{day}"

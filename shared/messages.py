@@ -137,7 +137,8 @@ class Account:
     def from_wire(cls, data: dict[str, Any]) -> Account:
         try:
             known = {f.name for f in dataclasses.fields(UpstreamCall)}
-            calls = tuple(UpstreamCall(**{k: v for k, v in call.items() if k in known}) for call in data.get("calls") or ())
+            calls = tuple(UpstreamCall(**{k: v for k, v in call.items() if k in known})
+                          for call in data.get("calls") or ())
         except TypeError as exc:
             raise WireError(f"malformed account: {exc}") from exc
         return cls(calls, data.get("cost_usd"), data.get("baseline_usd"))
@@ -180,11 +181,50 @@ class Feedback:
     time: float = 0.0
 
 
-Message = ChatRequest | Reply | ReplyBatch | CacheWrite | Cancel | LedgerRecord | Feedback
+@dataclass(frozen=True, slots=True)
+class AuditSample:
+    """Router -> auditors (AUDIT_STREAM): an accepted draft sampled for the audit, with its trace."""
+
+    request_id: str
+    body: dict[str, Any]  # the request as drafted: the auditor asks the heavyweight the same
+    text: str  # the draft the client got
+    tokens: list[dict[str, Any]]  # signals.TokenTrace.to_json() per drafted token, as `collect` records them
+    top_k: int  # the alternatives per token the drafter was asked for (routing.top_logprobs)
+    model: str = ""  # the drafter model that answered
+    tenant: str = ""
+    category: str = ""  # the request's metadata.category, when given
+    usage: dict[str, int] | None = None  # the drafter's prompt_tokens / completion_tokens, when streamed
+    finish_reason: str | None = None
+    draft_entropy: float | None = None
+    time: float = 0.0  # unix seconds when sampled
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLabel:
+    """Auditor -> AUDIT_LABELLED_STREAM: an audited draft as a calibration record (`fit --from-audit`).
+    `trace` and `heavy_trace` are calibration Trace.to_json() records, `grade` a Grade.to_json() one."""
+
+    request_id: str
+    time: float
+    tenant: str = ""
+    category: str = ""
+    verdict: str = ""  # agree | disagree
+    method: str = ""  # similarity | judge
+    similarity: float | None = None  # cosine of the two answers' embeddings
+    judge_score: int | None = None  # 1-5, when the judge was asked
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    max_tokens: int | None = None
+    trace: dict[str, Any] = field(default_factory=dict)
+    heavy_trace: dict[str, Any] = field(default_factory=dict)
+    grade: dict[str, Any] = field(default_factory=dict)
+
+
+Message = (ChatRequest | Reply | ReplyBatch | CacheWrite | Cancel | LedgerRecord | Feedback | AuditSample
+           | AuditLabel)
 
 _TYPE_NAMES: dict[type, str] = {ChatRequest: "chat_request", Reply: "reply", ReplyBatch: "reply_batch",
                                 CacheWrite: "cache_write", Cancel: "cancel", LedgerRecord: "ledger_record",
-                                Feedback: "feedback"}
+                                Feedback: "feedback", AuditSample: "audit_sample", AuditLabel: "audit_label"}
 _FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {cls: dataclasses.fields(cls) for cls in _TYPE_NAMES}
 
 
