@@ -26,6 +26,7 @@ ENV_PREFIX = "DRAFTGATE_"
 LOCAL_MODEL_URL = "http://127.0.0.1:8090/v1"
 OPENAI_URL = "https://api.openai.com/v1"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+HEDGE_PERCENTILE = re.compile(r"[pP](\d{1,2}(?:\.\d+)?)")  # a tier's hedge_after: p50 .. p99.9
 
 
 class ConfigError(ValueError):
@@ -154,6 +155,12 @@ class UpstreamConfig:
             return None
         return Price(self.input_usd_per_mtok, self.output_usd_per_mtok)
 
+    @property
+    def hedge_percentile(self) -> float | None:
+        """hedge_after as a number (`p95` -> 95.0, `p99.9` -> 99.9); None when unset or malformed."""
+        found = HEDGE_PERCENTILE.fullmatch((self.hedge_after or "").strip())
+        return float(found[1]) if found else None
+
 
 @dataclass(frozen=True)
 class RoutingConfig:
@@ -257,6 +264,7 @@ class LedgerConfig:
     database_url: str = "sqlite+aiosqlite:///.data/ledger.db"  # or postgresql+asyncpg://...
     stream_maxlen: int = 1_000_000  # records waiting for the ledger service (database down) before the oldest go
     batch: int = 500  # records written per transaction at most
+    gateway_buffer: int = 100_000  # records a gateway holds while Redis is unreachable; beyond it they are dropped
 
 
 @dataclass(frozen=True)
@@ -277,6 +285,9 @@ class AuditConfig:
     agree_similarity: float = 0.8  # embedding cosine at or above which two answers agree
     window: int = 200  # the disagreement rate is over the last this many verdicts
     alert_disagreement_rate: float = 0.2  # the alert rule in deploy/ fires above this
+    max_concurrent: int = 2  # audits in flight per router (each a heavyweight call, maybe a judge call)
+    stream_maxlen: int = 10_000  # samples waiting for an auditor before the oldest are trimmed
+    labelled_maxlen: int = 100_000  # labelled traces kept on draftgate:audit:labelled (for fit --from-audit)
 
 
 @dataclass(frozen=True)
@@ -556,11 +567,15 @@ def _validate(config: Config) -> None:
          "must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL"),
         ("ledger.stream_maxlen", config.ledger.stream_maxlen >= 1000, "must be >= 1000"),
         ("ledger.batch", config.ledger.batch >= 1, "must be >= 1"),
+        ("ledger.gateway_buffer", config.ledger.gateway_buffer >= 1, "must be >= 1"),
         ("audit.sample_rate", 0 <= config.audit.sample_rate <= 1, "must be between 0 and 1"),
         ("audit.max_cost_usd_per_day", config.audit.max_cost_usd_per_day >= 0, "must be >= 0"),
         ("audit.agree_similarity", 0 < config.audit.agree_similarity <= 1, "must be in (0, 1]"),
         ("audit.window", config.audit.window >= 1, "must be >= 1"),
         ("audit.alert_disagreement_rate", 0 < config.audit.alert_disagreement_rate <= 1, "must be in (0, 1]"),
+        ("audit.max_concurrent", config.audit.max_concurrent >= 1, "must be >= 1"),
+        ("audit.stream_maxlen", config.audit.stream_maxlen >= 1, "must be >= 1"),
+        ("audit.labelled_maxlen", config.audit.labelled_maxlen >= 1, "must be >= 1"),
         ("router.max_in_flight", config.router.max_in_flight >= 1, "must be >= 1"),
         ("router.shutdown_grace_s", config.router.shutdown_grace_s >= 0, "must be >= 0"),
         ("bus.reclaim_idle_ms", config.bus.reclaim_idle_ms >= 100, "must be >= 100"),
@@ -658,6 +673,12 @@ def _tier_pool_checks(config: Config) -> list[tuple[str, bool, str]]:
             (f"{tier}.breaker_cooldown_s", upstream.breaker_cooldown_s >= 0, "must be >= 0"),
             (f"{tier}.hedge_after_ms", upstream.hedge_after_ms is None or upstream.hedge_after_ms > 0,
              "must be > 0 (or null: no hedging)"),
+            (f"{tier}.hedge_after", upstream.hedge_after is None
+             or (upstream.hedge_percentile is not None and 50 <= upstream.hedge_percentile <= 99.9),
+             f"must be a percentile of the deployment's time to first token from p50 to p99.9, such as p95 "
+             f"(or null), not {upstream.hedge_after!r}"),
+            (f"{tier}.hedge_after", upstream.hedge_after is None or upstream.hedge_after_ms is None,
+             f"and {tier}.hedge_after_ms are both set: a tier hedges after a fixed delay or a percentile, keep one"),
             (f"{tier}.cluster_max_concurrent", upstream.cluster_max_concurrent is None
              or upstream.cluster_max_concurrent >= 1, "must be >= 1 (or null: unbounded)"),
             (f"{tier}.queue_timeout_s", upstream.queue_timeout_s >= 0, "must be >= 0"),

@@ -16,11 +16,13 @@ from redis.exceptions import RedisError
 from services.gateway import handlers
 from services.gateway.auth import load_access
 from services.gateway.chat import chat_completions
+from services.gateway.ledger_out import LOOP as LEDGER_LOOP
+from services.gateway.ledger_out import LedgerOut
 from services.gateway.metrics import create_metrics
 from services.gateway.openapi import openapi
 from services.gateway.operator import operator_middleware
 from services.gateway.replies import ReplyReader
-from services.gateway.state import ACCESS, API_KEYS, CONFIG, HTTP, LOOPS, METRICS, REDIS, REPLIES, STARTED
+from services.gateway.state import ACCESS, API_KEYS, CONFIG, HTTP, LEDGER_OUT, LOOPS, METRICS, REDIS, REPLIES, STARTED
 from shared.config import Config
 from shared.http import error_middleware
 from shared.keys import reply_stream
@@ -41,7 +43,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
     registry = CollectorRegistry()
     app[METRICS] = create_metrics(registry)
     add_metrics_route(app, registry)
-    app.cleanup_ctx.extend([_redis_ctx, _replies_ctx, _http_ctx])
+    app.cleanup_ctx.extend([_redis_ctx, _replies_ctx, _ledger_ctx, _http_ctx])
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/{deployment}/chat/completions", chat_completions)  # one deployment, no routing
     app.router.add_get("/v1/models", handlers.list_models)
@@ -77,6 +79,24 @@ async def _replies_ctx(app: web.Application) -> AsyncIterator[None]:
     await loops.cancel()
     with contextlib.suppress(RedisError):
         await app[REDIS].delete(reader.stream)
+
+
+LEDGER_DRAIN_S = 5.0  # at shutdown, buffered ledger records get this long to reach Redis
+
+
+async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Ledger records (services/gateway/ledger_out.py): one supervised loop, not essential (a ledger
+    that cannot write keeps the records buffered; the gateway still answers); flushed at shutdown."""
+    config = app[CONFIG].ledger
+    if not config.enabled:
+        yield
+        return
+    out = app[LEDGER_OUT] = LedgerOut(app[REDIS], app[METRICS].ledger_records, maxlen=config.stream_maxlen,
+                                      batch=config.batch, bound=config.gateway_buffer)
+    app[LOOPS].start(LEDGER_LOOP, out.step, essential=False)
+    yield
+    await app[LOOPS].cancel(LEDGER_LOOP)
+    await out.drain(LEDGER_DRAIN_S)
 
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ import contextlib
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -16,12 +16,13 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from services.gateway import cache_client
-from services.gateway.auth import authenticate
+from services.gateway.auth import authenticate, bearer_token, key_hash
 from services.gateway.headers import cache_hit_headers, headers_for_head
+from services.gateway.outcome import Outcome, ledger_record
 from services.gateway.protocol import beyond_the_wire, parse_chat_request
 from services.gateway.replies import Waiter
 from services.gateway.sse import DONE, completion_to_chunks, frame
-from services.gateway.state import API_KEYS, CONFIG, HTTP, METRICS, REDIS, REPLIES
+from services.gateway.state import API_KEYS, CONFIG, HTTP, LEDGER_OUT, METRICS, REDIS, REPLIES
 from shared import bus
 from shared.chat_request import ChatCompletionRequest
 from shared.config import Config, tier_deployments
@@ -39,6 +40,15 @@ SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contro
 
 
 @dataclass
+class Caller:
+    """Who is asking, as authentication found out (filled before the body is read, so a refused
+    request is still recorded under its key)."""
+
+    key_id: str = ""  # the virtual key's id, or the static key's hash; "" anonymous
+    tenant: str = ""
+
+
+@dataclass
 class Call:
     """One client request on its way through the gateway."""
 
@@ -52,6 +62,10 @@ class Call:
     tenant: str
     directives: frozenset[str]
     deployment: str = ""  # one deployment the client named: no entropy routing, no cache
+    key_id: str = ""
+    template_id: str = ""
+    session_id: str = ""
+    outcome: Outcome = field(default_factory=Outcome)
 
     @property
     def stream(self) -> bool:
@@ -60,38 +74,82 @@ class Call:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     started = time.monotonic()
+    arrived = time.time()
     client_id = request.headers.get("X-Request-ID")
     request_id = client_id or f"req_{uuid.uuid4().hex}"
     metrics = request.app[METRICS]
     metrics.in_flight.inc()
+    caller = Caller()
+    outcome = Outcome()
+    call: Call | None = None
     try:
-        # Clients may reuse their IDs; two calls in flight under one ID must not share replies.
-        routing_id = f"{client_id}:{uuid.uuid4().hex}" if client_id else request_id
-        call = await _accept_call(request, request_id, routing_id, started)
-        response = await _answer_from_cache(call) or await _answer_from_router(call)
-    except ApiError as exc:
-        metrics.requests.labels("error", str(exc.status)).inc()
-        return error_response(exc, headers={"X-Request-ID": request_id})
-    except ConnectionResetError:
-        # The client left while its body was read: nobody to answer (aiohttp drops the write).
-        metrics.client_disconnects.inc()
-        return web.Response(status=CLIENT_CLOSED_REQUEST)
+        try:
+            # Clients may reuse their IDs; two calls in flight under one ID must not share replies.
+            routing_id = f"{client_id}:{uuid.uuid4().hex}" if client_id else request_id
+            call = await _accept_call(request, request_id, routing_id, started, caller, outcome)
+            response = await _answer_from_cache(call) or await _answer_from_router(call)
+        except ApiError as exc:
+            metrics.requests.labels("error", str(exc.status)).inc()
+            outcome.failed(exc.status, exc)
+            return await _send(request, error_response(exc, headers={"X-Request-ID": request_id}))
+        except ConnectionResetError:
+            # The client left while its body was read: nobody to answer (aiohttp drops the write).
+            metrics.client_disconnects.inc()
+            outcome.failed(CLIENT_CLOSED_REQUEST, None)
+            outcome.error = "client_closed_request"
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
+        finally:
+            metrics.in_flight.dec()
+        outcome.status = outcome.status or response.status
+        decision = response.headers.get("X-Routing-Decision", "error")
+        metrics.requests.labels(decision, str(response.status)).inc()
+        metrics.latency.labels(decision).observe(time.monotonic() - started)
+        return await _send(request, response)
     finally:
-        metrics.in_flight.dec()
-    decision = response.headers.get("X-Routing-Decision", "error")
-    metrics.requests.labels(decision, str(response.status)).inc()
-    metrics.latency.labels(decision).observe(time.monotonic() - started)
+        await finish(request.app, call, caller, outcome, request_id=request_id, arrived=arrived, started=started)
+
+
+async def _send(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Send a whole answer now (a stream has been sent already), so the finish step that runs after it
+    adds nothing to the client's wait; aiohttp leaves a response already sent as it is."""
+    if not response.prepared:
+        with contextlib.suppress(ConnectionResetError):
+            await response.prepare(request)
+            await response.write_eof()
     return response
 
 
-async def _accept_call(request: web.Request, request_id: str, routing_id: str, started: float) -> Call:
+async def finish(app: web.Application, call: Call | None, caller: Caller, outcome: Outcome, *, request_id: str,
+                 arrived: float, started: float) -> None:
+    """The end of every request, answered, refused or failed, after its answer has gone out."""
+    outcome.status = outcome.status or CLIENT_CLOSED_REQUEST  # no answer was made: the client left
+    # keys: settle the key's limits and budget here, once services/gateway/limits.py exists:
+    #     await limits.settle(app, principal, outcome)
+    # (the session turn is saved earlier, before the answer's last byte: see _save_turn's callers)
+    out = app.get(LEDGER_OUT)
+    if out is not None:
+        chat = call.chat if call is not None else None
+        out.emit(ledger_record(outcome, request_id=request_id, arrived=arrived,
+                               latency_ms=(time.monotonic() - started) * 1000, key_id=caller.key_id,
+                               tenant=caller.tenant, template_id=call.template_id if call else "",
+                               session_id=call.session_id if call else "",
+                               model=(chat.model or "") if chat is not None else "",
+                               stream=chat.streaming if chat is not None else False))
+
+
+async def _accept_call(request: web.Request, request_id: str, routing_id: str, started: float, caller: Caller,
+                       outcome: Outcome) -> Call:
     config = request.app[CONFIG]
-    tenant = authenticate(request.headers, request.app[API_KEYS])
+    caller.tenant = authenticate(request.headers, request.app[API_KEYS])
+    token = bearer_token(request.headers)
+    caller.key_id = key_hash(token) if token else ""
     chat = parse_chat_request(await _read_body(request, config.gateway.max_body_bytes))
     tier, deployment = resolve_route(chat, request.match_info.get("deployment"), config)
+    outcome.deployment = deployment
     return Call(request=request, request_id=request_id, routing_id=routing_id, started=started, chat=chat,
-                body=_upstream_body(chat) if deployment else chat.body(), tier=tier, tenant=tenant,
-                directives=cache_client.cache_directives(request.headers.get("Cache-Control")), deployment=deployment)
+                body=_upstream_body(chat) if deployment else chat.body(), tier=tier, tenant=caller.tenant,
+                directives=cache_client.cache_directives(request.headers.get("Cache-Control")), deployment=deployment,
+                key_id=caller.key_id, outcome=outcome)
 
 
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
@@ -177,10 +235,13 @@ async def _answer_from_cache(call: Call) -> web.StreamResponse | None:
     except cache_client.CacheUnavailable as exc:
         app[METRICS].cache_lookups.labels("error").inc()
         log.warning("cache lookup failed, treating as a miss", error=str(exc))
+        call.outcome.cache = "miss"
         return None
     app[METRICS].cache_lookups.labels(hit.tier if hit else "miss").inc()
+    call.outcome.cache = hit.tier if hit else "miss"
     if hit is None:
         return None
+    call.outcome.decision, call.outcome.tier = "cache_hit", Tier.DRAFTER.value
     completion = cache_client.served_from_cache(hit.completion)
     headers = cache_hit_headers(call.request_id, call.started, hit.tier, hit.similarity, hit.verified)
     if not call.stream:
@@ -260,9 +321,11 @@ async def _plain(call: Call, waiter: Waiter, deadline: float) -> web.Response:
     head = await _next(waiter, deadline - time.monotonic())
     if head.kind == ReplyKind.ERROR:
         return _router_error(call, head)
+    call.outcome.head(head)
     reply = await _next(waiter, deadline - time.monotonic())
     if reply.kind != ReplyKind.COMPLETION:
         return _router_error(call, reply)
+    call.outcome.last(reply)
     return json_response(reply.data, headers=_head_headers(call, head))
 
 
@@ -270,6 +333,8 @@ def _head_headers(call: Call, head: Reply) -> dict[str, str]:
     headers = headers_for_head(call.request_id, call.started, head)
     if call.deployment:
         headers["X-Routing-Deployment"] = call.deployment
+    if head.degraded:
+        headers["X-Degraded"] = "true"
     return headers
 
 
@@ -278,48 +343,65 @@ async def _stream(call: Call, waiter: Waiter, idle_timeout_s: float) -> web.Stre
     head = await _next(waiter, idle_timeout_s)
     if head.kind == ReplyKind.ERROR:
         return _router_error(call, head)
+    call.outcome.head(head)
     response = web.StreamResponse(headers={**_head_headers(call, head), **SSE_HEADERS})
     try:
         await response.prepare(call.request)
-        await _relay(response, waiter, idle_timeout_s)
+        await _relay(call, response, waiter, idle_timeout_s)
     except TimedOut as exc:
+        call.outcome.failed(exc.status, exc)
         await _cancel(call.request.app, call.routing_id)
         with contextlib.suppress(ConnectionResetError):
             await response.write(frame(exc.body()))
     except ConnectionResetError:
+        call.outcome.failed(CLIENT_CLOSED_REQUEST, None)
+        call.outcome.error = "client_closed_request"
         call.request.app[METRICS].client_disconnects.inc()
         await _cancel(call.request.app, call.routing_id)
     return response
 
 
-async def _relay(response: web.StreamResponse, waiter: Waiter, idle_timeout_s: float) -> None:
+async def _relay(call: Call, response: web.StreamResponse, waiter: Waiter, idle_timeout_s: float) -> None:
     """Write replies as they come, batching whatever already arrived into one write."""
     finished = False
     while not finished:
         replies = [await _next(waiter, idle_timeout_s)]
         while not waiter.queue.empty():
             replies.append(waiter.queue.get_nowait())
-        payload, finished = _sse_payload(replies)
+        payload, finished = _sse_payload(replies, call.outcome)
         await response.write(payload)
+        if call.outcome.ttft_ms is None and _has_content(replies):
+            call.outcome.ttft_ms = round((time.monotonic() - call.started) * 1000, 3)
     await response.write_eof()
 
 
-def _sse_payload(replies: list[Reply]) -> tuple[bytes, bool]:
+def _has_content(replies: list[Reply]) -> bool:
+    return any(reply.kind == ReplyKind.CHUNK and reply.data and any(
+        (choice.get("delta") or {}).get("content") or (choice.get("delta") or {}).get("tool_calls")
+        for choice in reply.data.get("choices") or ()) for reply in replies)
+
+
+def _sse_payload(replies: list[Reply], outcome: Outcome) -> tuple[bytes, bool]:
     """Frame a batch of replies; True once the stream is over (END or ERROR)."""
     parts = []
     for reply in replies:
         if reply.kind == ReplyKind.CHUNK and reply.data is not None:
             parts.append(frame(reply.data))
         elif reply.kind == ReplyKind.ERROR and reply.data is not None:
+            outcome.last(reply)
+            outcome.failed(reply.status or 502, reply.data)
             parts.append(frame(reply.data))
             return b"".join(parts), True
         elif reply.kind == ReplyKind.END:
+            outcome.last(reply)
             parts.append(DONE)
             return b"".join(parts), True
     return b"".join(parts), False
 
 
 def _router_error(call: Call, reply: Reply) -> web.Response:
+    call.outcome.last(reply)
+    call.outcome.failed(reply.status or 502, reply.data)
     body = reply.data or {"error": {"message": "The router failed.", "type": "server_error", "param": None,
                                     "code": None}}
     headers = {"X-Request-ID": call.request_id}

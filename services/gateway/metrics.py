@@ -17,6 +17,7 @@ class GatewayMetrics:
     in_flight: Gauge
     client_disconnects: Counter
     bus_failures: Counter
+    ledger_records: Counter
 
 
 def create_metrics(registry: CollectorRegistry) -> GatewayMetrics:
@@ -35,4 +36,8 @@ def create_metrics(registry: CollectorRegistry) -> GatewayMetrics:
                              "Requests the gateway ended itself because Redis lost them (bus_restarted), was "
                              "unreachable (bus_unavailable) or lost some of their replies (reply_lost)", ["reason"],
                              registry=registry),
+        ledger_records=Counter("draftgate_ledger_records_total",
+                               "Ledger records this gateway put on the ledger stream (emitted) or lost: beyond its "
+                               "buffer while Redis was unreachable, or unwritten at shutdown (dropped)", ["result"],
+                               registry=registry),
     )

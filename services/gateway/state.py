@@ -7,6 +7,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from services.gateway.auth import Access, Caller
+from services.gateway.ledger_out import LedgerOut
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.replies import ReplyReader
 from shared.config import Config
@@ -21,4 +22,5 @@ METRICS = web.AppKey("metrics", GatewayMetrics)
 API_KEYS = web.AppKey("api_keys", frozenset)  # the client keys: access.client_keys
 ACCESS = web.AppKey("access", Access)
 STARTED = web.AppKey("started", float)
+LEDGER_OUT = web.AppKey("ledger_out", LedgerOut)  # set only when ledger.enabled
 CALLER = web.RequestKey("caller", Caller)  # set on operator endpoints
