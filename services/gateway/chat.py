@@ -272,7 +272,9 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
                    and not call.deployment)
     message = ChatRequest(request_id=call.routing_id, reply_to=replies.stream, body=call.body, tier=call.tier,
                           deadline=time.time() + config.gateway.request_timeout_s, tenant=call.tenant,
-                          cache_store=cache_store, deployment=call.deployment)
+                          cache_store=cache_store, deployment=call.deployment,
+                          # Cache-Control: no-store: nothing of it is kept, so it is never audited either.
+                          auditable=cache_client.CACHE_CONTROL_NO_STORE not in call.directives)
     payload = _encode_request(message)
     waiter = replies.expect(call.routing_id)
     try:
