@@ -29,6 +29,7 @@ from services.router.upstreams.base import Provider, Target
 from services.router.upstreams.breaker import BreakerPolicy
 from services.router.upstreams.deployment import Deployment, Limits
 from services.router.upstreams.errors import UpstreamProtocolError, UpstreamStreamError
+from services.router.upstreams.hedge import HedgePolicy
 from services.router.upstreams.openai import PROVIDER as OPENAI
 from services.router.upstreams.pool import Member, Observer, Pool
 from services.router.upstreams.ratelimit import RateLimiter
@@ -93,7 +94,7 @@ def create_tier(name: str, config: UpstreamConfig, env: Mapping[str, str],
     members = [_member(name, deployment, config, env, breaker) for deployment in deployments]
     pool = Pool(name, members, Balancer([member.state for member in members], strategy(config.balancing)),
                 retries=config.retries, backoff_s=config.retry_backoff_ms / 1000,
-                hedge_after_s=None if config.hedge_after_ms is None else config.hedge_after_ms / 1000,
+                hedge=HedgePolicy.from_config(config.hedge_after_ms, config.hedge_percentile),
                 limiter=limiter, observe=observe)
     first = members[0]
     return Tier(name=name, model=first.target.model, client=TierClient(first.provider, first.target, session),

@@ -1,7 +1,8 @@
 """What one router process knows about one upstream deployment. Pure: no I/O, the clock is injected.
 
 A tier is a list of deployments. Each router keeps, per deployment, the calls it has in flight, an
-EWMA of the time to first token of its own calls, its recent errors, a circuit breaker
+EWMA of the time to first token of its own calls and a sample of the last ones (for
+`hedge_after: p95`, hedge.py), its recent errors, a circuit breaker
 (breaker.py) and, when Redis has refused a call for the deployment's rpm / tpm, until when that
 refusal holds. None of this is shared between routers (only the rate limits are, in Redis:
 ratelimit.py); with several routers each one balances and trips breakers on what it has seen.
@@ -35,6 +36,7 @@ from enum import StrEnum
 from types import TracebackType
 
 from services.router.upstreams.breaker import Breaker, BreakerPolicy, Clock, Ticket
+from services.router.upstreams.hedge import TtftSample
 from shared.pricing import Price
 
 EWMA_ALPHA = 0.3  # weight of the newest TTFT: about the last 5 calls matter
@@ -71,6 +73,7 @@ class Deployment:
     error_window_s: float = ERROR_WINDOW_S
     in_flight: int = 0
     ewma_ttft_s: float | None = None  # None until a call of this router got a first token
+    ttft: TtftSample = field(default_factory=TtftSample)  # the recent first-token delays (hedge.py)
     breaker: Breaker = field(init=False)
     _limited_until: float = field(default=0.0, init=False)
     _errors: deque[float] = field(default_factory=deque, init=False)
@@ -125,6 +128,7 @@ class Deployment:
         }
 
     def _observe_ttft(self, ttft_s: float) -> None:
+        self.ttft.add(ttft_s)
         previous = self.ewma_ttft_s
         self.ewma_ttft_s = ttft_s if previous is None else self.ewma_alpha * ttft_s + (1 - self.ewma_alpha) * previous
 
@@ -147,6 +151,13 @@ class Call:
         if self.ttft_s is None and self.outcome is None:
             self.ttft_s = self.deployment.clock() - self.started
             self.deployment._observe_ttft(self.ttft_s)
+
+    def outrun(self) -> None:
+        """A hedge produced its first token before this call did, which is cancelled: its delay is at
+        least the time it ran, a lower bound the TTFT sample keeps (hedge.py says why); the average
+        is left to measured delays."""
+        if self.ttft_s is None and self.outcome is None:
+            self.deployment.ttft.add(self.deployment.clock() - self.started)
 
     def succeeded(self) -> None:
         if self._end("succeeded"):

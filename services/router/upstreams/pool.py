@@ -12,8 +12,9 @@ one deployment. Before the first chunk reaches the caller, a failure is not the 
   `retries` more times; then along the tier's `fallbacks` (other tiers, or named deployments), each
   with its own retries. A deployment that asked us to wait (Retry-After) is waited for only when
   nothing else can take the call and the wait fits the request's deadline;
-- with `hedge_after_s`, a call with no first chunk by then is started again on a second deployment:
-  the first to produce a chunk wins, the other is cancelled at once (its connection closed).
+- with a `hedge` policy (hedge.py: a fixed delay, or a percentile of the chosen deployment's recent
+  TTFT), a call with no first chunk by then is started again on a second deployment: the first to
+  produce a chunk wins, the other is cancelled at once (its connection closed).
 
 Once the first chunk is out, the stream is the caller's: a failure after it is raised as it is, never
 retried (the caller has begun to show it). Leaving the block after the first chunk without an error
@@ -29,7 +30,7 @@ import asyncio
 import contextvars
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -40,6 +41,7 @@ from services.router.upstreams.balance import Balancer, NoneAvailable, Picked, R
 from services.router.upstreams.base import Provider, Target
 from services.router.upstreams.deployment import Call, Deployment
 from services.router.upstreams.errors import UpstreamError, UpstreamStatusError
+from services.router.upstreams.hedge import HedgePolicy
 from services.router.upstreams.ratelimit import RateLimiter, admit, estimate_tokens, prompt_tokens
 from services.router.upstreams.transport import open_stream
 
@@ -82,7 +84,7 @@ class Pool:
     balancer: Balancer
     retries: int = 2
     backoff_s: float = 0.1
-    hedge_after_s: float | None = None
+    hedge: HedgePolicy | None = None
     limiter: RateLimiter | None = None
     fallbacks: list[Pool] = field(default_factory=list)
     observe: Observer | None = None
@@ -106,13 +108,22 @@ class Pool:
         """`async with pool.open(session, params) as chunks`: see the module docstring. Raises UpstreamError."""
         return _open(self, session, params)
 
+    def hedge_delay_s(self, member: Member) -> float | None:
+        """How long a call on `member` waits for its first chunk before it is hedged; None: never."""
+        if self.hedge is None or len(self.members) < 2:
+            return None
+        return self.hedge.delay_s(member.state.ttft)
+
     def status(self) -> dict[str, Any]:
-        """This router's view of the pool's deployments (GET /status)."""
+        """This router's view of the pool's deployments (GET /status), with each one's current hedge
+        delay (`hedge_after_ms`, null: its calls are not hedged now) and its TTFT sample's size."""
         return {"deployments": [{**member.state.status(), "model": member.target.model,
-                                 "provider": member.provider.name, "max_concurrent": member.state.max_concurrent}
+                                 "provider": member.provider.name, "max_concurrent": member.state.max_concurrent,
+                                 "hedge_after_ms": _ms(self.hedge_delay_s(member)),
+                                 "ttft_samples": len(member.state.ttft)}
                                 for member in self.members],
-                "fallbacks": [pool.name for pool in self.fallbacks], "hedge_after_ms":
-                None if self.hedge_after_s is None else self.hedge_after_s * 1000}
+                "fallbacks": [pool.name for pool in self.fallbacks],
+                "hedge_after": None if self.hedge is None else self.hedge.describe()}
 
 
 @dataclass
@@ -143,12 +154,30 @@ class _Opened:
         return self.prompt_tokens + self.received
 
 
+class Stream:
+    """What `Pool.open` yields: the chunks of the deployment that took the call (after retries, hedges
+    and fallbacks), and `member`, which deployment that is (its name, model and price: what the call
+    is accounted at)."""
+
+    __slots__ = ("_chunks", "member")
+
+    def __init__(self, member: Member, chunks: Chunks) -> None:
+        self.member = member
+        self._chunks = chunks
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    def __anext__(self) -> Awaitable[dict[str, Any]]:
+        return self._chunks.__anext__()
+
+
 @asynccontextmanager
-async def _open(pool: Pool, session: aiohttp.ClientSession, params: dict[str, Any]) -> AsyncIterator[Chunks]:
+async def _open(pool: Pool, session: aiohttp.ClientSession, params: dict[str, Any]) -> AsyncIterator[Stream]:
     opened = await _first_chunk(pool, session, params)
     failed: BaseException | None = None
     try:
-        yield _rest(opened)
+        yield Stream(opened.member, _rest(opened))
     except UpstreamError as exc:
         failed = exc
         raise
@@ -292,10 +321,12 @@ async def _backoff(pool: Pool, attempt: int, deadline: float) -> bool:
 async def _attempt_hedged(pool: Pool, session: aiohttp.ClientSession, params: dict[str, Any], tokens: int,
                           call: Call, reserved: int, tried: set[str]) -> _Opened:
     """One attempt; with hedging, a second deployment joins when the first is slow to its first chunk."""
+    primary = pool._by_state[call.deployment]
+    delay = pool.hedge_delay_s(primary)
     first = asyncio.ensure_future(_attempt(pool, session, params, call, reserved))
-    if pool.hedge_after_s is None or len(pool.members) < 2:
+    if delay is None:
         return await first
-    done, _ = await asyncio.wait({first}, timeout=pool.hedge_after_s)
+    done, _ = await asyncio.wait({first}, timeout=delay)
     if done:
         return first.result()
     choice = await _choose(pool, tokens, {*tried})
@@ -305,15 +336,16 @@ async def _attempt_hedged(pool: Pool, session: aiohttp.ClientSession, params: di
     hedge = pool._by_state[choice[0].deployment]
     _note(pool, hedge, "hedged")
     second = asyncio.ensure_future(_attempt(pool, session, params, *choice))
-    losers = {first: pool._by_state[call.deployment], second: hedge}
-    return await _race(pool, first, second, losers, prompt_tokens(params))
+    losers = {first: primary, second: hedge}
+    return await _race(pool, first, second, losers, prompt_tokens(params), call)
 
 
 async def _race(pool: Pool, first: asyncio.Future[_Opened], second: asyncio.Future[_Opened],
-                members: dict[asyncio.Future[_Opened], Member], prompt: int) -> _Opened:
+                members: dict[asyncio.Future[_Opened], Member], prompt: int, primary: Call) -> _Opened:
     """The first of two attempts to produce a chunk; the other is cancelled (its connection closed).
     One that fails leaves the other to finish; both failing raises the later failure. The loser's
-    prompt is counted as wasted (a provider may bill it though nothing of it is used)."""
+    prompt is counted as wasted (a provider may bill it though nothing of it is used); a primary
+    that lost leaves the time it ran in its deployment's TTFT sample, as a lower bound (hedge.py)."""
     pending = {first, second}
     error: BaseException | None = None
     try:
@@ -325,6 +357,8 @@ async def _race(pool: Pool, first: asyncio.Future[_Opened], second: asyncio.Futu
                 for both in extra:  # both had their first chunk in the same instant: keep one
                     await _discard(pool, both.result(), prompt)
                 _note(pool, members[winner], "hedge_won" if winner is second else "hedge_lost")
+                if winner is second:
+                    primary.outrun()
                 for loser in pending:
                     _note(pool, members[loser], "hedge_wasted_tokens", prompt)
                 return winner.result()
@@ -412,6 +446,10 @@ def _outcome(exc: UpstreamError) -> str:
 def _note(pool: Pool, member: Member, outcome: str, amount: int = 1) -> None:
     if pool.observe is not None:
         pool.observe(member.target.tier or pool.name, member.name, outcome, amount)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
 
 
 def _deadline() -> float:
