@@ -71,16 +71,17 @@ USER draftgate
 EXPOSE 8084
 CMD ["python", "-m", "services.embedder"]
 
-# The core image (default target): gateway by default; router and cache by command.
+# The core image (default target): gateway by default; router, cache and ledger by command.
 FROM base AS core
 # As above: every interface inside the container. The gateway still refuses to start without
 # client keys (gateway.api_keys_env) unless gateway.allow_anonymous is true.
 ENV DRAFTGATE_GATEWAY_HOST=0.0.0.0 \
     DRAFTGATE_ROUTER_HOST=0.0.0.0 \
-    DRAFTGATE_CACHE_HOST=0.0.0.0
+    DRAFTGATE_CACHE_HOST=0.0.0.0 \
+    DRAFTGATE_LEDGER_HOST=0.0.0.0
 COPY shared ./shared
 COPY services ./services
 COPY config.yaml ./
 USER draftgate
-EXPOSE 8080 8081 8083
+EXPOSE 8080 8081 8083 8085
 CMD ["python", "-m", "services.gateway"]

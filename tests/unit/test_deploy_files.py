@@ -26,10 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
 K8S_VERSION = "1.33.0"
-SERVICES = ("gateway", "router", "cache", "embedder")
+SERVICES = ("gateway", "router", "cache", "embedder", "ledger")
 DEFAULTS = Config()
 PORTS = {name: getattr(DEFAULTS, name).port for name in SERVICES}
-BACKING_PORTS = {"redis": 6379, "qdrant": 6333, "model": 8090}
+BACKING_PORTS = {"redis": 6379, "qdrant": 6333, "model": 8090, "postgres": 5432}
+# What compose refuses to start without (${VAR:?message}): the ledger database's two passwords.
+REQUIRED_SHELL = {"POSTGRES_PASSWORD": "pg-test-password", "LEDGER_READER_PASSWORD": "reader-test-password"}
 
 
 def load_yaml(path: Path) -> Any:
@@ -60,7 +62,7 @@ def k8s_config(tmp_path: Path) -> Config:
 
 CONFIG_ENV = {f"DRAFTGATE_{section.upper()}_{f.name.upper()}"
               for section, cls in typing.get_type_hints(Config).items() for f in dataclasses.fields(cls)}
-INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
 
 def test_every_draftgate_variable_in_deploy_files_names_a_real_config_key():
@@ -76,10 +78,19 @@ def env_file(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
+class MissingVariable(LookupError):
+    """${VAR:?message} with VAR unset or empty: compose refuses to start."""
+
+
 def service_env(service: dict[str, Any], shell: dict[str, str]) -> dict[str, str]:
-    """A compose service's environment after ${VAR:-default} interpolation from `shell`."""
+    """A compose service's environment after ${VAR:-default} / ${VAR:?error} interpolation from `shell`."""
     def substitute(match: re.Match[str]) -> str:
-        return shell.get(match[1]) or match[2] or ""
+        name, operator, word = match[1], match[2] or "", match[3] or ""
+        if operator.endswith("?") and not shell.get(name):
+            raise MissingVariable(f"{name}: {word}")
+        if operator.endswith("?"):
+            return shell[name]
+        return shell.get(name) or word
 
     return {key: INTERPOLATION.sub(substitute, str(value)) for key, value in service.get("environment", {}).items()}
 
@@ -87,7 +98,7 @@ def service_env(service: dict[str, Any], shell: dict[str, str]) -> dict[str, str
 @pytest.mark.parametrize("shell_env", ["none", "openai", "local-model.env"])
 def test_compose_environments_load_as_a_valid_config(shell_env: str):
     shells = {"none": {}, "openai": {"OPENAI_API_KEY": "sk-test"}}
-    shell = shells[shell_env] if shell_env in shells else env_file(DEPLOY / shell_env)
+    shell = {**REQUIRED_SHELL, **(shells[shell_env] if shell_env in shells else env_file(DEPLOY / shell_env))}
     for name in SERVICES:
         env = service_env(compose()["services"][name], shell)
         config = load_config(REPO / "config.yaml", env=env)
@@ -96,6 +107,9 @@ def test_compose_environments_load_as_a_valid_config(shell_env: str):
     gateway = load_config(REPO / "config.yaml", env=service_env(compose()["services"]["gateway"], shell))
     if shell_env == "local-model.env":
         assert gateway.drafter.base_url == "http://model:8090/v1" and gateway.heavyweight.model == "smollm2"
+    assert gateway.ledger.enabled and gateway.gateway.ledger_url == "http://ledger:8085"
+    ledger = load_config(REPO / "config.yaml", env=service_env(compose()["services"]["ledger"], shell)).ledger
+    assert ledger.database_url.startswith("postgresql+asyncpg://")
 
 
 def test_k8s_configmap_is_a_valid_config_with_cluster_addresses(tmp_path: Path):
@@ -103,9 +117,13 @@ def test_k8s_configmap_is_a_valid_config_with_cluster_addresses(tmp_path: Path):
     assert {name: getattr(config, name).port for name in SERVICES} == PORTS
     assert config.router.shutdown_grace_s == DEFAULTS.router.shutdown_grace_s
     services = {name: doc["spec"]["ports"][0]["port"] for name, doc in k8s_objects("Service").items()}
-    for url in (config.redis.url, config.gateway.cache_url, config.cache.embedder_url, config.cache.qdrant_url):
+    urls = (config.redis.url, config.gateway.cache_url, config.cache.embedder_url, config.cache.qdrant_url,
+            config.gateway.ledger_url, config.ledger.database_url)
+    for url in urls:
+        assert url is not None
         parts = urlsplit(url)
         assert services.get(parts.hostname) == parts.port, url
+    assert config.ledger.enabled and config.ledger.port == PORTS["ledger"]
 
 
 # docker-compose.yml
@@ -137,10 +155,10 @@ def test_compose_runs_each_service_module_with_a_health_check_on_its_port(name: 
 def test_compose_service_urls_point_at_services_on_their_ports():
     services = compose()["services"]
     listening = {**PORTS, **BACKING_PORTS}
-    values = [v for s in services.values() for v in service_env(s, {}).values()]
+    values = [v for s in services.values() for v in service_env(s, REQUIRED_SHELL).values()]
     values += list(env_file(DEPLOY / "local-model.env").values())
-    urls = [urlsplit(v) for v in values if re.match(r"(https?|redis)://", v)]
-    assert len(urls) >= 4
+    urls = [urlsplit(v) for v in values if re.match(r"(https?|redis|postgresql\+asyncpg)://", v)]
+    assert len(urls) >= 6
     for url in urls:
         assert url.hostname in services and listening[url.hostname] == url.port, url.geturl()
     assert urlsplit(healthcheck_url(services["model"])).port == BACKING_PORTS["model"]
@@ -250,8 +268,8 @@ def test_k8s_deployment_runs_the_service_on_its_config_port(name: str):
     assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
 
 
-# The services whose /ready says more than /health (Redis and their supervised loops).
-SERVICES_WITH_READY = {"gateway", "router", "cache"}
+# The services whose /ready says more than /health (Redis and their supervised loops; the ledger's database).
+SERVICES_WITH_READY = {"gateway", "router", "cache", "ledger"}
 
 
 def test_k8s_readiness_uses_ready_where_a_service_has_it_and_liveness_health():
@@ -345,7 +363,7 @@ def test_every_service_is_told_to_listen_on_the_pod_network(name: str, tmp_path:
     """Services default to 127.0.0.1; where other containers must reach them the host is set explicitly."""
     assert getattr(DEFAULTS, name).host == "127.0.0.1"
     key = f"DRAFTGATE_{name.upper()}_HOST"
-    assert service_env(compose()["services"][name], {})[key] == "0.0.0.0"
+    assert service_env(compose()["services"][name], REQUIRED_SHELL)[key] == "0.0.0.0"
     assert container_env(name)[key] == "0.0.0.0"
     image = "embedder" if name == "embedder" else "core"
     assert dockerfile_stage_env(image)[key] == "0.0.0.0"
@@ -387,7 +405,8 @@ def test_k8s_gateway_reads_its_keys_from_a_secret_only_it_mounts(tmp_path: Path)
 # NetworkPolicy: component -> the components whose pods may connect (None: anyone, the edge).
 ALLOWED_PEERS: dict[str, set[str] | None] = {
     "gateway": None, "cache": {"gateway"}, "embedder": {"cache"}, "router": set(),
-    "redis": {"gateway", "router", "cache"}, "qdrant": {"cache"},
+    "redis": {"gateway", "router", "cache", "ledger"}, "qdrant": {"cache"},
+    "ledger": {"gateway"}, "postgres": {"ledger"},
 }
 PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
               "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
@@ -450,8 +469,9 @@ def test_k8s_network_policy_admits_only_the_expected_peers_on_real_ports(compone
 def test_k8s_network_policies_admit_every_in_cluster_connection_the_config_makes(tmp_path: Path):
     config = k8s_config(tmp_path)
     connections = {("gateway", config.gateway.cache_url), ("cache", config.cache.embedder_url),
-                   ("cache", config.cache.qdrant_url), *((name, config.redis.url) for name in ("gateway", "router",
-                                                                                                 "cache"))}
+                   ("cache", config.cache.qdrant_url), ("gateway", config.gateway.ledger_url),
+                   ("ledger", config.ledger.database_url),
+                   *((name, config.redis.url) for name in ("gateway", "router", "cache", "ledger"))}
     for client, url in connections:
         server = urlsplit(url).hostname
         allowed = ALLOWED_PEERS[server]
@@ -469,3 +489,108 @@ def test_services_with_ready_serve_it():
     for name, app in apps.items():
         paths = {resource.canonical for resource in app.router.resources()}
         assert "/ready" in paths, name
+
+
+# The request ledger and its PostgreSQL: passwords only from the environment or a Secret
+
+
+INITDB = DEPLOY / "postgres" / "initdb" / "10-ledger-reader.sh"
+
+
+def test_compose_refuses_to_start_without_the_database_passwords():
+    services = compose()["services"]
+    for name in ("postgres", "ledger", "grafana"):
+        with pytest.raises(MissingVariable, match="openssl rand"):
+            service_env(services[name], {})
+    postgres = service_env(services["postgres"], REQUIRED_SHELL)
+    ledger = service_env(services["ledger"], REQUIRED_SHELL)
+    assert postgres["POSTGRES_PASSWORD"] == ledger["PGPASSWORD"] == REQUIRED_SHELL["POSTGRES_PASSWORD"]
+    url = urlsplit(ledger["DRAFTGATE_LEDGER_DATABASE_URL"])
+    assert url.password is None  # asyncpg reads PGPASSWORD: the URL can be logged
+    assert (url.username, url.path) == (postgres["POSTGRES_USER"], f"/{postgres['POSTGRES_DB']}")
+    grafana = service_env(services["grafana"], REQUIRED_SHELL)
+    assert grafana["LEDGER_READER_PASSWORD"] == postgres["LEDGER_READER_PASSWORD"] == "reader-test-password"
+    # Nothing else in the file carries a password of its own.
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    assert re.findall(r"PASSWORD: (?!\$\{\w+:[?-])(.+)", text) == []
+
+
+def test_compose_postgres_keeps_its_data_on_a_volume_and_runs_the_initdb_script():
+    services = compose()["services"]
+    postgres = services["postgres"]
+    volumes = dict(v.split(":")[:2] for v in postgres["volumes"])
+    assert volumes["postgres-data"] == "/var/lib/postgresql/data" and "postgres-data" in compose()["volumes"]
+    assert volumes["./postgres/initdb"] == "/docker-entrypoint-initdb.d" and INITDB.is_file()
+    assert "pg_isready" in postgres["healthcheck"]["test"] and "ports" not in postgres
+    assert services["ledger"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["gateway"]["depends_on"]["ledger"]["condition"] == "service_started"
+
+
+def test_k8s_postgres_is_a_statefulset_with_a_volume_claim_and_secret_passwords():
+    statefulset = k8s_objects("StatefulSet")["postgres"]["spec"]
+    [claim] = statefulset["volumeClaimTemplates"]
+    [container] = statefulset["template"]["spec"]["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    env = {e["name"]: e for e in container["env"]}
+    assert Path(env["PGDATA"]["value"]).parent == Path(mounts[claim["metadata"]["name"]])
+    assert k8s_objects("Service")[statefulset["serviceName"]]["spec"]["clusterIP"] == "None"
+    assert {p["containerPort"] for p in container["ports"]} == {BACKING_PORTS["postgres"]}
+    for name in ("POSTGRES_PASSWORD", "LEDGER_READER_PASSWORD"):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "draftgate-postgres", "key": name}
+    # The ledger logs in with the same password, and the ConfigMap's URL names the same user and database.
+    ledger_env = {e["name"]: e for e in pod_spec("ledger")["containers"][0]["env"]}
+    assert ledger_env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "draftgate-postgres",
+                                                                     "key": "POSTGRES_PASSWORD"}
+    assert "draftgate-postgres" in k8s_objects("Secret")
+    assert not any("PASSWORD" in e["name"] and "value" in e
+                   for spec in (pod_spec("postgres"), pod_spec("ledger")) for e in spec["containers"][0]["env"])
+
+
+def test_k8s_ledger_database_url_has_no_password_and_matches_the_database(tmp_path: Path):
+    url = urlsplit(k8s_config(tmp_path).ledger.database_url)
+    env = {e["name"]: e.get("value") for e in pod_spec("postgres")["containers"][0]["env"]}
+    assert url.password is None
+    assert (url.username, url.path) == (env["POSTGRES_USER"], f"/{env['POSTGRES_DB']}")
+
+
+def test_k8s_runs_the_same_initdb_script_as_compose():
+    configmap = k8s_objects("ConfigMap")["postgres-initdb"]
+    assert configmap["data"] == {INITDB.name: INITDB.read_text()}
+    spec = pod_spec("postgres")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    [initdb] = [name for name, v in volumes.items() if v.get("configMap", {}).get("name") == "postgres-initdb"]
+    assert mounts[initdb] == "/docker-entrypoint-initdb.d"
+
+
+def test_every_compose_service_has_a_kubernetes_workload_and_the_same_ports():
+    """Compose and Kubernetes run the same set of services (the optional local model and the monitoring
+    stack aside: the cluster brings its own Prometheus and Grafana)."""
+    compose_only = {"model", "prometheus", "grafana"}
+    workloads = {**k8s_objects("Deployment"), **k8s_objects("StatefulSet")}
+    assert set(compose()["services"]) - compose_only == set(workloads)
+    services = k8s_objects("Service")
+    listening = {**PORTS, **BACKING_PORTS}
+    for name in workloads:
+        assert services[name]["spec"]["ports"][0]["port"] == listening[name], name
+        assert listening[name] in container_ports(name), name
+
+
+def test_prometheus_scrapes_the_ledger_in_compose_and_in_kubernetes():
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    [static] = {job["job_name"]: job for job in config["scrape_configs"]}["ledger"]["static_configs"]
+    assert static["targets"] == [f"ledger:{PORTS['ledger']}"]
+    annotations = k8s_objects("Deployment")["ledger"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_grafana_reads_the_ledger_as_the_read_only_role_of_the_initdb_script():
+    provisioned = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "ledger.yml")
+    [source] = provisioned["datasources"]
+    postgres = service_env(compose()["services"]["postgres"], REQUIRED_SHELL)
+    assert source["url"] == f"postgres:{BACKING_PORTS['postgres']}"
+    assert source["jsonData"]["database"] == postgres["POSTGRES_DB"]
+    assert re.search(r'reader="\$\{LEDGER_READER_USER:-(\w+)\}"', INITDB.read_text())[1] == source["user"]
+    assert source["secureJsonData"]["password"] == "$LEDGER_READER_PASSWORD"
+    assert "LEDGER_READER_PASSWORD" in compose()["services"]["grafana"]["environment"]
+    assert source["user"] != postgres["POSTGRES_USER"]

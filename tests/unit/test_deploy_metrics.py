@@ -136,8 +136,18 @@ def dashboard_panels() -> list[dict[str, Any]]:
     return [*panels, *(inner for p in panels for inner in p.get("panels", []))]
 
 
+# The dashboard's two data sources: Prometheus (PromQL in "expr") and the ledger's PostgreSQL (SQL in
+# "rawSql", checked against the migrated schema in test_deploy_ledger.py), each chosen by a variable.
+PROMETHEUS_SOURCE = {"type": "prometheus", "uid": "${datasource}"}
+LEDGER_SOURCE = {"type": "grafana-postgresql-datasource", "uid": "${ledger}"}
+
+
+def dashboard_targets(source: dict[str, str]) -> list[dict[str, Any]]:
+    return [t for p in dashboard_panels() for t in p.get("targets", []) if t["datasource"] == source]
+
+
 def dashboard_exprs() -> list[str]:
-    return [t["expr"] for p in dashboard_panels() for t in p.get("targets", [])]
+    return [t["expr"] for t in dashboard_targets(PROMETHEUS_SOURCE)]
 
 
 def alert_rules() -> list[dict[str, Any]]:
@@ -174,6 +184,8 @@ def test_dashboard_queries_use_only_metrics_and_labels_the_code_defines():
 def test_dashboard_legends_name_labels_the_query_keeps():
     for panel in dashboard_panels():
         for target in panel.get("targets", []):
+            if target["datasource"] != PROMETHEUS_SOURCE:
+                continue
             kept = {"le", *ALWAYS_LABELS, *(label for g in GROUPING.findall(target["expr"]) for label in _names(g))}
             legend = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
             assert legend <= kept, f"{panel['title']}: legend uses {legend - kept}"
@@ -206,8 +218,10 @@ def test_dashboard_is_a_well_formed_grafana_dashboard():
     board = dashboard()
     assert board["uid"] and board["title"] and isinstance(board["schemaVersion"], int)
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    provisioned = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
-    assert variables["datasource"]["current"]["value"] == provisioned["datasources"][0]["uid"]
+    for variable, filename in (("datasource", "prometheus.yml"), ("ledger", "ledger.yml")):
+        [provisioned] = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / filename)["datasources"]
+        assert variables[variable]["type"] == "datasource" and variables[variable]["query"] == provisioned["type"]
+        assert variables[variable]["current"]["value"] == provisioned["uid"]
     panels = dashboard_panels()
     assert len({p["id"] for p in panels}) == len(panels)
     for panel in panels:
@@ -218,4 +232,11 @@ def test_dashboard_is_a_well_formed_grafana_dashboard():
         assert panel["type"] in {"timeseries", "stat", "heatmap", "gauge", "bargauge", "table"}
         refs = [t["refId"] for t in panel["targets"]]
         assert refs and len(set(refs)) == len(refs)
-        assert all(t["datasource"]["uid"] == "${datasource}" and t["expr"].strip() for t in panel["targets"])
+        assert panel["datasource"] in (PROMETHEUS_SOURCE, LEDGER_SOURCE), panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == panel["datasource"], panel["title"]
+            if target["datasource"] == PROMETHEUS_SOURCE:
+                assert target["expr"].strip()
+            else:
+                assert target["rawQuery"] and target["rawSql"].strip() and target["format"] in {"time_series", "table"}
+    assert dashboard_targets(PROMETHEUS_SOURCE) and dashboard_targets(LEDGER_SOURCE)
