@@ -23,6 +23,8 @@ UNION_TAG_ERROR = "union_tag"
 JSON_KIND_ERROR = "json_kind"
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+TEMPLATE_ID_KEY = "template_id"
 
 
 def _integral(value: Any) -> Any:
@@ -348,6 +350,10 @@ class ChatCompletionRequest(OpenObject):
     verbosity: str | None = None
     web_search_options: dict[str, Any] | None = None
     backend: str | None = Field(default=None, min_length=1)  # draftgate's: one deployment, no entropy routing
+    # draftgate's: the values of metadata.template_id's {variables} (README "Templates and sessions")
+    variables: dict[str, str] | None = None
+    # draftgate's: the conversation this request continues (or the X-Session-Id header)
+    session_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=SESSION_ID_PATTERN)
 
     @property
     def deployment(self) -> tuple[str, str] | None:
@@ -357,6 +363,11 @@ class ChatCompletionRequest(OpenObject):
             return self.backend, "backend"
         named = (self.metadata or {}).get("deployment")
         return (named, "metadata.deployment") if named else None
+
+    @property
+    def template_id(self) -> str | None:
+        """The prompt template named in `metadata.template_id` (metadata stays OpenAI's: strings only)."""
+        return (self.metadata or {}).get(TEMPLATE_ID_KEY) or None
 
     @property
     def streaming(self) -> bool:
@@ -370,3 +381,23 @@ class ChatCompletionRequest(OpenObject):
         """The request as the client sent it, types checked: only the fields it set (absent stays
         absent, null stays null), unknown fields included. What routers and the cache get."""
         return self.model_dump(by_alias=True, exclude_unset=True)
+
+    def upstream_body(self) -> dict[str, Any]:
+        """body() without draftgate's own fields (they name a deployment, a template, its variables or a
+        session, and are not the upstream's); the very same body() when the request has none of them."""
+        body = self.body()
+        for name in DRAFTGATE_FIELDS:
+            body.pop(name, None)
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict) and any(key in metadata for key in DRAFTGATE_METADATA):
+            rest = {key: value for key, value in metadata.items() if key not in DRAFTGATE_METADATA}
+            if rest:
+                body["metadata"] = rest
+            else:
+                del body["metadata"]
+        return body
+
+
+# draftgate's own request fields, never sent upstream: top level, and inside metadata.
+DRAFTGATE_FIELDS = ("backend", "variables", "session_id")
+DRAFTGATE_METADATA = ("deployment", "template_id")

@@ -15,14 +15,17 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from services.gateway import cache_client
-from services.gateway.auth import authenticate, bearer_token, key_hash
+from services.gateway import cache_client, limits, sessions, template_store
+from services.gateway.auth import Principal, bearer_token
 from services.gateway.headers import cache_hit_headers, headers_for_head
+from services.gateway.limits_reply import rate_limit_headers
 from services.gateway.outcome import Outcome, ledger_record
 from services.gateway.protocol import beyond_the_wire, parse_chat_request
 from services.gateway.replies import Waiter
+from services.gateway.sessions import Session
 from services.gateway.sse import DONE, completion_to_chunks, frame
-from services.gateway.state import API_KEYS, CONFIG, HTTP, LEDGER_OUT, METRICS, REDIS, REPLIES
+from services.gateway.state import CONFIG, HTTP, LEDGER_OUT, METRICS, REDIS, REPLIES, TEMPLATES_CONFIGURED
+from services.gateway.templates import MissingVariable
 from shared import bus
 from shared.chat_request import ChatCompletionRequest
 from shared.config import Config, tier_deployments
@@ -46,6 +49,7 @@ class Caller:
 
     key_id: str = ""  # the virtual key's id, or the static key's hash; "" anonymous
     tenant: str = ""
+    principal: Principal | None = None  # as admitted (services/gateway/limits.py): its limits and usage
 
 
 @dataclass
@@ -66,6 +70,8 @@ class Call:
     template_id: str = ""
     session_id: str = ""
     outcome: Outcome = field(default_factory=Outcome)
+    principal: Principal | None = None  # the key's limits: x-ratelimit-* headers on the answer
+    session: Session | None = None  # the conversation this request continues (sessions.py)
 
     @property
     def stream(self) -> bool:
@@ -123,8 +129,7 @@ async def finish(app: web.Application, call: Call | None, caller: Caller, outcom
                  arrived: float, started: float) -> None:
     """The end of every request, answered, refused or failed, after its answer has gone out."""
     outcome.status = outcome.status or CLIENT_CLOSED_REQUEST  # no answer was made: the client left
-    # keys: settle the key's limits and budget here, once services/gateway/limits.py exists:
-    #     await limits.settle(app, principal, outcome)
+    await limits.settle(app, caller.principal, outcome)  # the key's tpm and spend (one EVALSHA; virtual keys only)
     # (the session turn is saved earlier, before the answer's last byte: see _save_turn's callers)
     out = app.get(LEDGER_OUT)
     if out is not None:
@@ -140,16 +145,79 @@ async def finish(app: web.Application, call: Call | None, caller: Caller, outcom
 async def _accept_call(request: web.Request, request_id: str, routing_id: str, started: float, caller: Caller,
                        outcome: Outcome) -> Call:
     config = request.app[CONFIG]
-    caller.tenant = authenticate(request.headers, request.app[API_KEYS])
-    token = bearer_token(request.headers)
-    caller.key_id = key_hash(token) if token else ""
-    chat = parse_chat_request(await _read_body(request, config.gateway.max_body_bytes))
-    tier, deployment = resolve_route(chat, request.match_info.get("deployment"), config)
+    found = limits.identify_request(request.app, request.headers)  # static keys, anonymous callers: no I/O
+    token_given = bool(bearer_token(request.headers))
+    try:
+        chat = parse_chat_request(await _read_body(request, config.gateway.max_body_bytes))
+        tier, deployment = resolve_route(chat, request.match_info.get("deployment"), config)
+    except ApiError:  # a key that is none is a 401 before a bad request is a 400
+        await limits.admit(request.app, found, None, token_given, caller)
+        raise
+    # A virtual key: looked up, its models, budget, rpm and tpm checked, the request charged: one round trip.
+    caller.principal = await limits.admit(request.app, found, limits.route_targets(tier, deployment, config),
+                                          token_given, caller)
     outcome.deployment = deployment
-    return Call(request=request, request_id=request_id, routing_id=routing_id, started=started, chat=chat,
-                body=_upstream_body(chat) if deployment else chat.body(), tier=tier, tenant=caller.tenant,
+    session_id = sessions.session_id_of(chat.session_id, request.headers)
+    call = Call(request=request, request_id=request_id, routing_id=routing_id, started=started, chat=chat,
+                body=chat.upstream_body(), tier=tier, tenant=caller.tenant,
                 directives=cache_client.cache_directives(request.headers.get("Cache-Control")), deployment=deployment,
-                key_id=caller.key_id, outcome=outcome)
+                key_id=caller.key_id, template_id=chat.template_id or "", session_id=session_id or "", outcome=outcome,
+                principal=caller.principal)
+    if chat.template_id is not None or chat.variables is not None:
+        await _apply_template(call)
+    if session_id is not None:
+        await _open_session(call, session_id)
+    return call
+
+
+async def _apply_template(call: Call) -> None:
+    """The template's system prompt, rendered, goes first: before the request's own messages, a system
+    message of its own included (which stays, after it)."""
+    chat = call.chat
+    if chat.template_id is None:
+        raise InvalidRequest("`variables` fill a prompt template's fields: name the template in "
+                             "metadata.template_id.", param="variables", code="template_id_required")
+    app = call.request.app
+    try:
+        template = await template_store.find(app[REDIS], app[TEMPLATES_CONFIGURED], chat.template_id)
+    except RedisError as exc:
+        raise Unavailable("Prompt templates cannot be read right now (Redis is unavailable); try again shortly.",
+                          code="templates_unavailable") from exc
+    if template is None:
+        raise NotFound(f"The prompt template `{chat.template_id}` does not exist.", param="metadata.template_id",
+                       code="template_not_found")
+    try:
+        system = template.render(chat.variables or {})
+    except MissingVariable as exc:
+        raise InvalidRequest(f"The prompt template `{template.id}` needs the variable `{exc.name}`: set it in "
+                             f"`variables`.", param=f"variables.{exc.name}", code="missing_template_variable") from None
+    call.body["messages"] = [{"role": "system", "content": system}, *call.body["messages"]]
+
+
+async def _open_session(call: Call, session_id: str) -> None:
+    """The session's history goes between the request's leading system messages and its own messages."""
+    app = call.request.app
+    config = app[CONFIG].gateway
+    try:
+        session = await sessions.load(app[REDIS], call.key_id, call.tenant, session_id, config.session_max_tokens)
+    except RedisError as exc:
+        raise Unavailable("Sessions cannot be read right now (Redis is unavailable); try again shortly.",
+                          code="sessions_unavailable") from exc
+    call.body["messages"] = session.compose(call.body["messages"])
+    call.session = session
+
+
+async def _save_turn(call: Call, answer: dict[str, Any] | None) -> None:
+    """Before the answer's last byte, so that the client's next turn sees this one. A failure loses the
+    turn (logged), never the answer."""
+    if call.session is None or answer is None:
+        return
+    config = call.request.app[CONFIG].gateway
+    try:
+        await sessions.save(call.request.app[REDIS], call.session, answer, config.session_ttl_s,
+                            config.session_max_tokens)
+    except RedisError as exc:
+        log.warning("session turn not saved", request_id=call.request_id, session_id=call.session.id, error=str(exc))
 
 
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
@@ -197,20 +265,6 @@ def resolve_route(chat: ChatCompletionRequest, path_deployment: str | None, conf
     return tier, name
 
 
-def _upstream_body(chat: ChatCompletionRequest) -> dict[str, Any]:
-    """The body without the fields that named the deployment (they are draftgate's, not the upstream's)."""
-    body = chat.body()
-    body.pop("backend", None)
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and "deployment" in metadata:
-        rest = {key: value for key, value in metadata.items() if key != "deployment"}
-        if rest:
-            body["metadata"] = rest
-        else:
-            del body["metadata"]
-    return body
-
-
 def resolve_tier(model: str | None, config: Config) -> str:
     """'auto' (or no model) routes by entropy; a tier name or a tier's model forces that tier."""
     if model in (None, "", Tier.AUTO):
@@ -244,10 +298,18 @@ async def _answer_from_cache(call: Call) -> web.StreamResponse | None:
     call.outcome.decision, call.outcome.tier = "cache_hit", Tier.DRAFTER.value
     completion = cache_client.served_from_cache(hit.completion)
     headers = cache_hit_headers(call.request_id, call.started, hit.tier, hit.similarity, hit.verified)
+    if call.principal is not None:
+        headers.update(rate_limit_headers(call.principal))
+    if call.session is not None:
+        headers[sessions.HEADER] = call.session.id
+        await _save_turn(call, sessions.answer_message(completion))
     if not call.stream:
-        return json_response(completion, headers=headers)
+        return json_response(_with_session(call, completion), headers=headers)
     response = web.StreamResponse(headers={**headers, **SSE_HEADERS})
     chunks = completion_to_chunks(completion, call.chat.include_usage)
+    if call.session is not None:
+        for chunk in chunks:
+            chunk[sessions.FIELD] = call.session.id
     if config.routing.stream_mode == "progressive" and call.tier == Tier.AUTO:
         # As every auto-routed stream in progressive mode: the decision in the last chunk.
         chunks[-1][DECISION_FIELD] = {"decision": "cache_hit", "tier": Tier.DRAFTER.value, "seam_tokens": None,
@@ -328,7 +390,16 @@ async def _plain(call: Call, waiter: Waiter, deadline: float) -> web.Response:
     if reply.kind != ReplyKind.COMPLETION:
         return _router_error(call, reply)
     call.outcome.last(reply)
-    return json_response(reply.data, headers=_head_headers(call, head))
+    if call.session is not None and reply.data is not None:
+        await _save_turn(call, sessions.answer_message(reply.data))
+    return json_response(_with_session(call, reply.data), headers=_head_headers(call, head))
+
+
+def _with_session(call: Call, completion: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A session's answer names its session (`session_id`, beside OpenAI's fields)."""
+    if call.session is not None and completion is not None:
+        completion[sessions.FIELD] = call.session.id
+    return completion
 
 
 def _head_headers(call: Call, head: Reply) -> dict[str, str]:
@@ -337,6 +408,10 @@ def _head_headers(call: Call, head: Reply) -> dict[str, str]:
         headers["X-Routing-Deployment"] = call.deployment
     if head.degraded:
         headers["X-Degraded"] = "true"
+    if call.principal is not None:
+        headers.update(rate_limit_headers(call.principal))
+    if call.session is not None:
+        headers[sessions.HEADER] = call.session.id
     return headers
 
 
@@ -370,7 +445,12 @@ async def _relay(call: Call, response: web.StreamResponse, waiter: Waiter, idle_
         replies = [await _next(waiter, idle_timeout_s)]
         while not waiter.queue.empty():
             replies.append(waiter.queue.get_nowait())
-        payload, finished = _sse_payload(replies, call.outcome)
+        payload, finished = _sse_payload(replies, call.outcome, call.session)
+        if finished and call.session is not None and payload.endswith(DONE):
+            # The turn is saved before the stream ends, so the client's next turn sees it.
+            await response.write(payload[:-len(DONE)])
+            await _save_turn(call, call.session.streamed_answer())
+            payload = DONE
         await response.write(payload)
         if call.outcome.ttft_ms is None and _has_content(replies):
             call.outcome.ttft_ms = round((time.monotonic() - call.started) * 1000, 3)
@@ -383,11 +463,14 @@ def _has_content(replies: list[Reply]) -> bool:
         for choice in reply.data.get("choices") or ()) for reply in replies)
 
 
-def _sse_payload(replies: list[Reply], outcome: Outcome) -> tuple[bytes, bool]:
-    """Frame a batch of replies; True once the stream is over (END or ERROR)."""
+def _sse_payload(replies: list[Reply], outcome: Outcome, session: Session | None = None) -> tuple[bytes, bool]:
+    """Frame a batch of replies; True once the stream is over (END or ERROR). A session's chunks are
+    marked with its id, and their text kept for the turn."""
     parts = []
     for reply in replies:
         if reply.kind == ReplyKind.CHUNK and reply.data is not None:
+            if session is not None:
+                session.collect(reply.data)
             parts.append(frame(reply.data))
         elif reply.kind == ReplyKind.ERROR and reply.data is not None:
             outcome.last(reply)

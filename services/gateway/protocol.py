@@ -47,7 +47,8 @@ def request_schema(models: list[str], ref_template: str) -> dict[str, Any]:
     left out of this OpenAI request schema, as `metadata.deployment` is (metadata stays OpenAI's)."""
     schema = ChatCompletionRequest.model_json_schema(ref_template=ref_template)
     properties = schema["properties"]
-    properties.pop("backend", None)
+    for name in ("backend", "variables", "session_id"):  # draftgate's own (shared/chat_request.py DRAFTGATE_FIELDS)
+        properties.pop(name, None)
     properties["model"] = {"anyOf": [{"enum": models}, {"type": "null"}], "title": "Model"}
     properties["n"]["anyOf"][0]["maximum"] = 1
     schema["dependentSchemas"] = {

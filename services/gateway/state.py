@@ -23,4 +23,5 @@ API_KEYS = web.AppKey("api_keys", frozenset)  # the client keys: access.client_k
 ACCESS = web.AppKey("access", Access)
 STARTED = web.AppKey("started", float)
 LEDGER_OUT = web.AppKey("ledger_out", LedgerOut)  # set only when ledger.enabled
+TEMPLATES_CONFIGURED = web.AppKey("templates_configured", dict)  # gateway.templates: id -> Template
 CALLER = web.RequestKey("caller", Caller)  # set on operator endpoints
