@@ -67,6 +67,26 @@ class Rows:
         return replace(self, embeddings=np.vstack([vectors[text] for text in self.texts]))
 
 
+def concat(parts: Sequence[Rows]) -> Rows:
+    """The rows of every part, in order (fit --from-audit: the shipped prior, then the audited drafts).
+    Embeddings are kept when every part has them, else dropped."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
+
+    def joined(name: str) -> tuple[Any, ...]:
+        return tuple(value for part in parts for value in getattr(part, name))
+
+    embedded = all(part.embeddings is not None for part in parts)
+    return Rows(ids=joined("ids"), split=joined("split"), family=joined("family"), category=joined("category"),
+                texts=joined("texts"), wrong=np.concatenate([part.wrong for part in parts]),
+                heavy_right=np.concatenate([part.heavy_right for part in parts]),
+                window_escalated=np.concatenate([part.window_escalated for part in parts]),
+                window_metric=np.concatenate([part.window_metric for part in parts]),
+                signals={name: np.concatenate([part.signals[name] for part in parts]) for name in parts[0].signals},
+                embeddings=np.vstack([part.embeddings for part in parts  # type: ignore[misc]
+                                      ]) if embedded else None)
+
+
 def build_rows(items: Sequence[Graded], families: Mapping[str, str], messages: Mapping[str, Sequence[dict[str, Any]]],
                top_k: int, routing: RoutingConfig) -> Rows:
     """One row per graded draft. `families` and `messages` come from the prompt set (by item id);

@@ -18,8 +18,10 @@ from services.router.calibration.grade import DEFAULT_GRADES
 from services.router.calibration.traces import DEFAULT_TRACES
 from services.router.risk import RiskPolicy
 from shared.config import DEFAULT_CONFIG_PATH
+from shared.keys import AUDIT_LABELLED_STREAM
 
 DEFAULT_OUT = Path(".data/calibration/policy.json")
+AUDIT_OUT = Path(".data/calibration/policy-audit.json")
 SHIPPED = Path("services/router/policies/smollm2.json")
 MAX_ESCALATION = 0.3
 
@@ -44,6 +46,16 @@ rate, and the escalation rate and accuracy at the threshold.
 The policy is written as JSON (no pickles) to --out; set routing.policy: learned and routing.risk_model
 to it (or run `report --write-config`). The shipped policy for the local SmolLM2 is {SHIPPED}.
 Exit status 1 when --min-accuracy cannot be met (nothing is written then).
+
+--from-audit refits the running policy (routing.risk_model, or --policy) on the audited production drafts
+(the audit's Redis stream {AUDIT_LABELLED_STREAM} at the config's redis.url, or --audit-file, a JSONL export
+that --export-audit writes) with the graded drafts above (--traces, --grades: by default their train split)
+as a prior: the same model form, its weights learned again on both, each audited draft weighing
+--audit-weight against one shipped draft. It prints how the new policy compares with the running one on the
+audited drafts (AUROC, escalation and wrong drafts caught at each one's threshold and at 30%, with bootstrap
+95% intervals; the new policy's risks out-of-fold) and writes nothing unless --write-config CONFIG is given:
+then the policy goes to --out ({AUDIT_OUT} by default) and CONFIG's routing.policy and routing.risk_model
+point at it. Nothing changes routing without that flag.
 """
 
 
@@ -72,6 +84,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-embedding", action="store_true",
                         help="fit the trace_only variant alone (no embedder needed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    audit = parser.add_argument_group("refit from the audit (--from-audit)")
+    audit.add_argument("--from-audit", action="store_true",
+                       help="refit the running policy on the audited production drafts, with the drafts above "
+                            "as a prior, and compare the two")
+    audit.add_argument("--audit-file", type=Path, default=None,
+                       help="read the audited drafts from this JSONL export (default: the audit's Redis stream)")
+    audit.add_argument("--redis-url", default=None,
+                       help="the Redis holding the audit (default: the config's redis.url)")
+    audit.add_argument("--export-audit", type=Path, default=None, metavar="FILE",
+                       help="also write the audited drafts read to this JSONL export (for offline use)")
+    audit.add_argument("--audit-weight", type=float, default=1.0,
+                       help="how much one audited draft weighs against one prior draft (default 1)")
+    audit.add_argument("--prior-split", choices=("train", "all"), default="train",
+                       help="which split of the prior drafts to fit on (default train)")
+    audit.add_argument("--policy", type=Path, default=None,
+                       help="the running policy to compare with and refit (default: the config's routing.risk_model)")
+    audit.add_argument("--write-config", type=Path, default=None, metavar="CONFIG",
+                       help="write the new policy to --out and point CONFIG's routing.risk_model at it "
+                            "(routing.policy: learned); without it nothing is written")
+    audit.add_argument("--comparison-out", type=Path, default=None, metavar="FILE",
+                       help="also write the comparison as JSON to FILE")
 
 
 @dataclass(frozen=True)
@@ -89,6 +122,10 @@ class Options:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.from_audit:
+        from services.router.calibration import fit_audit_step
+
+        return fit_audit_step.run(args, AUDIT_OUT if args.out == DEFAULT_OUT else args.out)
     from services.router.calibration import fitting  # scikit-learn and the embedder load here, not for --help
 
     options = Options(traces=args.traces, grades=args.grades, prompts=args.prompts, config=args.config, out=args.out,

@@ -9,6 +9,7 @@ should paper over: it is an error naming the file and the line.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Iterator
@@ -22,10 +23,12 @@ class RecordFileError(ValueError):
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Every complete record of `path` (none if it does not exist), skipping a torn last line."""
+    """Every complete record of `path` (none if it does not exist), skipping a torn last line. A `.gz`
+    file is read through gzip (the committed calibration data: docs/calibration/data/traces.jsonl.gz)."""
     if not path.exists():
         return
-    lines = path.read_bytes().split(b"\n")
+    data = path.read_bytes()
+    lines = (gzip.decompress(data) if path.suffix == ".gz" else data).split(b"\n")
     tail = lines.pop()  # after the last newline: empty, a record missing only its newline, or torn
     for number, line in enumerate(lines, start=1):
         if line.strip():

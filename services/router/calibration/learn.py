@@ -104,7 +104,9 @@ def candidates(variant: str, feature_sets: Sequence[str] = tuple(TRACE_SETS), cs
     return [Candidate(WITH_EMBEDDING, name, c, k) for name in feature_sets for k in components for c in cs]
 
 
-def fit_model(rows: Rows, candidate: Candidate) -> Model:
+def fit_model(rows: Rows, candidate: Candidate, weights: NDArray[np.float64] | None = None) -> Model:
+    """The candidate fitted on the rows; `weights` (one per row, default 1) weigh the scaler and the
+    regression (fit --from-audit weighs audited drafts against the shipped prior); the PCA is unweighted."""
     pca = None
     if candidate.components:
         if rows.embeddings is None:
@@ -113,8 +115,8 @@ def fit_model(rows: Rows, candidate: Candidate) -> Model:
         pca = PCA(n_components=k, random_state=SEED).fit(rows.embeddings)
     model = Model(candidate, pca, StandardScaler(), LogisticRegression(C=candidate.c, max_iter=5000))
     x = model.design(rows)
-    model.scaler.fit(x)
-    model.logistic.fit(model.scaler.transform(x), rows.wrong.astype(int))
+    model.scaler.fit(x, sample_weight=weights)
+    model.logistic.fit(model.scaler.transform(x), rows.wrong.astype(int), sample_weight=weights)
     return model
 
 
@@ -128,8 +130,8 @@ def folds(rows: Rows) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
     return list(splitter.split(np.zeros(len(rows)), rows.wrong.astype(int), groups))
 
 
-def out_of_fold(rows: Rows, candidate: Candidate,
-                splits: Sequence[tuple[NDArray[np.intp], NDArray[np.intp]]]) -> NDArray[np.float64] | None:
+def out_of_fold(rows: Rows, candidate: Candidate, splits: Sequence[tuple[NDArray[np.intp], NDArray[np.intp]]],
+                weights: NDArray[np.float64] | None = None) -> NDArray[np.float64] | None:
     """Each train row's risk from a model fitted without its family; None when a fold holds one class."""
     risks = np.zeros(len(rows))
     for train, held in splits:
@@ -137,17 +139,20 @@ def out_of_fold(rows: Rows, candidate: Candidate,
         if len(set(part.wrong)) < 2:
             return None
         held = np.sort(held)  # where() keeps index order
-        risks[held] = fit_model(part, candidate).risks(rows.where(_mask(len(rows), held)))
+        part_weights = None if weights is None else weights[np.sort(train)]
+        risks[held] = fit_model(part, candidate, part_weights).risks(rows.where(_mask(len(rows), held)))
     return risks
 
 
-def search(rows: Rows, tried: Sequence[Candidate], step: Callable[[], None] = lambda: None) -> list[Scored]:
-    """Every candidate's out-of-fold risks and AUROC on these (train) rows; `step` after each (progress)."""
+def search(rows: Rows, tried: Sequence[Candidate], step: Callable[[], None] = lambda: None,
+           weights: NDArray[np.float64] | None = None) -> list[Scored]:
+    """Every candidate's out-of-fold risks and AUROC on these (train) rows; `step` after each (progress).
+    With `weights`, the fits and the AUROC are weighted."""
     splits = folds(rows)
     out = []
     for candidate in tried:
-        risks = out_of_fold(rows, candidate, splits)
-        score = None if risks is None else float(roc_auc_score(rows.wrong, risks))
+        risks = out_of_fold(rows, candidate, splits, weights)
+        score = None if risks is None else float(roc_auc_score(rows.wrong, risks, sample_weight=weights))
         out.append(Scored(candidate, score, np.zeros(len(rows)) if risks is None else risks))
         step()
     return out
@@ -166,27 +171,31 @@ def escalated(risks: NDArray[np.float64], window: NDArray[np.bool_], threshold: 
     return window | (risks > threshold)
 
 
-def threshold_for_escalation(risks: NDArray[np.float64], window: NDArray[np.bool_], max_rate: float) -> float:
+def threshold_for_escalation(risks: NDArray[np.float64], window: NDArray[np.bool_], max_rate: float,
+                             weights: NDArray[np.float64] | None = None) -> float:
     """The lowest threshold (the most wrong drafts caught) at which at most `max_rate` of the drafts
-    escalate, the window's aborts included; 1.0 (risk never escalates) when the window alone exceeds it."""
+    escalate, the window's aborts included; 1.0 (risk never escalates) when the window alone exceeds it.
+    With `weights`, the rate is the weighted share."""
     for threshold in _thresholds(risks):
-        if escalated(risks, window, threshold).mean() <= max_rate + 1e-12:
+        if np.average(escalated(risks, window, threshold), weights=weights) <= max_rate + 1e-12:
             return threshold
     return 1.0
 
 
 def threshold_for_accuracy(risks: NDArray[np.float64], window: NDArray[np.bool_], wrong: NDArray[np.float64],
-                           heavy_right: NDArray[np.bool_], min_accuracy: float) -> float | None:
+                           heavy_right: NDArray[np.bool_], min_accuracy: float,
+                           weights: NDArray[np.float64] | None = None) -> float | None:
     """The highest threshold (the fewest escalations) whose overall accuracy (accepted drafts as graded,
     escalated ones as the heavyweight's answer) is at least `min_accuracy`; None if none is."""
     for threshold in reversed(_thresholds(risks)):
-        if accuracy(escalated(risks, window, threshold), wrong, heavy_right) >= min_accuracy - 1e-12:
+        if accuracy(escalated(risks, window, threshold), wrong, heavy_right, weights) >= min_accuracy - 1e-12:
             return threshold
     return None
 
 
-def accuracy(escalate: NDArray[np.bool_], wrong: NDArray[np.float64], heavy_right: NDArray[np.bool_]) -> float:
-    return float(np.where(escalate, heavy_right, wrong == 0).mean()) if len(wrong) else 0.0
+def accuracy(escalate: NDArray[np.bool_], wrong: NDArray[np.float64], heavy_right: NDArray[np.bool_],
+             weights: NDArray[np.float64] | None = None) -> float:
+    return float(np.average(np.where(escalate, heavy_right, wrong == 0), weights=weights)) if len(wrong) else 0.0
 
 
 def caught_at(risks: NDArray[np.float64], wrong: NDArray[np.float64], rate: float = CAUGHT_AT) -> float | None:
