@@ -74,6 +74,14 @@ bench: install
 		echo "wrk is not installed: the 32-client figures come from the Python load generator"
 	$(BIN)/python -m bench
 
+# `make bench-edge`: the gateway with keys, rate limits, ledger and sessions on against all off (bench/edge.py;
+# also part of `make bench`). Options: EDGE_ARGS="--quick", "--commit worktree" etc.
+EDGE_ARGS ?=
+.PHONY: bench-edge
+
+bench-edge: $(VENV)/.core
+	$(BIN)/python -m bench.edge $(EDGE_ARGS)
+
 # `make bench-peers`: LiteLLM's proxy beside draftgate against the same fake upstream (bench/peers.py).
 # LiteLLM goes into a virtualenv of its own outside the clone, never into .venv. 1.108.7 is the newest
 # whose [proxy] extra installs from the package index we reach (later ones pin litellm-proxy-extras

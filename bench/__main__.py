@@ -8,8 +8,8 @@ import importlib
 import sys
 
 # The soak last: it takes ten minutes, the others one or two each.
-BENCHMARKS = ["overhead", "speculation", "progressive", "embedder", "cache_lookup", "cache_scale", "cache_verify",
-              "cache_hit", "local_model", "mixed_load", "soak"]
+BENCHMARKS = ["overhead", "edge", "speculation", "progressive", "embedder", "cache_lookup", "cache_scale",
+              "cache_verify", "cache_hit", "local_model", "mixed_load", "soak"]
 
 
 def main() -> None:

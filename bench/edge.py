@@ -1,0 +1,492 @@
+"""What the operator's edge costs (issue #13): the gateway with virtual keys, per-key rate limits and
+budgets, the request ledger and sessions all ON, against all OFF, in the same run, against the same
+fake upstream.
+
+Two draftgates run side by side from one tree (`--commit`, default HEAD), each a gateway and two
+routers on a Redis server of its own, both tiers on one fake upstream (bench/peers_upstream.py: 16
+sure tokens, no delay, so every request is one drafter call, accepted; no cache):
+  - on: gateway.virtual_keys on and a key created through POST /admin/keys with rpm, tpm and a daily
+    and monthly budget far above the load (so the limiter runs on every request and never refuses);
+    ledger.enabled on and the ledger service (`python -m services.ledger`, SQLite in the run's
+    directory) consuming the records; every request sent with that key and an X-Session-Id, each
+    session `--session-turns` turns long (its history is prepended to the next turn, as it is for a
+    client that uses sessions);
+  - off: gateway.virtual_keys and ledger.enabled off, no key, no session id: the gateway before #13.
+Latency: one client, requests one after another, in rounds that alternate the two (so a busy moment
+of the shared machine falls on both); the added p50/p99 is on's minus off's, pooled and round by round.
+Throughput and CPU: `--clients` closed-loop clients send `--cpu-requests` requests per draftgate and
+round; requests/s over the round, and each process's CPU (psutil, user + system) divided by the
+requests, the ledger's included: after an on round the benchmark waits until every record of it is in
+the ledger's database before it reads the CPU (the time waited is not in the throughput). The median
+round counts.
+Checked, else the run is INVALID: on's answers carry the key's x-ratelimit-* headers and the session
+id; an unknown key gets 401; every request sent to on is a row in the ledger's database and off's Redis
+has no ledger stream; each draftgate made exactly one upstream call per request.
+Targets (PASS/FAIL): at most +0.3 ms p50 added; throughput drop at most 10 %.
+
+`python -m bench.edge [--commit HEAD|<rev>|worktree] [--quick]`; results in bench/results/edge.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import redis
+import uvloop
+
+from bench import peers_report as report
+from bench.harness import RESULTS_DIR, fake_upstream, percentile, redis_server, write_result
+from bench.peers_stack import Proxy, _service, describe, draftgate, export_tree, resolve_commit
+from bench.peers_upstream import ANSWER_TOKENS, answer_words
+from shared.keys import LEDGER_STREAM
+from tests.support import free_port
+
+NAME = "edge"
+ON, OFF = "on", "off"
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+EXPECTED_TEXT = "".join(answer_words(ANSWER_TOKENS))
+ROUTERS = 2  # one per core, as bench/overhead.py runs them
+ADDED_P50_MAX_MS = 0.3
+THROUGHPUT_DROP_MAX = 0.10
+# Far above the load: the limiter and the budget check run on every request and never refuse.
+KEY_LIMITS = {"rpm": 100_000_000, "tpm": 10_000_000_000, "budget_usd_day": 1_000_000.0,
+              "budget_usd_month": 10_000_000.0}
+LEDGER_WAIT_S = 120.0
+CLIENT_KEEPALIVE_S = 2.0
+ADMIN_KEYS_ENV = "EDGE_BENCH_ADMIN_KEYS"
+
+
+# Pure parts: settings, sessions, figures and verdicts.
+
+def settings(side: str, admin_key: str = "") -> dict[str, str]:
+    """The environment of one draftgate's services: every edge feature on, or every one off."""
+    if side == OFF:
+        return {"DRAFTGATE_GATEWAY_VIRTUAL_KEYS": "false", "DRAFTGATE_LEDGER_ENABLED": "false"}
+    if not admin_key:
+        raise ValueError("the features-on draftgate needs an admin key (virtual keys are made through /admin/keys)")
+    return {"DRAFTGATE_GATEWAY_VIRTUAL_KEYS": "true", "DRAFTGATE_LEDGER_ENABLED": "true",
+            "DRAFTGATE_GATEWAY_ADMIN_KEYS_ENV": ADMIN_KEYS_ENV, ADMIN_KEYS_ENV: admin_key}
+
+
+def ledger_settings(database: Path, port: int) -> dict[str, str]:
+    return {"DRAFTGATE_LEDGER_DATABASE_URL": f"sqlite+aiosqlite:///{database.resolve()}",
+            "DRAFTGATE_LEDGER_PORT": str(port)}
+
+
+@dataclass
+class Sessions:
+    """Session ids for one client: the same id for `turns` requests in a row, then a new one."""
+
+    prefix: str
+    turns: int
+    sent: int = 0
+
+    def next_id(self) -> str:
+        session = f"{self.prefix}-{self.sent // self.turns}"
+        self.sent += 1
+        return session
+
+
+@dataclass(frozen=True)
+class Target:
+    """One draftgate: where requests go, what they carry, and the processes they cost."""
+
+    name: str
+    url: str
+    proxy: Proxy
+    key: str | None = None  # Bearer: the virtual key (on), none (off)
+    session_turns: int = 0  # 0: no session ids
+    ledger_db: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url}/v1/chat/completions"
+
+    def headers(self, session: str | None) -> dict[str, str]:
+        found = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        return {**found, **({"X-Session-Id": session} if session else {})}
+
+    def sessions(self, client: str) -> Sessions | None:
+        return Sessions(f"{self.name}-{client}-{secrets.token_hex(4)}", self.session_turns) \
+            if self.session_turns else None
+
+    def cpu_s(self) -> dict[str, float]:
+        return self.proxy.cpu_s()
+
+
+def added(rounds: Sequence[Mapping[str, Sequence[float]]], target: str, baseline: str) -> dict[str, Any]:
+    """What `target` adds to `baseline` at p50 and p99 of all rounds pooled, and at p50 round by round."""
+    pooled = {name: [ms for r in rounds for ms in r[name]] for name in (target, baseline)}
+    by_round = [percentile(list(r[target]), 50) - percentile(list(r[baseline]), 50) for r in rounds]
+    return {"p50_ms": round(percentile(pooled[target], 50) - percentile(pooled[baseline], 50), 3),
+            "p99_ms": round(percentile(pooled[target], 99) - percentile(pooled[baseline], 99), 3),
+            "p50_ms_by_round": [round(ms, 3) for ms in by_round]}
+
+
+def median_by(rounds: Sequence[Mapping[str, Any]], key: str) -> Mapping[str, Any]:
+    """The round whose `key` is the median (the lower middle one of an even count)."""
+    ordered = sorted(rounds, key=lambda r: r[key])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def throughput_drop(on_rps: float, off_rps: float) -> float:
+    """The share of off's requests/s that on loses (negative: on was faster)."""
+    return round(1 - on_rps / off_rps, 4)
+
+
+def side_summary(cpu_rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One draftgate's throughput (median round by requests/s) and CPU per request (median round by
+    total CPU, whole, so its per-process figures add up)."""
+    return {"requests_per_s": median_by(cpu_rounds, "requests_per_s")["requests_per_s"],
+            "requests_per_s_by_round": [r["requests_per_s"] for r in cpu_rounds],
+            "cpu_ms": report.median_round(cpu_rounds)["cpu_ms"],
+            "cpu_ms_total_by_round": [r["cpu_ms"]["total"] for r in cpu_rounds]}
+
+
+def checks(added_latency: Mapping[str, Any], on: Mapping[str, Any], off: Mapping[str, Any],
+           validity: Mapping[str, tuple[bool, str]]) -> list[report.Check]:
+    drop = throughput_drop(on["requests_per_s"], off["requests_per_s"])
+    return [
+        report.Check("added_p50", added_latency["p50_ms"] <= ADDED_P50_MAX_MS,
+                     f"{added_latency['p50_ms']} ms added at p50 (target <= {ADDED_P50_MAX_MS} ms)"),
+        report.Check("throughput_drop", drop <= THROUGHPUT_DROP_MAX,
+                     f"{on['requests_per_s']} against {off['requests_per_s']} requests/s: {drop:.1%} lower "
+                     f"(target <= {THROUGHPUT_DROP_MAX:.0%})"),
+        *(report.Check(f"valid_{name}", passed, detail) for name, (passed, detail) in validity.items()),
+    ]
+
+
+def verdict(found: Sequence[report.Check]) -> str:
+    """INVALID when a feature was not at work or the two did unlike work; else PASS or FAIL on the targets."""
+    if not all(c.passed for c in found if c.name.startswith("valid_")):
+        return "INVALID"
+    return "PASS" if all(c.passed for c in found) else "FAIL"
+
+
+def one_call(counts_before: Mapping[str, int], counts_after: Mapping[str, int], requests: int) -> tuple[bool, str]:
+    calls = report.calls_per_request(counts_before, counts_after, requests)
+    check = report.one_call_check("", calls)
+    return check.passed, check.detail
+
+
+# The load.
+
+async def post(session: aiohttp.ClientSession, target: Target,
+               sessions: Sessions | None) -> tuple[float, bytes, Mapping[str, str]]:
+    body = {"model": "auto", "messages": MESSAGES}
+    headers = target.headers(sessions.next_id() if sessions else None)
+    started = time.perf_counter()
+    try:
+        async with session.post(target.endpoint, json=body, headers=headers) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{target.name} answered {response.status}: {raw[:500]!r}")
+            return (time.perf_counter() - started) * 1000, raw, response.headers
+    except aiohttp.ClientError as exc:
+        raise RuntimeError(f"{target.name}: {exc!r}") from exc
+
+
+async def sequential(session: aiohttp.ClientSession, target: Target, count: int) -> list[float]:
+    sessions = target.sessions("one")
+    return [(await post(session, target, sessions))[0] for _ in range(count)]
+
+
+async def closed_loop(session: aiohttp.ClientSession, target: Target, clients: int, total: int) -> float:
+    """`clients` clients, each sending its next request when its last is answered, until `total` were
+    sent; returns the seconds it took."""
+    remaining = total
+
+    async def client(index: int) -> None:
+        nonlocal remaining
+        sessions = target.sessions(str(index))
+        while remaining > 0:
+            remaining -= 1
+            await post(session, target, sessions)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return time.perf_counter() - started
+
+
+@dataclass
+class Tally:
+    """Requests each draftgate answered (every one sent to on must become a ledger row)."""
+
+    sent: dict[str, int] = field(default_factory=lambda: {ON: 0, OFF: 0})
+
+
+# Checks against the running systems.
+
+async def validate(session: aiohttp.ClientSession, target: Target) -> dict[str, tuple[bool, str]]:
+    """One request: the fake's answer whole; on: the key's rate-limit headers and the session id back."""
+    sessions = target.sessions("validate")
+    _, raw, headers = await post(session, target, sessions)
+    text = report.answer_text(raw, False)
+    if text != EXPECTED_TEXT:
+        raise RuntimeError(f"{target.name} answered {text!r}, not the fake's {EXPECTED_TEXT!r}")
+    if target.name == OFF:
+        return {}
+    limit = headers.get("x-ratelimit-limit-requests")
+    session_back = headers.get("X-Session-Id")
+    expected_session = f"{sessions.prefix}-0" if sessions else None
+    return {"rate_limit_headers": (limit == str(KEY_LIMITS["rpm"]),
+                                   f"x-ratelimit-limit-requests: {limit} (the key's rpm {KEY_LIMITS['rpm']})"),
+            "session_id_back": (session_back == expected_session,
+                                f"X-Session-Id sent {expected_session}, back {session_back}")}
+
+
+async def unknown_key_refused(session: aiohttp.ClientSession, target: Target) -> tuple[bool, str]:
+    async with session.post(target.endpoint, json={"model": "auto", "messages": MESSAGES},
+                            headers={"Authorization": "Bearer sk-dg-not-a-key"}) as response:
+        await response.read()
+        return response.status == 401, f"a made-up key: {response.status}"
+
+
+def ledger_rows(database: Path) -> int:
+    if not database.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as connection:
+        try:
+            return int(connection.execute("SELECT count(*) FROM ledger_records").fetchone()[0])
+        except sqlite3.OperationalError:  # not migrated yet
+            return 0
+
+
+async def ledger_caught_up(database: Path, expected: int, timeout_s: float = LEDGER_WAIT_S) -> int:
+    """Wait until the ledger's database holds `expected` rows (or the deadline); returns the count."""
+    deadline = time.monotonic() + timeout_s
+    rows = ledger_rows(database)
+    while rows < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        rows = ledger_rows(database)
+    return rows
+
+
+async def upstream_counts(session: aiohttp.ClientSession, origin: str) -> dict[str, int]:
+    async with session.get(f"{origin}/counts") as response:
+        return await response.json()
+
+
+def ledger_stream_length(redis_url: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.xlen(LEDGER_STREAM))
+    finally:
+        client.close()
+
+
+# The phases.
+
+async def latency_phase(session: aiohttp.ClientSession, targets: Sequence[Target], tally: Tally, rounds: int,
+                        per_round: int) -> list[dict[str, list[float]]]:
+    result = []
+    for index in range(rounds):
+        this_round = {}
+        for target in (targets if index % 2 == 0 else list(reversed(targets))):
+            this_round[target.name] = await sequential(session, target, per_round)
+            tally.sent[target.name] += per_round
+        result.append(this_round)
+    return result
+
+
+async def cpu_round(session: aiohttp.ClientSession, target: Target, tally: Tally, clients: int,
+                    requests: int) -> dict[str, Any]:
+    before = target.cpu_s()
+    elapsed = await closed_loop(session, target, clients, requests)
+    tally.sent[target.name] += requests
+    waited = 0.0
+    if target.ledger_db is not None:  # the ledger's work for this round belongs to it
+        started = time.monotonic()
+        await ledger_caught_up(target.ledger_db, tally.sent[target.name])
+        waited = time.monotonic() - started
+    after = target.cpu_s()
+    return {"requests": requests, "requests_per_s": round(requests / elapsed, 1),
+            "cpu_ms": report.cpu_ms_per_request(before, after, requests), "ledger_wait_s": round(waited, 3)}
+
+
+async def cpu_phase(session: aiohttp.ClientSession, targets: Sequence[Target], tally: Tally, rounds: int,
+                    clients: int, requests: int) -> dict[str, list[dict[str, Any]]]:
+    result: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+    for index in range(rounds):
+        for target in (targets if index % 2 == 0 else list(reversed(targets))):
+            result[target.name].append(await cpu_round(session, target, tally, clients, requests))
+    return result
+
+
+@dataclass
+class Systems:
+    targets: list[Target]
+    origin: str  # the fake's, for /counts
+    redis_urls: dict[str, str]
+
+
+async def measure(running: Systems, args: argparse.Namespace) -> dict[str, Any]:
+    targets = running.targets
+    on = next(t for t in targets if t.name == ON)
+    tally = Tally()
+    connector = aiohttp.TCPConnector(limit=args.clients * 2, keepalive_timeout=CLIENT_KEEPALIVE_S)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        validity: dict[str, tuple[bool, str]] = {}
+        counts_before = await upstream_counts(session, running.origin)
+        for target in targets:
+            validity.update(await validate(session, target))
+            tally.sent[target.name] += 1
+        validity["unknown_key_401"] = await unknown_key_refused(session, on)
+        for target in targets:
+            await sequential(session, target, args.warmup)
+            await closed_loop(session, target, args.clients, args.clients * 10)
+            tally.sent[target.name] += args.warmup + args.clients * 10
+        latencies = await latency_phase(session, targets, tally, args.rounds, args.requests)
+        cpu = await cpu_phase(session, targets, tally, args.cpu_rounds, args.clients, args.cpu_requests)
+        counts_after = await upstream_counts(session, running.origin)
+    assert on.ledger_db is not None
+    rows = await ledger_caught_up(on.ledger_db, tally.sent[ON])
+    validity["ledger_rows"] = (rows == tally.sent[ON], f"{rows} rows in the ledger for {tally.sent[ON]} requests")
+    off_stream = ledger_stream_length(running.redis_urls[OFF])
+    validity["ledger_off"] = (off_stream == 0, f"off's Redis holds {off_stream} ledger records")
+    validity["one_upstream_call"] = one_call(counts_before, counts_after, sum(tally.sent.values()))
+    return {"latencies": latencies, "cpu": cpu, "validity": validity, "sent": tally.sent}
+
+
+# Running it.
+
+async def create_key(url: str, admin_key: str) -> str:
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{url}/admin/keys", json={"tenant": "bench", "name": "edge bench", **KEY_LIMITS},
+            headers={"Authorization": f"Bearer {admin_key}"}) as response:
+        body = await response.json()
+        if response.status != 201:
+            raise RuntimeError(f"POST /admin/keys answered {response.status}: {body}")
+        return str(body["key"])
+
+
+@contextlib.contextmanager
+def systems(args: argparse.Namespace, workdir: Path, commit: str) -> Iterator[Systems]:
+    tree = export_tree(commit, workdir / "tree")
+    admin_key = secrets.token_hex(16)
+    database = workdir / "ledger.db"
+    with redis_server(workdir) as on_redis, redis_server(workdir) as off_redis, \
+            fake_upstream(module="bench.peers_upstream") as upstream_url, contextlib.ExitStack() as stack:
+        port = free_port()
+        ledger_env = {"DRAFTGATE_REDIS_URL": on_redis, "DRAFTGATE_LOGGING_LEVEL": "warning",
+                      **ledger_settings(database, port)}
+        (workdir / ON).mkdir()
+        ledger = stack.enter_context(_service(tree, "services.ledger", ledger_env, workdir / ON / "ledger.log",
+                                              f"http://127.0.0.1:{port}/ready"))
+        on = stack.enter_context(draftgate(tree, on_redis, upstream_url, workdir / ON, ON, ROUTERS,
+                                           settings(ON, admin_key)))
+        on.processes["ledger"] = ledger
+        off = stack.enter_context(draftgate(tree, off_redis, upstream_url, workdir / OFF, OFF, ROUTERS,
+                                            settings(OFF)))
+        key = uvloop.run(create_key(on.url, admin_key))
+        targets = [Target(OFF, off.url, off), Target(ON, on.url, on, key=key, session_turns=args.session_turns,
+                                                      ledger_db=database)]
+        yield Systems(targets, upstream_url.removesuffix("/v1"), {ON: on_redis, OFF: off_redis})
+
+
+def document(args: argparse.Namespace, commit: str, measured: Mapping[str, Any],
+             load_before: list[float]) -> dict[str, Any]:
+    latency = {name: report.latency_summary([ms for r in measured["latencies"] for ms in r[name]])
+               for name in (ON, OFF)}
+    added_latency = added(measured["latencies"], ON, OFF)
+    sides = {name: side_summary(measured["cpu"][name]) for name in (ON, OFF)}
+    found = checks(added_latency, sides[ON], sides[OFF], measured["validity"])
+    return {
+        "draftgate": {"commit": describe(commit), "routers": ROUTERS, "cache": "off (gateway.cache_url null)",
+                      "on": {**settings(ON, "<admin key>"),
+                             "key": KEY_LIMITS, "session_turns": args.session_turns,
+                             "ledger": "python -m services.ledger, SQLite in the run's directory"},
+                      "off": settings(OFF)},
+        "load": {"answer_tokens": ANSWER_TOKENS, "messages": MESSAGES, "latency_rounds": args.rounds,
+                 "latency_requests_per_round": args.requests, "clients": args.clients,
+                 "cpu_requests_per_round": args.cpu_requests, "cpu_rounds": args.cpu_rounds,
+                 "load_generator": "python (aiohttp on uvloop)", "quick": args.quick,
+                 "requests_sent": measured["sent"]},
+        "cpus": os.cpu_count(), "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "latency": latency, "added": added_latency,
+        "throughput_and_cpu": sides,
+        "throughput_drop": throughput_drop(sides[ON]["requests_per_s"], sides[OFF]["requests_per_s"]),
+        "cpu_ms_added": round(sides[ON]["cpu_ms"]["total"] - sides[OFF]["cpu_ms"]["total"], 3),
+        "cpu_rounds": measured["cpu"],
+        "checks": {c.name: c.as_dict() for c in found}, "verdict": verdict(found),
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.edge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--commit", default="HEAD", help="draftgate's commit to measure, or `worktree`")
+    parser.add_argument("--rounds", type=int, default=6, help="latency rounds")
+    parser.add_argument("--requests", type=int, default=200, help="one-client requests per draftgate and round")
+    parser.add_argument("--clients", type=int, default=32, help="closed-loop clients for throughput and CPU")
+    parser.add_argument("--cpu-requests", type=int, default=1000, help="requests per draftgate and CPU round")
+    parser.add_argument("--cpu-rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=100, help="one-client requests per draftgate first")
+    parser.add_argument("--session-turns", type=int, default=4, help="requests per session id (on)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few requests, figures not to be kept")
+    args = parser.parse_args(argv)
+    if args.session_turns < 1:
+        parser.error("--session-turns must be >= 1")
+    if args.quick:
+        args.rounds, args.requests, args.cpu_requests, args.cpu_rounds, args.warmup = 2, 30, 200, 1, 10
+    return args
+
+
+def save(result: dict[str, Any], quick: bool) -> Path:
+    """bench/results/edge.json; a --quick run's figures go to an ignored .tmp file instead."""
+    if quick:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"{NAME}-quick.json.tmp"
+        path.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return path
+    return write_result(NAME, result)
+
+
+def summary(result: Mapping[str, Any]) -> str:
+    sides, added_latency = result["throughput_and_cpu"], result["added"]
+    return (f"edge: {result['verdict']}: keys, limits, ledger and sessions on against off: added p50 "
+            f"{added_latency['p50_ms']} ms (target <= {ADDED_P50_MAX_MS}), p99 {added_latency['p99_ms']} ms; "
+            f"{sides[ON]['requests_per_s']} against {sides[OFF]['requests_per_s']} requests/s "
+            f"({result['throughput_drop']:.1%} lower, target <= {THROUGHPUT_DROP_MAX:.0%}); CPU "
+            f"{sides[ON]['cpu_ms']['total']} against {sides[OFF]['cpu_ms']['total']} ms per request "
+            f"(+{result['cpu_ms_added']}, the ledger service {sides[ON]['cpu_ms'].get('ledger', 0)})")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    commit = resolve_commit(args.commit)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    workdir = Path(tempfile.mkdtemp(prefix="draftgate-edge-"))
+    try:
+        with systems(args, workdir, commit) as running:
+            measured = uvloop.run(measure(running, args))
+    except BaseException:
+        print(f"edge: failed; the services' logs are kept in {workdir}", flush=True)
+        raise
+    shutil.rmtree(workdir)
+    result = document(args, commit, measured, load_before)
+    path = save(result, args.quick)
+    print(f"{summary(result)} -> {path}", flush=True)
+    failed = [f"{name}: {check['detail']}" for name, check in result["checks"].items() if not check["passed"]]
+    if failed:
+        print("edge: not met: " + "; ".join(failed), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
