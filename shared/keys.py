@@ -36,17 +36,44 @@ def router_status(consumer: str) -> str:
     return f"{ROUTER_STATUS_PREFIX}{consumer}"
 
 # The edge (issue #13). Virtual keys: one hash per key, named by the SHA-256 of the key itself (the
-# key is never stored), and a set of every key's id for listing.
+# key is never stored), and a hash of every key's id -> that SHA-256, for listing and revoking by id.
 VIRTUAL_KEY_PREFIX = "draftgate:vkeys:"
 VIRTUAL_KEY_IDS = "draftgate:vkeys:ids"
 # Per-key rate-limit and budget state, shared by every gateway pod.
 KEY_LIMIT_PREFIX = "draftgate:keylimit:"
 KEY_SPEND_PREFIX = "draftgate:spend:"
+
+
+def virtual_key(digest: str) -> str:
+    """One virtual key's record, by the SHA-256 (hex) of the key."""
+    return f"{VIRTUAL_KEY_PREFIX}{digest}"
+
+
+def key_limit(key_id: str) -> str:
+    """A virtual key's rpm / tpm buckets (shared/gcra.lua), shared by every gateway."""
+    return f"{KEY_LIMIT_PREFIX}{key_id}"
+
+
+def key_spend(key_id: str, period: str) -> str:
+    """A virtual key's spend in USD in one UTC period: a day (YYYY-MM-DD) or a month (YYYY-MM)."""
+    return f"{KEY_SPEND_PREFIX}{key_id}:{period}"
 # Conversations kept for sessions, and templates added through the admin API.
 SESSION_PREFIX = "draftgate:session:"
 TEMPLATES = "draftgate:templates"
 # Calls in flight per tier across the cluster (cluster_max_concurrent), and the queue's state.
 QUEUE_PREFIX = "draftgate:queue:"
+
+
+def queue_slots(tier: str) -> str:
+    """The tier's leased slots: a sorted set of lease ids scored by when each expires (ms, Redis's clock)."""
+    return f"{QUEUE_PREFIX}{tier}:slots"
+
+
+def queue_waiting(tier: str) -> str:
+    """The calls waiting for a slot of the tier, scored the same way (the queued count)."""
+    return f"{QUEUE_PREFIX}{tier}:waiting"
+
+
 # Gateways -> the ledger service: one record per finished request; and clients' feedback.
 LEDGER_STREAM = "draftgate:ledger"
 LEDGER_GROUP = "ledger-writers"

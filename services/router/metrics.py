@@ -45,6 +45,8 @@ class RouterMetrics:
     upstream_fallbacks: Counter
     upstream_hedges: Counter
     upstream_hedge_wasted_tokens: Counter
+    degraded: Counter
+    degraded_rejected: Counter
 
 
 def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
@@ -117,6 +119,13 @@ def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
                                              "tokens of hedged calls cancelled because the other answered first "
                                              "(a provider may bill them)", ["tier", "deployment"],
                                              registry=registry),
+        degraded=Counter("draftgate_degraded", "Escalated answers the drafter served because the tier was full "
+                         "(routing.degraded_mode: serve_draft), by the full tier and why: queue_timeout (no slot "
+                         "of its cluster queue in time), unavailable (every deployment's breaker open or busy), "
+                         "rate_limited", ["tier", "reason"], registry=registry),
+        degraded_rejected=Counter("draftgate_degraded_rejected", "Escalations refused because the tier was full "
+                                  "and no draft could be served instead (degraded_mode: reject, or no usable "
+                                  "draft)", ["tier", "reason"], registry=registry),
     )
 
 

@@ -43,25 +43,43 @@ from services.router.assemble import (
     shape_chunk,
     wants_usage,
 )
+from services.router.audit.sampling import audit_finish, audit_start
 from services.router.continuation import INSTRUCTION, continuation_params
+from services.router.costs import (
+    ABORTED_DRAFT,
+    ANSWER,
+    CONTINUATION,
+    DRAFT,
+    SPECULATION,
+    Served,
+    served_by,
+    unknown_deployment,
+)
 from services.router.drafting import (
+    DEGRADED,
     RoutingContext,
     cache_write,
+    can_degrade,
+    drop_speculation,
+    ended,
     fail_upstream,
+    full_reason,
     judge,
     new_spend,
     new_window,
+    open_tier,
     speculate,
     warn_no_logprobs,
 )
 from services.router.entropy import Decision
 from services.router.failures import UPSTREAM_ERRORS
 from services.router.policy import decide
+from services.router.queue import TierFull
 from services.router.release import Release
 from services.router.replies import ReplyWriter
 from services.router.seam import Seam
 from services.router.speculation import Speculation
-from services.router.upstream import open_chunks, stream_params
+from services.router.upstream import Tier, stream_params
 from shared.messages import DECISION_FIELD as FIELD
 from shared.messages import ChatRequest
 
@@ -133,18 +151,24 @@ class _Flow:
         self.pause_bits = spec if spec is not None else PAUSE_FRACTION * ctx.routing.entropy_threshold
         self.headed = False
         self.spend = new_spend(request)
-        self.drafted = 0  # completion tokens the drafter wrote
+        self.served: Served | None = None  # the drafter deployment that wrote the draft
+        self.charged = False  # the draft's call is in the spend
+        self.degraded = False  # the heavyweight was full: the drafter answers (routing.degraded_mode)
         self.risk = ctx.risk.start(self.body.get("messages") or []) if ctx.risk is not None else None
         self.risk_value: float | None = None  # the learned policy's risk when it decided
+        self.audited = audit_start(ctx.audit, request, ctx.drafter.model)  # drawn for the audit: its trace
 
     async def draft(self) -> None:
         """Stream the drafter, judge each token, show what may be shown; stops reading on escalation."""
         routing = self.ctx.routing
         params = stream_params(self.body, self.ctx.drafter.model, routing.top_logprobs)
         try:
-            async with open_chunks(self.ctx.drafter, params) as chunks:
+            async with open_tier(self.ctx, self.ctx.drafter, params) as chunks:
+                self.served = served_by(self.ctx.drafter, chunks)
                 async for chunk in chunks:
                     self.release.add(chunk, content_tokens(chunk))
+                    if self.audited is not None:  # before showing trims its log-probs
+                        self.audited.add(chunk)
                     if self.risk is not None:
                         self.risk.add(chunk)
                     verdict = judge(chunk, self.window, routing.top_logprobs)
@@ -156,12 +180,14 @@ class _Flow:
                         self.reason = self.window.escalation
                         break
                     await self._step(speculate=verdict is Decision.SPECULATE)
+        except TierFull:
+            log.warning("drafter full, escalating")
+            self.reason = "drafter_full"
         except UPSTREAM_ERRORS as exc:
             self.ctx.metrics.upstream_errors.labels("drafter").inc()
             log.warning("drafter failed, escalating", error=str(exc))
             self.reason = "drafter_error"
         self.ctx.metrics.upstream_tokens.labels("drafter").inc(sum(content_tokens(c) for c in self.release.chunks))
-        self.drafted = self.spend.add("drafter", self.release.chunks) if self.release.chunks else 0
         if self.reason is None and self.window.tokens == 0:
             self.reason = "unjudged"
 
@@ -195,12 +221,16 @@ class _Flow:
 
     async def _drop_speculation(self) -> None:
         assert self.speculation is not None
-        wasted = await self.speculation.cancel()
-        self.spend.add_tokens("heavyweight", wasted)
-        self.ctx.metrics.speculation_wasted_tokens.inc(wasted)
-        self.ctx.metrics.speculations_cancelled.inc()
+        await drop_speculation(self.ctx, self.speculation, self.spend)
         self.speculation = None
         self.speculated = "cancelled"
+
+    def _charge_draft(self, role: str) -> int:
+        """The draft's call into the spend, once, in its role; its completion tokens."""
+        if self.charged or self.served is None or not self.release.chunks:
+            return 0
+        self.charged = True
+        return self.spend.add(self.served, role, self.release.chunks)
 
     def _head(self, decision: str, tier: str, cost_usd: float | None = None) -> list[bytes]:
         """The head, once: with the first reply that goes out."""
@@ -210,24 +240,30 @@ class _Flow:
         if decision == PROGRESSIVE:
             return [self.out.head(PROGRESSIVE, None, "none", tier)]
         return [self.out.head(decision, self.window.metric, self.speculated, tier, self.reason, cost_usd,
-                              risk=self.risk_value)]
+                              risk=self.risk_value, degraded=self.degraded)]
 
     def _chunks(self, chunks: list[dict[str, Any]]) -> list[bytes]:
         return [self.out.chunk(shape_chunk(c, self.top)) for c in chunks if self.usage or not is_usage_chunk(c)]
 
-    async def accept(self) -> None:
+    async def accept(self, decision: str = ACCEPT) -> None:
+        """The draft is the answer: what was not shown of it goes out. Degraded (the heavyweight was
+        full and the draft had ended), it is neither cached nor audited."""
         if self.speculation is not None:
             await self._drop_speculation()
         rest = [c for c in self.release.rest() if self.usage or not is_usage_chunk(c)]
         # Assembled before the last chunk gets the decision field (shaping is the same either way).
-        cached = assemble_completion(self.release.chunks, self.top) if self.request.cache_store else None
-        outcome = self._outcome(ACCEPT, "drafter", None)
+        cached = (assemble_completion(self.release.chunks, self.top)
+                  if self.request.cache_store and decision == ACCEPT else None)
+        outcome = self._outcome(decision, "drafter", None)
         if rest:
             rest[-1][FIELD] = outcome.field()
         also = [] if cached is None else [cache_write(self.ctx, self.request, cached)]
-        self.spend.answer_tokens = self.drafted
-        cost = self.ctx.charge(self.spend)
-        await self.out.finish(*self._head(ACCEPT, "drafter", cost), *self._chunks(rest), also=also)
+        if decision == ACCEPT:
+            also += audit_finish(self.ctx.audit, self.request, self.audited, self.window.metric)
+        self.spend.answer_tokens = self._charge_draft(DRAFT)
+        result = self.ctx.settle(self.spend)
+        await self.out.finish(*self._head(decision, "drafter", result.cost_usd), *self._chunks(rest), also=also,
+                              account=result, degraded=self.degraded)
         self._record(outcome)
 
     async def escalate(self) -> None:
@@ -237,53 +273,107 @@ class _Flow:
         shown = self.release.shown_tokens
         if self.speculation is not None and self.aimed_at != shown:
             await self._drop_speculation()  # never happens as showing pauses while one runs; cheap to be sure
+        if self.speculation is not None and not await self.speculation.opened():
+            # It failed before its first chunk (no free slot, its deployments down): escalate without it.
+            await self.speculation.cancel()
+            self.speculation = None
+        if self.speculation is not None:
+            metrics.speculations_used.inc()
+            metrics.speculation_saved.observe(time.monotonic() - self.speculation.started)
+            self.speculated = "used"
+            self._charge_draft(ABORTED_DRAFT)
+            await self._continue(self.speculation.follow(), heavyweight, SPECULATION,
+                                 self.speculation.served or unknown_deployment(heavyweight))
+            return
+        params = continuation_params(self.body, heavyweight.model, self.release.shown_text,
+                                     heavyweight.continuation, self.release.shown_tokens)
         try:
-            if self.speculation is not None:
-                metrics.speculations_used.inc()
-                metrics.speculation_saved.observe(time.monotonic() - self.speculation.started)
-                self.speculated = "used"
-                await self._continue(self.speculation.follow())
-            else:
-                params = continuation_params(self.body, heavyweight.model, self.release.shown_text,
-                                             heavyweight.continuation, self.release.shown_tokens)
-                async with open_chunks(heavyweight, params) as chunks:
-                    await self._continue(chunks)
-        except UPSTREAM_ERRORS as exc:
-            await fail_upstream(self.ctx, heavyweight, self.out, exc)
+            async with open_tier(self.ctx, heavyweight, params) as chunks:
+                self._charge_draft(ABORTED_DRAFT)
+                await self._continue(chunks, heavyweight, CONTINUATION if shown else ANSWER,
+                                     served_by(heavyweight, chunks))
+                return
+        except UPSTREAM_ERRORS as exc:  # _continue answers its own failures: this one is the opening's
+            full = full_reason(exc)
+            if full is None or not can_degrade(self.ctx, self.reason, self.served):
+                if full is not None:
+                    metrics.degraded_rejected.labels(heavyweight.name, full).inc()
+                self._charge_draft(ABORTED_DRAFT)
+                await fail_upstream(self.ctx, heavyweight, self.out, exc, self.spend)
+                return
+        await self._degrade(full)
 
-    async def _continue(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
-        """Pass the heavyweight's chunks on after what was shown, as one answer; the finish and usage
-        chunks wait for the end, where the last one takes the decision field."""
+    async def _degrade(self, reason: str) -> None:
+        """The heavyweight is full: the draft is served anyway. A draft that ended goes out whole; one
+        cut off by the escalation is continued by the drafter from exactly what the client was shown
+        (with nothing shown, the drafter answers again from the start)."""
+        ctx, drafter = self.ctx, self.ctx.drafter
+        ctx.metrics.degraded.labels(ctx.heavyweight.name, reason).inc()
+        log.warning("heavyweight full, serving the draft", reason=reason, escalation=self.reason)
+        self.degraded = True
+        if ended(self.release.chunks):
+            await self.accept(DEGRADED)
+            return
         shown = self.release.shown_tokens
-        decision = CONTINUED if shown else ESCALATE
+        params = continuation_params(self.body, drafter.model, self.release.shown_text, drafter.continuation, shown)
+        try:
+            async with open_tier(ctx, drafter, params) as chunks:
+                self._charge_draft(DRAFT if shown else ABORTED_DRAFT)
+                await self._continue(chunks, drafter, CONTINUATION if shown else DRAFT, served_by(drafter, chunks),
+                                     DEGRADED)
+                return
+        except UPSTREAM_ERRORS as exc:
+            self._charge_draft(DRAFT if shown else ABORTED_DRAFT)
+            await fail_upstream(ctx, drafter, self.out, exc, self.spend)
+
+    async def _continue(self, chunks: AsyncIterator[dict[str, Any]], tier: Tier, role: str, served: Served,
+                        decision: str | None = None) -> None:
+        """Pass the tier's chunks on after what was shown, as one answer; the finish and usage chunks
+        wait for the end, where the last one takes the decision field. A failure of the stream ends
+        the answer with its error (what was received is paid for)."""
+        shown = self.release.shown_tokens
+        decision = decision or (CONTINUED if shown else ESCALATE)
         first = self.release.chunks[0] if shown else None
         seam = (Seam(self.release.shown_text, self.release.next_text[:1].isspace(),
-                     restatements=self.ctx.heavyweight.continuation == INSTRUCTION) if shown else None)
+                     restatements=tier.continuation == INSTRUCTION) if shown else None)
         last: list[dict[str, Any]] = []
         received: list[dict[str, Any]] = []
-        usage: dict[str, Any] | None = None  # the heavyweight's own, before it counts the shown tokens too
+        usage: dict[str, Any] | None = None  # the tier's own, before it counts the shown tokens too
+        settled = False
         try:
-            async for chunk in chunks:
-                received.append(chunk)
-                if chunk.get("usage"):
-                    usage = dict(chunk["usage"])
-                if first is not None:
-                    _join(chunk, first, shown)
-                now = [c for c in (seam.take(chunk) if seam else [chunk]) if not _held(c, last)]
-                if now:
-                    await self.out.send(*self._head(decision, "heavyweight"), *self._chunks(now))
+            try:
+                async for chunk in chunks:
+                    received.append(chunk)
+                    if chunk.get("usage"):
+                        usage = dict(chunk["usage"])
+                    if first is not None:
+                        _join(chunk, first, shown)
+                    now = [c for c in (seam.take(chunk) if seam else [chunk]) if not _held(c, last)]
+                    if now:
+                        await self.out.send(*self._head(decision, tier.name), *self._chunks(now))
+            except UPSTREAM_ERRORS as exc:
+                if received:
+                    self.spend.add(served, role, received, usage, own_prompt=not shown)
+                settled = True
+                await fail_upstream(self.ctx, tier, self.out, exc, self.spend)
+                return
             for chunk in seam.flush() if seam else ():
                 last.append(chunk)
-            outcome = self._outcome(decision, "heavyweight", shown)
+            outcome = self._outcome(decision, tier.name, shown)
             visible = [c for c in last if self.usage or not is_usage_chunk(c)]
             if visible:
                 visible[-1][FIELD] = outcome.field()
-            await self.out.finish(*self._head(decision, "heavyweight"), *self._chunks(last))
+            self.spend.answer_tokens = shown + self.spend.add(served, role, received, usage, own_prompt=not shown)
+            settled = True
+            result = self.ctx.settle(self.spend)
+            await self.out.finish(*self._head(decision, tier.name, result.cost_usd), *self._chunks(last),
+                                  account=result, degraded=self.degraded)
         finally:
-            self.ctx.metrics.upstream_tokens.labels("heavyweight").inc(sum(content_tokens(c) for c in received))
-            if received:
-                self.spend.answer_tokens = shown + self.spend.add("heavyweight", received, usage, own_prompt=not shown)
-                self.ctx.charge(self.spend)
+            self.ctx.metrics.upstream_tokens.labels(tier.name).inc(sum(content_tokens(c) for c in received))
+            if not settled:  # the client left, or the bus failed: what was spent is still counted
+                if received:
+                    self.spend.add(served, role, received, usage, own_prompt=not shown)
+                self.ctx.settle(self.spend, answered=False)
         self._record(outcome)
 
     def _outcome(self, decision: str, tier: str, seam_tokens: int | None) -> Outcome:

@@ -20,7 +20,7 @@ import structlog
 from redis.asyncio import Redis
 
 from shared import bus
-from shared.messages import Reply, ReplyBatch, ReplyKind, encode
+from shared.messages import Account, Reply, ReplyBatch, ReplyKind, encode
 
 log = structlog.get_logger(__name__)
 
@@ -53,18 +53,23 @@ class ReplyWriter:
     _failure: BaseException | None = None  # what a coalesced write raised, for the flow to meet
 
     def head(self, decision: str, entropy: float | None, speculation: str, tier: str,
-             reason: str | None = None, cost_usd: float | None = None, risk: float | None = None) -> bytes:
+             reason: str | None = None, cost_usd: float | None = None, risk: float | None = None,
+             degraded: bool = False) -> bytes:
         return self._reply(ReplyKind.HEAD, decision=decision, draft_entropy=entropy, speculation=speculation,
-                           tier=tier, reason=reason, cost_usd=cost_usd, draft_risk=risk)
+                           tier=tier, reason=reason, cost_usd=cost_usd, draft_risk=risk, degraded=degraded)
 
     def chunk(self, chunk: dict[str, Any]) -> bytes:
         return self._reply(ReplyKind.CHUNK, data=chunk)
 
-    def completion(self, completion: dict[str, Any]) -> bytes:
-        return self._reply(ReplyKind.COMPLETION, data=completion)
+    def completion(self, completion: dict[str, Any], account: Account | None = None, degraded: bool = False) -> bytes:
+        """A plain answer; `account` (what it cost, call by call) travels on it."""
+        return self._reply(ReplyKind.COMPLETION, data=completion, account=_wire(account), degraded=degraded)
 
-    def error(self, status: int, body: dict[str, Any], retry_after_s: float | None = None) -> bytes:
-        return self._reply(ReplyKind.ERROR, status=status, data=body, retry_after_s=retry_after_s)
+    def error(self, status: int, body: dict[str, Any], retry_after_s: float | None = None,
+              account: Account | None = None) -> bytes:
+        """An error ends the answer; `account`: what the calls made before it cost (a draft, a stream cut)."""
+        return self._reply(ReplyKind.ERROR, status=status, data=body, retry_after_s=retry_after_s,
+                           account=_wire(account))
 
     async def send(self, *payloads: bytes) -> None:
         """Replies of a live answer: written now if the last write is older than coalesce_s, else
@@ -81,14 +86,17 @@ class ReplyWriter:
         else:
             self._flusher = asyncio.create_task(self._flush_after(wait))
 
-    async def finish(self, *payloads: bytes, also: Sequence[bus.Publication] = ()) -> None:
+    async def finish(self, *payloads: bytes, also: Sequence[bus.Publication] = (), account: Account | None = None,
+                     degraded: bool = False) -> None:
         """What is still pending, the last replies and END, the request's ack and any side writes:
-        one round trip, because the router's cost per request is mostly round trips."""
+        one round trip, because the router's cost per request is mostly round trips. A stream's
+        `account` (and whether it was `degraded`) travels on its END."""
         await self._settle()
         self._raise_failure()
         payloads = (*self._pending, *payloads)
         self._pending = []
-        written = await self._write([_batch((*payloads, self._reply(ReplyKind.END)))], ack=self.ack, also=also)
+        end = self._reply(ReplyKind.END, account=_wire(account), degraded=degraded)
+        written = await self._write([_batch((*payloads, end))], ack=self.ack, also=also)
         self.acked = self.ack is not None
         for error in written.failures:
             log.warning("side write not queued", error=str(error))
@@ -158,6 +166,10 @@ class ReplyWriter:
     def _reply(self, kind: ReplyKind, **fields: Any) -> bytes:
         self.seq += 1
         return encode(Reply(request_id=self.request_id, seq=self.seq, kind=kind, **fields))
+
+
+def _wire(account: Account | None) -> dict[str, Any] | None:
+    return None if account is None else account.to_wire()
 
 
 def _batch(payloads: tuple[bytes, ...]) -> bytes:

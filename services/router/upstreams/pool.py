@@ -30,6 +30,7 @@ import asyncio
 import contextvars
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from services.router.upstreams.deployment import Call, Deployment
 from services.router.upstreams.errors import UpstreamError, UpstreamStatusError
 from services.router.upstreams.hedge import HedgePolicy
 from services.router.upstreams.ratelimit import RateLimiter, admit, estimate_tokens, prompt_tokens
+from services.router.upstreams.settlement import Settlements
 from services.router.upstreams.transport import open_stream
 
 REQUEST_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("request_deadline", default=0.0)
@@ -50,7 +52,8 @@ DEFAULT_BUDGET_S = 30.0  # no request deadline known: retries stop this long aft
 MAX_BACKOFF_S = 5.0
 THROTTLE_DEFAULT_S = 1.0  # a 429 without Retry-After skips the deployment this long
 HEALTHY_4XX = frozenset(range(400, 500)) - {401, 403, 408, 409, 429}  # the request's fault, not the deployment's
-_SETTLING: set[asyncio.Future[None]] = set()  # tpm settlements under way (held so none is collected unfinished)
+# tpm settlements waiting to go to Redis together (settlement.py), one batch per limiter (router process)
+_SETTLEMENTS: weakref.WeakKeyDictionary[RateLimiter, Settlements] = weakref.WeakKeyDictionary()
 
 Chunks = AsyncIterator[dict[str, Any]]
 # (tier, deployment, outcome): metrics. Outcomes of a call: succeeded, failed, failed_mid_stream,
@@ -323,9 +326,9 @@ async def _attempt_hedged(pool: Pool, session: aiohttp.ClientSession, params: di
     """One attempt; with hedging, a second deployment joins when the first is slow to its first chunk."""
     primary = pool._by_state[call.deployment]
     delay = pool.hedge_delay_s(primary)
+    if delay is None:  # not hedged: awaited in this task (a task of its own would cost a loop turn)
+        return await _attempt(pool, session, params, call, reserved)
     first = asyncio.ensure_future(_attempt(pool, session, params, call, reserved))
-    if delay is None:
-        return await first
     done, _ = await asyncio.wait({first}, timeout=delay)
     if done:
         return first.result()
@@ -416,14 +419,21 @@ async def _attempt(pool: Pool, session: aiohttp.ClientSession, params: dict[str,
     return _Opened(member, call, context, chunks, first, reserved, prompt_tokens(params) if reserved else 0)
 
 
+def settlements(limiter: RateLimiter) -> Settlements:
+    """The limiter's settlements waiting to be sent (one batch per limiter)."""
+    found = _SETTLEMENTS.get(limiter)
+    if found is None:
+        found = _SETTLEMENTS[limiter] = Settlements(limiter)
+    return found
+
+
 def _settle(pool: Pool, call: Call, reserved: int, actual: int) -> None:
     """Give the tpm bucket back what the estimate reserved beyond what the call used (or charge the
-    overrun): in the background, so no caller waits a Redis round trip for it."""
+    overrun): in the background, so no caller waits a Redis round trip for it, and with the other
+    calls' of the next few milliseconds (settlement.py)."""
     if pool.limiter is None or not reserved or reserved == actual:
         return
-    task = asyncio.ensure_future(pool.limiter.settle(call.deployment, reserved, actual))
-    _SETTLING.add(task)
-    task.add_done_callback(_SETTLING.discard)
+    settlements(pool.limiter).add(call.deployment, actual - reserved)
 
 
 def _verdict(call: Call, exc: UpstreamError) -> None:
