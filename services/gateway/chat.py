@@ -471,6 +471,9 @@ def _sse_payload(replies: list[Reply], outcome: Outcome, session: Session | None
         if reply.kind == ReplyKind.CHUNK and reply.data is not None:
             if session is not None:
                 session.collect(reply.data)
+            final = reply.data.get(DECISION_FIELD)
+            if isinstance(final, dict):
+                outcome.decided(final)
             parts.append(frame(reply.data))
         elif reply.kind == ReplyKind.ERROR and reply.data is not None:
             outcome.last(reply)

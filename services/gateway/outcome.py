@@ -35,6 +35,13 @@ class Outcome:
         self.draft_entropy = reply.draft_entropy
         self.degraded = self.degraded or reply.degraded
 
+    def decided(self, final: dict) -> None:
+        """A progressive stream's decision, made after its head went out (the last chunk's `draftgate` field)."""
+        self.decision = str(final.get("decision") or self.decision)
+        self.tier = str(final.get("tier") or self.tier)
+        if final.get("draft_entropy") is not None:
+            self.draft_entropy = final["draft_entropy"]
+
     def last(self, reply: Reply) -> None:
         """The reply that ends the answer (COMPLETION, END or ERROR): what it cost, and where it ran."""
         self.degraded = self.degraded or reply.degraded
