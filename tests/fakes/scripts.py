@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,8 @@ class Script:
     tool_calls: tuple[ToolCall, ...] = ()  # function calls after the text tokens
     retry_after_s: float | None = None  # with status: the wait the error answer asks for
     stream_error: int | None = None  # a 200 stream that carries this status's error after garbage_after tokens
+    # Set by the test: a streamed answer sends nothing (not even its headers) until the event is set.
+    hold: threading.Event | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.garbage is not None and self.garbage not in MODES:

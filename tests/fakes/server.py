@@ -51,6 +51,9 @@ async def _stream(request: web.Request, resp: web.StreamResponse, seen: Seen, pl
     slower than scripted, and a script without a token rate costs a single write.
     """
     state = request.app[STATE]
+    # Held until the test releases it: a threading.Event, set from the test's thread, so polled here.
+    while script.hold is not None and not script.hold.is_set():  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
     cid, created = state.next_id(), int(time.time())
     resp.content_type = "text/event-stream"
     resp.headers["Cache-Control"] = "no-cache"

@@ -60,7 +60,8 @@ def test_compose_and_k8s_ship_the_rules():
     prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     assert "/etc/prometheus/audit-rules.yml" in prometheus["rule_files"]
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
-    assert "./prometheus/audit-rules.yml:/etc/prometheus/audit-rules.yml:ro" in compose["services"]["prometheus"]["volumes"]
+    mount = "./prometheus/audit-rules.yml:/etc/prometheus/audit-rules.yml:ro"
+    assert mount in compose["services"]["prometheus"]["volumes"]
     configmap = yaml.safe_load((DEPLOY / "k8s" / "prometheus-rules.yaml").read_text())
     assert configmap["data"]["audit-rules.yml"] == RULES.read_text()
     assert "prometheus-rules.yaml" in yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())["resources"]
