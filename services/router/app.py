@@ -16,9 +16,13 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from services.router import status
+from services.router.audit.auditor import Auditor, embedder
+from services.router.audit.metrics import create_audit_metrics
+from services.router.audit.sampling import AuditSampler
 from services.router.drafting import RoutingContext
 from services.router.metrics import BreakerCollector, create_metrics, pool_observer
 from services.router.policy import RiskRuntime, load_router_policy, open_risk_runtime
+from services.router.queue import ClusterQueue, cluster_bounds, keep_leases
 from services.router.speculation import SpeculationBudget
 from services.router.upstream import create_tier, link_fallbacks
 from services.router.upstreams.pool import Pool
@@ -39,6 +43,8 @@ STARTED = web.AppKey("started", float)
 RISK = web.AppKey("risk", RiskRuntime)
 UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
 POOLS = web.AppKey("pools", list[Pool])
+AUDITOR = web.AppKey("auditor", Auditor)
+AUDIT_EMBED_TIMEOUT_S = 10.0  # off the request path: the audit can wait for a busy embedder
 
 
 def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Application:
@@ -85,20 +91,35 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
         breakers = BreakerCollector(pools)
         registry.register(breakers)
 
+        audit_metrics = create_audit_metrics(registry, config.audit.alert_disagreement_rate)
         ctx = RoutingContext(drafter=drafter, heavyweight=heavyweight, routing=config.routing, metrics=metrics,
                              budget=SpeculationBudget(config.routing.max_concurrent_speculations),
-                             cache_write_maxlen=config.bus.request_stream_maxlen, risk=app.get(RISK))
+                             cache_write_maxlen=config.bus.request_stream_maxlen, risk=app.get(RISK),
+                             audit=AuditSampler(config.audit, config.routing.top_logprobs, audit_metrics.sampled))
         worker = Worker(redis=redis, ctx=ctx, config=config.bus, consumer=_consumer_name(),
                         max_in_flight=config.router.max_in_flight,
                         cancel_ttl_s=config.gateway.request_timeout_s)
+        bounds = cluster_bounds(config)
+        if bounds:  # the tiers' cluster_max_concurrent: leases in Redis, kept alive while held
+            ctx.queue = ClusterQueue(redis, bounds, worker.consumer, lease_s=config.bus.router_alive_s)
+            leasing = asyncio.create_task(keep_leases(ctx.queue, config.bus.router_heartbeat_s))
         app[WORKER] = worker
         worker.start()
+        auditor = Auditor(redis, heavyweight, config.audit, config.bus, worker.consumer, audit_metrics,
+                          embedder(session, config.cache.embedder_url, config.embedder.model, AUDIT_EMBED_TIMEOUT_S)
+                          if config.cache.embedder_url else None)
+        app[AUDITOR] = auditor
+        auditor.start()
         publishing = asyncio.create_task(status.publish(redis, worker.consumer, pools, config.bus.router_heartbeat_s,
                                                         config.bus.router_alive_s))
         log.info("router started", consumer=worker.consumer, drafter=f"{drafter.model} @ {config.drafter.base_url}",
                  heavyweight=f"{heavyweight.model} @ {config.heavyweight.base_url}")
         yield
         await worker.shutdown(config.router.shutdown_grace_s)
+        if bounds:
+            leasing.cancel()
+            await asyncio.gather(leasing, return_exceptions=True)
+        await auditor.shutdown()
         publishing.cancel()
         await asyncio.gather(publishing, return_exceptions=True)
         registry.unregister(breakers)
