@@ -216,7 +216,9 @@ async def _save_turn(call: Call, answer: dict[str, Any] | None) -> None:
     try:
         await sessions.save(call.request.app[REDIS], call.session, answer, config.session_ttl_s,
                             config.session_max_tokens)
+        call.request.app[METRICS].session_turns.labels("saved").inc()
     except RedisError as exc:
+        call.request.app[METRICS].session_turns.labels("failed").inc()
         log.warning("session turn not saved", request_id=call.request_id, session_id=call.session.id, error=str(exc))
 
 
@@ -406,8 +408,6 @@ def _head_headers(call: Call, head: Reply) -> dict[str, str]:
     headers = headers_for_head(call.request_id, call.started, head)
     if call.deployment:
         headers["X-Routing-Deployment"] = call.deployment
-    if head.degraded:
-        headers["X-Degraded"] = "true"
     if call.principal is not None:
         headers.update(rate_limit_headers(call.principal))
     if call.session is not None:

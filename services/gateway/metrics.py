@@ -18,6 +18,8 @@ class GatewayMetrics:
     client_disconnects: Counter
     bus_failures: Counter
     ledger_records: Counter
+    session_turns: Counter
+    refused: Counter  # requests refused at admission, by reason (services/gateway/limits.py)
 
 
 def create_metrics(registry: CollectorRegistry) -> GatewayMetrics:
@@ -40,4 +42,11 @@ def create_metrics(registry: CollectorRegistry) -> GatewayMetrics:
                                "Ledger records this gateway put on the ledger stream (emitted) or lost: beyond its "
                                "buffer while Redis was unreachable, or unwritten at shutdown (dropped)", ["result"],
                                registry=registry),
+        session_turns=Counter("draftgate_session_turns_total",
+                              "Session turns saved for the next request (saved), or lost because Redis failed "
+                              "(failed: the answer still went out)", ["result"], registry=registry),
+        refused=Counter("draftgate_gateway_refused_total",
+                        "API requests refused at admission: auth (no, an unknown, revoked or expired key), "
+                        "forbidden (a model the key may not use), rate_limit (its rpm or tpm), budget (spent)",
+                        ["reason"], registry=registry),
     )
