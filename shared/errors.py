@@ -16,11 +16,12 @@ class ApiError(Exception):
     type = "server_error"
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        self.headers = headers or {}  # sent with the error (Retry-After, the rate-limit headers)
         if status is not None:
             self.status = status
 
@@ -48,6 +49,27 @@ class PermissionDenied(ApiError):
 class NotFound(ApiError):
     status = 404
     type = "invalid_request_error"
+
+
+class RateLimited(ApiError):
+    """Over a key's requests per minute (OpenAI's type "requests", code rate_limit_exceeded); its
+    headers carry Retry-After and the x-ratelimit-* state."""
+
+    status = 429
+    type = "requests"
+
+
+class TokensRateLimited(RateLimited):
+    """Over a key's tokens per minute (OpenAI's type "tokens")."""
+
+    type = "tokens"
+
+
+class QuotaExceeded(ApiError):
+    """A key's budget is spent (OpenAI's insufficient_quota): retrying soon does not help."""
+
+    status = 429
+    type = "insufficient_quota"
 
 
 class PayloadTooLarge(ApiError):

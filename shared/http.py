@@ -24,7 +24,7 @@ def json_response(data: object, status: int = 200, headers: dict[str, str] | Non
 
 
 def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(exc.body(), status=exc.status, headers=headers)
+    return web.json_response(exc.body(), status=exc.status, headers={**exc.headers, **(headers or {})})
 
 
 @web.middleware

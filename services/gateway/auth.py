@@ -3,6 +3,13 @@
 Client keys (`gateway.api_keys_env`) use the OpenAI API; admin keys (`gateway.admin_keys_env`) use
 the operator endpoints. A tenant is derived from the caller's key, so no caller can read or flush
 another key's cache entries by naming its tenant.
+
+Virtual keys (`sk-dg-...`, services/gateway/keys/) live in Redis: `identify` only says that one must
+be looked up (a KeyLookup); services/gateway/limits.py looks it up, checks its models, limits and
+budget in one round trip, and makes the Principal. Without static client keys (open mode: `make run`
+on loopback, or allow_anonymous) any bearer token is served anonymously until the first virtual key
+exists; from then on only keys are (a token that is no key is a 401), and a virtual key always gets
+its own limits.
 """
 
 from __future__ import annotations
@@ -23,6 +30,84 @@ class Access:
     # No key of either kind and bound on loopback (`make run`): whoever can connect is the
     # machine's own user, so the operator endpoints are theirs.
     operators_open: bool
+
+
+VIRTUAL_KEY_PREFIX = "sk-dg-"  # every virtual key starts so; other tokens are static keys (or none)
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """A virtual key's limits; None: that limit is off."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd_day: float | None = None
+    budget_usd_month: float | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(value is not None for value in (self.rpm, self.tpm, self.budget_usd_day, self.budget_usd_month))
+
+
+NO_LIMITS = KeyLimits()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling the API, as admitted: a virtual key (with its limits), a static key or nobody."""
+
+    key_id: str  # the virtual key's id, the static key's hash (key_hash); "" anonymous
+    tenant: str  # the key's tenant (virtual: as created; static: its hash), ":<X-Tenant-ID>" appended if sent
+    virtual: bool = False
+    limits: KeyLimits = NO_LIMITS
+    # The key's buckets just after this request was admitted (requests, tokens): its x-ratelimit-* headers.
+    used_requests: float = 0.0
+    used_tokens: float = 0.0
+
+
+@dataclass(frozen=True)
+class KeyLookup:
+    """A token that only Redis can judge: a virtual key, or (open mode) whatever a caller sent."""
+
+    digest: str  # SHA-256 (hex) of the token: the key record's name
+    key_id: str  # the id the key has if it is one (derived from the digest)
+    sub_tenant: str  # X-Tenant-ID, appended to the key's tenant
+    open: bool  # open mode: an unknown token is anonymous while no virtual key exists
+    anonymous_tenant: str  # the tenant it is served as then (tenant_of the token)
+
+
+def key_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def virtual_key_id(digest: str) -> str:
+    """A virtual key's id: named by its hash, so every Redis key the admission touches is known before it."""
+    return f"vk_{digest[:16]}"
+
+
+def identify(headers: Mapping[str, str], client_keys: frozenset[str], virtual_keys: bool) -> Principal | KeyLookup:
+    """Who the bearer token says the caller is, without I/O: a static key or an anonymous caller is
+    settled here; a virtual key (or any token in open mode once virtual keys are on) needs a lookup.
+    A token that can be no key at all in keyed mode is a 401 here."""
+    token = bearer_token(headers)
+    if token and token in client_keys:
+        return Principal(key_id=key_hash(token), tenant=tenant_of(token, headers))
+    if virtual_keys and (token.startswith(VIRTUAL_KEY_PREFIX) or not client_keys):
+        digest = key_digest(token)
+        return KeyLookup(digest=digest, key_id=virtual_key_id(digest),
+                         sub_tenant=headers.get("X-Tenant-ID", "").strip(), open=not client_keys,
+                         anonymous_tenant=tenant_of(token, headers))
+    if client_keys:
+        raise invalid_key(bool(token))
+    return Principal(key_id="", tenant=tenant_of(token, headers))
+
+
+def invalid_key(given: bool, reason: str = "") -> AuthenticationFailed:
+    """401 invalid_api_key: no key, or one that is not (or no longer) valid."""
+    if not given:
+        return AuthenticationFailed("You didn't provide an API key.", code="invalid_api_key")
+    return AuthenticationFailed(f"Incorrect API key provided{f' ({reason})' if reason else ''}.",
+                                code="invalid_api_key")
 
 
 @dataclass(frozen=True)

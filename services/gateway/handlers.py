@@ -10,10 +10,11 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from services.gateway.auth import authenticate
+from services.gateway import limits
+from services.gateway.auth import bearer_token
 from services.gateway.chat import served_models
 from services.gateway.operator import tenant_scoped
-from services.gateway.state import API_KEYS, CALLER, CONFIG, HTTP, LOOPS, REDIS, STARTED
+from services.gateway.state import CALLER, CONFIG, HTTP, LOOPS, REDIS, STARTED
 from shared import __version__, keys
 from shared.errors import InvalidRequest, NotFound, PermissionDenied, Unavailable
 from shared.keys import ROUTERS_ALIVE
@@ -26,14 +27,20 @@ def _models(request: web.Request) -> list[dict[str, Any]]:
             for name in served_models(request.app[CONFIG]) if name]
 
 
+async def _authenticate(request: web.Request) -> None:
+    """The models endpoints take the keys chat completions do (a virtual key: looked up, nothing charged)."""
+    found = limits.identify_request(request.app, request.headers)
+    await limits.admit(request.app, found, None, bool(bearer_token(request.headers)))
+
+
 async def list_models(request: web.Request) -> web.Response:
-    authenticate(request.headers, request.app[API_KEYS])
+    await _authenticate(request)
     return web.json_response({"object": "list", "data": _models(request)})
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
     """GET /v1/models/{model}: the SDKs' `models.retrieve`."""
-    authenticate(request.headers, request.app[API_KEYS])
+    await _authenticate(request)
     model = request.match_info["model"]
     found = next((m for m in _models(request) if m["id"] == model), None)
     if found is None:

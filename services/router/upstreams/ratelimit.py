@@ -1,6 +1,7 @@
 """Upstream rate limits (rpm / tpm per deployment) enforced across all routers through Redis.
 
-One Lua script (ratelimit.lua) keeps, per deployment, one hash under `draftgate:ratelimit:<name>`
+One Lua script (ratelimit.lua, after the GCRA functions of shared/gcra.lua that the gateway's
+per-key limits share) keeps, per deployment, one hash under `draftgate:ratelimit:<name>`
 (shared/keys.py) with two GCRA buckets (the continuous-state leaky bucket form: what was charged,
 draining at limit / 60 s, refused when it would overflow a bucket of size `limit`). A whole
 minute's worth may go at once, then calls pass at the limit's rate: the token-bucket shape
@@ -50,11 +51,12 @@ from redis.exceptions import RedisError
 
 from services.router.upstreams.balance import Balancer, NoneAvailable, Picked, RateLimited
 from services.router.upstreams.deployment import Call, Deployment, Unavailable
+from shared.gcra import with_gcra
 from shared.keys import ratelimit
 
 log = structlog.get_logger(__name__)
 
-SCRIPT = Path(__file__).with_name("ratelimit.lua").read_text()
+SCRIPT = with_gcra(Path(__file__).with_name("ratelimit.lua"))
 CHARS_PER_TOKEN = 4  # a rough English/code average; settle() corrects the estimate
 DEFAULT_COMPLETION_TOKENS = 512  # reserved for a request that sets no max_tokens
 

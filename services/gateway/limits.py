@@ -1,0 +1,171 @@
+"""Admission and settlement of virtual keys, cluster-wide in Redis: one EVALSHA of limits.lua per
+request looks the key up and checks its models, budget, rpm and tpm (charging the request), and one
+after the answer charges its tokens (tpm) and cost (the day's and month's spend).
+
+Static keys and anonymous callers cost nothing here: auth.identify settles them without Redis.
+
+tpm is charged after the answer from its usage (every upstream call made for it, aborted drafts and
+wasted speculation included: what the key made draftgate spend) and checked before the next request,
+which needs room for one token: a key that went over waits for its bucket to drain. Spend works the
+same way against the budgets: an answer that exhausts a budget is served whole; the next request is
+a 429 insufficient_quota.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.gateway.auth import KeyLookup, Principal, identify
+from services.gateway.keys.model import period_ends, periods
+from services.gateway.limits_reply import Refused, admitted
+from services.gateway.outcome import Outcome
+from services.gateway.state import ACCESS, CONFIG, METRICS, REDIS
+from shared.config import Config
+from shared.errors import ApiError, Unavailable
+from shared.gcra import with_gcra
+from shared.keys import VIRTUAL_KEY_IDS, key_limit, key_spend, virtual_key
+from shared.messages import Account, Tier
+
+log = structlog.get_logger(__name__)
+
+SCRIPT = with_gcra(Path(__file__).with_name("limits.lua"))
+PERIOD_GRACE_S = 3600  # a period's spend is kept this long past its end (gateways' clocks may disagree)
+
+
+class KeyLimiter:
+    """The key script, seen from one gateway. `clock` (seconds) replaces Redis's clock in tests."""
+
+    def __init__(self, redis: Redis, clock: Callable[[], float] | None = None) -> None:
+        self._redis = redis
+        self._script = redis.register_script(SCRIPT)
+        self._clock = clock
+
+    async def prepare(self) -> None:
+        """Load the script at start-up, so the first request is one round trip too."""
+        await self._redis.script_load(SCRIPT)
+
+    async def admit(self, lookup: KeyLookup, targets: Sequence[str] | None, token_given: bool,
+                    now: float | None = None) -> Principal | Refused:
+        """`targets`: the names the request goes by, checked against the key's models and charged one
+        request; None: only authenticate (nothing charged)."""
+        op, args = ("auth", []) if targets is None else ("admit", list(targets))
+        reply = await self._script(keys=_keys(lookup.digest, lookup.key_id, self._now_s(now)),
+                                   args=[op, self._now_ms(), *args])
+        return admitted(lookup, token_given, reply)
+
+    async def settle(self, principal: Principal, tokens: int, cost_usd: float, now: float | None = None) -> None:
+        when = self._now_s(now)
+        day_end, month_end = period_ends(when)
+        await self._script(keys=_keys("", principal.key_id, when),
+                           args=["settle", self._now_ms(), principal.limits.rpm or 0, principal.limits.tpm or 0,
+                                 tokens, repr(cost_usd), math.ceil(day_end - when) + PERIOD_GRACE_S,
+                                 math.ceil(month_end - when) + PERIOD_GRACE_S])
+
+    def _now_ms(self) -> str:
+        return "" if self._clock is None else repr(self._clock() * 1000)
+
+    def _now_s(self, now: float | None) -> float:
+        if now is not None:
+            return now
+        return time.time() if self._clock is None else self._clock()
+
+
+def _keys(digest: str, key_id: str, now: float) -> list[str]:
+    day, month = periods(now)
+    return [virtual_key(digest), VIRTUAL_KEY_IDS, key_limit(key_id), key_spend(key_id, day), key_spend(key_id, month)]
+
+
+def route_targets(tier: str, deployment: str, config: Config) -> tuple[str, ...]:
+    """The names a request goes by, any of which a key's `models` may list: its tier (auto, drafter,
+    heavyweight), that tier's model, and the deployment it names. A tier allows its deployments;
+    auto allows auto-routed requests only (they may reach either tier)."""
+    model = {Tier.DRAFTER.value: config.drafter.model, Tier.HEAVYWEIGHT.value: config.heavyweight.model}.get(tier)
+    return tuple(name for name in (tier, model, deployment) if name)
+
+
+LIMITER = web.AppKey("key_limiter", KeyLimiter)
+
+
+async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
+    """After the Redis client (app.py's _redis_ctx)."""
+    limiter = app[LIMITER] = KeyLimiter(app[REDIS])
+    try:
+        await limiter.prepare()
+    except RedisError as exc:  # Redis down at start: redis-py loads it on first use
+        log.warning("key script not loaded", error=repr(exc))
+    yield
+
+
+class Named(Protocol):
+    """Whoever records who called (chat.py's Caller): filled in as soon as the key is known."""
+
+    key_id: str
+    tenant: str
+
+
+def identify_request(app: web.Application, headers: Mapping[str, str]) -> Principal | KeyLookup:
+    """Before the body is read: a static key or an anonymous caller is settled here, without I/O; a
+    token that can be no key (keyed mode) is a 401 now; anything else needs `admit`."""
+    try:
+        return identify(headers, app[ACCESS].client_keys, app[CONFIG].gateway.virtual_keys)
+    except ApiError:
+        app[METRICS].refused.labels("auth").inc()
+        raise
+
+
+async def admit(app: web.Application, found: Principal | KeyLookup, targets: Sequence[str] | None,
+                token_given: bool, caller: Named | None = None) -> Principal:
+    """The caller, admitted: one round trip for a virtual key (none for the rest); or the ApiError
+    refusing it (401, 403, 429, with its headers). `targets` None: authenticate only, nothing
+    checked against limits, nothing charged. `caller` learns the key's id and tenant once the key
+    is found, refused or not."""
+    if isinstance(found, Principal):
+        if caller is not None:
+            caller.key_id, caller.tenant = found.key_id, found.tenant
+        return found
+    try:
+        result = await app[LIMITER].admit(found, targets, token_given)
+    except RedisError as exc:
+        raise Unavailable("The gateway cannot check API keys right now (Redis is unavailable); try again shortly.",
+                          code="keys_unavailable") from exc
+    if isinstance(result, Refused):
+        app[METRICS].refused.labels(result.reason).inc()
+        if caller is not None and result.principal is not None:
+            caller.key_id, caller.tenant = result.principal.key_id, result.principal.tenant
+        raise result.error
+    if caller is not None:
+        caller.key_id, caller.tenant = result.key_id, result.tenant
+    return result
+
+
+def charge(account: Account | None) -> tuple[int, float]:
+    """What an answer costs a key: every upstream call's tokens (tpm) and their priced cost (budgets)."""
+    if account is None:
+        return 0, 0.0
+    tokens = sum(call.prompt_tokens + call.completion_tokens for call in account.calls)
+    cost = account.cost_usd if account.cost_usd is not None else sum(call.cost_usd or 0.0 for call in account.calls)
+    return tokens, max(0.0, cost)
+
+
+async def settle(app: web.Application, principal: Principal | None, outcome: Outcome) -> None:
+    """After the answer: charge a virtual key's tpm and spend (nothing for other callers, or for an
+    answer that used nothing). Redis failing loses this charge (logged), never the answer."""
+    if principal is None or not principal.virtual:
+        return
+    tokens, cost = charge(outcome.account)
+    if not (tokens and principal.limits.tpm) and cost <= 0:
+        return
+    try:
+        await app[LIMITER].settle(principal, tokens, cost)
+    except RedisError as exc:
+        log.warning("key usage not charged: Redis failed", key_id=principal.key_id, tokens=tokens, cost_usd=cost,
+                    error=repr(exc))

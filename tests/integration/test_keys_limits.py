@@ -1,0 +1,195 @@
+"""Virtual keys' admission and settlement (services/gateway/limits.lua) on a real Redis, 7.x and 6.2: two
+clients stand for two gateways. The key's record, its models, budget, rpm and tpm are judged in one
+round trip; rpm admits exactly its limit however two gateways interleave; tpm and spend are charged
+after the answer and refuse the next request; revoked, expired and unknown keys are refused; open mode
+serves an unknown token only while no key exists."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from redis.asyncio import Redis
+
+from services.gateway.auth import KeyLimits, KeyLookup, Principal, key_digest, virtual_key_id
+from services.gateway.keys import store
+from services.gateway.keys.model import KeySpec
+from services.gateway.limits import KeyLimiter
+from services.gateway.limits_reply import Refused
+from shared.errors import AuthenticationFailed, PermissionDenied, QuotaExceeded, RateLimited, TokensRateLimited
+from shared.keys import key_limit
+
+pytestmark = pytest.mark.redis_flavours
+
+NOW = 1_764_000_000.0  # a Unix time (2025-11-24 16:00 UTC): the script keeps sub-ms precision at this size
+TARGETS = ("auto",)
+
+
+@dataclass
+class FrozenClock:
+    now: float = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+async def gateways(redis_url: str, clock: FrozenClock) -> AsyncIterator[tuple[KeyLimiter, KeyLimiter, Redis]]:
+    """Two limiters on two connections, as two gateway processes have, and a third connection to look."""
+    first, second, admin = Redis.from_url(redis_url), Redis.from_url(redis_url), Redis.from_url(redis_url)
+    yield KeyLimiter(first, clock), KeyLimiter(second, clock), admin
+    for client in (first, second, admin):
+        await client.aclose()
+
+
+async def make(redis: Redis, **spec: object) -> tuple[KeyLookup, str]:
+    key, secret = await store.create(redis, KeySpec(**spec), NOW)  # type: ignore[arg-type]
+    return lookup(secret), key.id
+
+
+def lookup(token: str, open_mode: bool = False) -> KeyLookup:
+    digest = key_digest(token)
+    return KeyLookup(digest=digest, key_id=virtual_key_id(digest), sub_tenant="", open=open_mode,
+                     anonymous_tenant="anon")
+
+
+def refused(result: Principal | Refused) -> Refused:
+    assert isinstance(result, Refused), result
+    return result
+
+
+def admitted(result: Principal | Refused) -> Principal:
+    assert isinstance(result, Principal), result
+    return result
+
+
+async def test_rpm_admits_exactly_its_limit_across_two_gateways(gateways) -> None:
+    first, second, redis = gateways
+    key, _ = await make(redis, tenant="acme", limits=KeyLimits(rpm=20))
+    results = await asyncio.gather(*(limiter.admit(key, TARGETS, True) for _ in range(25)
+                                     for limiter in (first, second)))
+    allowed = [result for result in results if isinstance(result, Principal)]
+    assert len(allowed) == 20
+    refusals = [refused(result) for result in results if not isinstance(result, Principal)]
+    assert all(isinstance(refusal.error, RateLimited) and refusal.reason == "rate_limit" for refusal in refusals)
+    error = refusals[0].error
+    assert error.status == 429 and error.code == "rate_limit_exceeded" and error.type == "requests"
+    # 20 per minute: the next request fits in 3 s, and the headers say none is left.
+    assert error.headers["Retry-After"] == "3" and error.headers["retry-after-ms"] == "3000"
+    assert error.headers["x-ratelimit-limit-requests"] == "20"
+    assert error.headers["x-ratelimit-remaining-requests"] == "0"
+    assert error.headers["x-ratelimit-reset-requests"] == "1m0s"
+
+
+async def test_the_buckets_drain_and_the_headers_count_down(gateways, clock: FrozenClock) -> None:
+    first, second, redis = gateways
+    key, _ = await make(redis, limits=KeyLimits(rpm=3))
+    seen = [admitted(await limiter.admit(key, TARGETS, True)) for limiter in (first, second, first)]
+    assert [principal.used_requests for principal in seen] == [1, 2, 3]
+    assert isinstance(refused(await second.admit(key, TARGETS, True)).error, RateLimited)
+    clock.now += 20  # one request's worth drains (3 per minute)
+    assert admitted(await second.admit(key, TARGETS, True)).used_requests == pytest.approx(3)
+    assert isinstance(await first.admit(key, TARGETS, True), Refused)
+
+
+async def test_tpm_is_charged_after_the_answer_and_refuses_the_next_request(gateways, clock: FrozenClock) -> None:
+    first, second, redis = gateways
+    key, key_id = await make(redis, limits=KeyLimits(tpm=600))
+    principal = admitted(await first.admit(key, TARGETS, True))
+    await first.settle(principal, 900, 0.0, NOW)  # the answer used more than a minute's worth
+    refusal = refused(await second.admit(key, TARGETS, True))
+    assert isinstance(refusal.error, TokensRateLimited) and refusal.error.type == "tokens"
+    # 900 in a bucket of 600 draining 10/s: one token fits once it is down to 599, in 30.1 s.
+    assert refusal.error.headers["retry-after-ms"] == "30100" and refusal.error.headers["Retry-After"] == "31"
+    assert refusal.error.headers["x-ratelimit-remaining-tokens"] == "0"
+    clock.now += 30.1
+    assert admitted(await second.admit(key, TARGETS, True)).used_tokens == pytest.approx(599)
+    assert await redis.exists(key_limit(key_id))
+
+
+async def test_a_spent_budget_refuses_the_next_request_until_the_next_day(gateways, clock: FrozenClock) -> None:
+    first, second, redis = gateways
+    key, _ = await make(redis, limits=KeyLimits(budget_usd_day=0.01, budget_usd_month=0.02))
+    principal = admitted(await first.admit(key, TARGETS, True))
+    await first.settle(principal, 100, 0.006, NOW)
+    principal = admitted(await second.admit(key, TARGETS, True))  # 0.006 of 0.01 spent: still admitted
+    await second.settle(principal, 100, 0.006, NOW)  # this answer goes over; it was served whole
+    refusal = refused(await first.admit(key, TARGETS, True))
+    assert isinstance(refusal.error, QuotaExceeded) and refusal.reason == "budget"
+    assert (refusal.error.status, refusal.error.type, refusal.error.code) == (429, "insufficient_quota",
+                                                                             "insufficient_quota")
+    assert refusal.error.headers["x-should-retry"] == "false"
+    clock.now += 86_400  # a new UTC day of the same month: its 0.012 of 0.02 leaves room
+    principal = admitted(await first.admit(key, TARGETS, True))
+    await first.settle(principal, 0, 0.009, clock.now)  # today's 0.009 is within 0.01, the month's 0.021 is not
+    assert "this month" in refused(await second.admit(key, TARGETS, True)).error.message
+
+
+async def test_unknown_revoked_and_expired_keys_are_401s(gateways, clock: FrozenClock) -> None:
+    first, _, redis = gateways
+    key, key_id = await make(redis, expires_at=NOW + 60)
+    assert isinstance(await first.admit(key, TARGETS, True), Principal)
+    unknown = refused(await first.admit(lookup("sk-dg-not-a-key"), TARGETS, True))
+    assert isinstance(unknown.error, AuthenticationFailed) and unknown.error.code == "invalid_api_key"
+    clock.now += 61
+    expired = refused(await first.admit(key, TARGETS, True))
+    assert isinstance(expired.error, AuthenticationFailed) and "expired" in expired.error.message
+    other, other_id = await make(redis)
+    assert (await store.revoke(redis, other_id, clock.now)) is not None
+    revoked = refused(await first.admit(other, None, True))  # authenticating alone refuses it too
+    assert isinstance(revoked.error, AuthenticationFailed) and "revoked" in revoked.error.message
+    assert revoked.principal is not None and revoked.principal.key_id == other_id
+    assert await store.revoke(redis, "vk_nothing", clock.now) is None
+    statuses = {shown["id"]: shown["status"] for shown in await store.list_keys(redis, clock.now)}
+    assert statuses == {key_id: "expired", other_id: "revoked"}
+
+
+async def test_a_model_the_key_may_not_use_is_a_403_that_charges_nothing(gateways) -> None:
+    first, _, redis = gateways
+    key, _ = await make(redis, models=("drafter", "big-deployment"), limits=KeyLimits(rpm=1))
+    for targets in (("heavyweight", "gpt-4.1"), ("auto",)):
+        refusal = refused(await first.admit(key, targets, True))
+        assert isinstance(refusal.error, PermissionDenied) and refusal.error.code == "model_not_allowed"
+    assert admitted(await first.admit(key, ("drafter", "gpt-4.1-nano", "small-a"), True)).used_requests == 1
+    assert isinstance(refused(await first.admit(key, ("heavyweight", "gpt-4.1", "big-deployment"), True)).error,
+                      RateLimited)  # allowed (the deployment is named), but its one request is used
+
+
+async def test_open_mode_serves_unknown_tokens_only_while_no_key_exists(gateways) -> None:
+    first, _, redis = gateways
+    anonymous = admitted(await first.admit(lookup("whatever", open_mode=True), TARGETS, True))
+    assert (anonymous.key_id, anonymous.tenant, anonymous.virtual) == ("", "anon", False)
+    key, _ = await make(redis, tenant="acme", limits=KeyLimits(rpm=1))
+    assert isinstance(refused(await first.admit(lookup("whatever", open_mode=True), TARGETS, True)).error,
+                      AuthenticationFailed)
+    keyed = admitted(await first.admit(KeyLookup(key.digest, key.key_id, "team-a", True, "anon"), TARGETS, True))
+    assert (keyed.tenant, keyed.limits.rpm) == ("acme:team-a", 1)  # its limits hold in open mode too
+    assert isinstance(refused(await first.admit(key, TARGETS, True)).error, RateLimited)
+
+
+async def script_calls(redis: Redis) -> dict[str, int]:
+    stats = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+
+async def test_admission_is_one_round_trip_and_the_keys_expire(gateways) -> None:
+    first, _, redis = gateways
+    key, key_id = await make(redis, limits=KeyLimits(rpm=60, tpm=1000, budget_usd_day=1.0))
+    await first.admit(key, TARGETS, True)  # loads the script (NOSCRIPT once, on this new server connection)
+    await redis.config_resetstat()
+    principal = admitted(await first.admit(key, TARGETS, True))
+    calls = await script_calls(redis)
+    assert calls.get("evalsha") == 1 and "eval" not in calls, calls  # nothing else but the INFO reading it
+    await first.settle(principal, 10, 0.001, NOW)
+    for name in await redis.keys("draftgate:*"):
+        name = name.decode()
+        if name.startswith(("draftgate:keylimit:", "draftgate:spend:")):
+            assert await redis.ttl(name) > 0, name  # state that would otherwise pile up expires
+    assert key_id in (await redis.keys("draftgate:keylimit:*"))[0].decode()
