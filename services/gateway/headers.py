@@ -38,6 +38,8 @@ def headers_for_head(request_id: str, started: float, head: Reply) -> dict[str, 
         headers["X-Cost-USD"] = f"{head.cost_usd:.8f}"
     if head.draft_risk is not None:  # the learned policy decided (absent on progressive heads, sent before it did)
         headers["X-Draft-Risk"] = f"{head.draft_risk:.3f}"
+    if head.degraded:  # the heavyweight was full and the drafter answered (routing.degraded_mode: serve_draft)
+        headers["X-Degraded"] = "true"
     return headers
 
 
