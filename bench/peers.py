@@ -8,7 +8,9 @@ reaching it, each sent the same request bodies (only `model` differs), plain and
     each with rpm/tpm limits checked in Redis, retries, breaker), `model: auto` (the drafts are
     sure, so each request is one drafter call, accepted); the same with `model: drafter` (the tier
     forced, no routing) as `draftgate-drafter`; and as `draftgate-single` a second draftgate at its
-    defaults (one deployment per tier, no limits) on another Redis database, for reference;
+    defaults (one deployment per tier, no limits) on another Redis database, for reference; with
+    `--before <rev>`, as `draftgate-before` a third with every feature on from that commit, on a third
+    database (a change measured before and after in one run);
   - litellm-<server>-<workers>: LiteLLM's proxy (`make bench-peers` installs it into its own
     virtualenv), the fake as an OpenAI-compatible model, once per `--litellm-variants` entry (by
     default uvicorn, its default server, with a worker per core as its docs advise, and granian
@@ -69,6 +71,7 @@ MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 MODES = {"plain": False, "stream": True}
 FORCED = "draftgate-drafter"
 SINGLE = "draftgate-single"
+BEFORE = "draftgate-before"
 FEATURE_DEPLOYMENTS = ("drafter-a", "drafter-b")  # what features_on names the drafter's two
 DEFAULT_VARIANTS = "uvicorn:2,granian:1,granian:2"
 CLIENT_KEEPALIVE_S = 2.0
@@ -265,7 +268,20 @@ def mode_result(latency_rounds: list[dict[str, list[float]]], cpu_rounds: Mappin
         report.ratio(ours, theirs) for ours, theirs in zip(added[report.DRAFTGATE]["p50_ms_by_round"],
                                                            added[ratios["added_p50"]["against"]]["p50_ms_by_round"],
                                                            strict=True)]
-    return {"latency": latency, "added": added, "cpu": cpu, "ratios": ratios}
+    return {"latency": latency, "added": added, "cpu": cpu, "ratios": ratios,
+            "ratios_by_target": ratios_by_target(cpu, added, names)}
+
+
+def ratios_by_target(cpu: Mapping[str, Any], added: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """Every draftgate target's CPU and added p50 as ratios to LiteLLM's best variant in the run
+    (the targets are checked on `draftgate`, every feature on; the others are for reference)."""
+    cpu_ms = {name: cpu[name]["cpu_ms"]["total"] for name in names}
+    added_p50 = {name: added[name]["p50_ms"] for name in names if name in added}
+    (cpu_against, cpu_theirs), (p50_against, p50_theirs) = report.best_litellm(cpu_ms), report.best_litellm(added_p50)
+    return {name: {"cpu": report.ratio(cpu_ms[name], cpu_theirs),
+                   "added_p50": report.ratio(added_p50[name], p50_theirs),
+                   "against": {"cpu": cpu_against, "added_p50": p50_against}}
+            for name in names if name.startswith(report.DRAFTGATE)}
 
 
 def checks(modes: Mapping[str, Mapping[str, Any]]) -> list[report.Check]:
@@ -298,6 +314,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="ways to run LiteLLM's proxy, server:workers, comma-separated; the ratios are taken "
                              f"against the best of them per metric (default {DEFAULT_VARIANTS})")
     parser.add_argument("--commit", default="HEAD", help="draftgate's commit to measure, or `worktree`")
+    parser.add_argument("--before", default=None, metavar="REV",
+                        help=f"also measure this commit with every feature on, as {BEFORE} "
+                             "(before and after in one run)")
     parser.add_argument("--draftgate-env", action="append", default=[], metavar="DRAFTGATE_NAME=value")
     parser.add_argument("--no-forced", action="store_true", help="leave out draftgate with the drafter tier forced")
     parser.add_argument("--no-single", action="store_true",
@@ -354,6 +373,12 @@ def systems(args: argparse.Namespace, workdir: Path, commit: str) -> Iterator[Sy
             single = stack.enter_context(draftgate(tree, redis_db(redis_url, 1), upstream_url, workdir / SINGLE,
                                                    SINGLE, ROUTERS, extra))
             targets.append(Target(SINGLE, f"{single.url}/v1/chat/completions", "auto", single))
+        if args.before:
+            settings[BEFORE] = settings[report.DRAFTGATE]
+            old = export_tree(resolve_commit(args.before), workdir / "tree-before")
+            before = stack.enter_context(draftgate(old, redis_db(redis_url, 2), upstream_url, workdir / BEFORE,
+                                                   BEFORE, ROUTERS, settings[BEFORE]))
+            targets.append(Target(BEFORE, f"{before.url}/v1/chat/completions", "auto", before))
         for server, workers in args.variants:
             name = report.variant(server, workers)
             theirs = stack.enter_context(litellm(args.litellm, upstream_url, workdir / name, workers, server))
@@ -374,7 +399,8 @@ def document(args: argparse.Namespace, commit: str, running: Systems, measured: 
     packages = litellm_version(args.litellm)
     return {
         "draftgate": {"commit": describe(commit), "routers": ROUTERS, "cache": "off (gateway.cache_url null)",
-                      "models": {report.DRAFTGATE: "auto", FORCED: "drafter", SINGLE: "auto"},
+                      "before": resolve_commit(args.before) if args.before else None,
+                      "models": {report.DRAFTGATE: "auto", FORCED: "drafter", SINGLE: "auto", BEFORE: "auto"},
                       "settings": settings, "rate_limited_deployments": measured["rate_limited_deployments"]},
         "litellm": {"version": packages["litellm"], "packages": packages,
                     "variants": [report.variant(*v) for v in args.variants],
@@ -429,6 +455,8 @@ def print_summary(result: Mapping[str, Any], path: Path) -> None:
                          f"(+{added[name]['p99_ms']} p99)" for name in added)
         ratios = ", ".join(f"{metric} {r['ratio']} (vs {r['against']})" for metric, r in figures["ratios"].items())
         print(f"  {mode}: {line}; draftgate/LiteLLM: {ratios}")
+        for name, r in figures["ratios_by_target"].items():
+            print(f"    {name}/LiteLLM: cpu {r['cpu']}, added p50 {r['added_p50']}")
     if result["processes_replaced_while_measured"]:
         print(f"  WARNING processes replaced while measured: {result['processes_replaced_while_measured']}")
     for name, check in result["checks"].items():

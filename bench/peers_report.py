@@ -183,6 +183,11 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"{metric.replace('_', ' ')} {r['ratio']} (against {r['against']}"
             + (f"; by round {', '.join(map(str, r['by_round']))})" if "by_round" in r else ")")
             for metric, r in ratios.items()), ""]
+        by_target = figures.get("ratios_by_target") or {}
+        if by_target:
+            lines += ["| ratio to LiteLLM's best | CPU per request | added p50 |", "| --- | --- | --- |"]
+            lines += [f"| {name} | {r['cpu']} | {r['added_p50']} |" for name, r in by_target.items()]
+            lines.append("")
     lines += ["## Checks", ""]
     lines += [f"- {'PASS' if c['passed'] else 'FAIL'} {name}: {c['detail']}" for name, c in result["checks"].items()]
     lines += ["", f"**{result['verdict']}**", ""]

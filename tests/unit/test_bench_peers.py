@@ -174,6 +174,27 @@ def test_a_mode_s_figures_compare_draftgate_with_litellm_s_best_variant_per_metr
                         f"one_upstream_call_{LITELLM_2}_plain": True, f"one_upstream_call_{GRANIAN_1}_plain": True}
 
 
+def test_every_draftgate_target_has_its_ratios_to_litellm_s_best_variant() -> None:
+    names = ["direct", "draftgate", "draftgate-single", "draftgate-before", LITELLM_2, GRANIAN_1]
+    latencies = [{"direct": [1.0] * 4, "draftgate": [3.0] * 4, "draftgate-single": [2.0] * 4,
+                  "draftgate-before": [5.0] * 4, LITELLM_2: [21.0] * 4, GRANIAN_1: [17.0] * 4}]
+    calls = {"fake-drafter plain": 1.0}
+    cpu = {name: cpu_rounds(total, calls) for name, total in (
+        ("direct", 0.0), ("draftgate", 2.0), ("draftgate-single", 1.5), ("draftgate-before", 3.0),
+        (LITELLM_2, 15.0), (GRANIAN_1, 18.0))}
+    figures = mode_result(latencies, cpu, names)
+    against = {"cpu": LITELLM_2, "added_p50": GRANIAN_1}
+    assert figures["ratios_by_target"] == {
+        "draftgate": {"cpu": round(2 / 15, 4), "added_p50": 0.125, "against": against},
+        "draftgate-single": {"cpu": 0.1, "added_p50": 0.0625, "against": against},
+        "draftgate-before": {"cpu": 0.2, "added_p50": 0.25, "against": against}}
+    text = report.markdown({"recorded_at": "now", "draftgate": {"commit": "abc"},
+                            "litellm": {"version": "1.0", "variants": [LITELLM_2, GRANIAN_1]},
+                            "load": {"cpu_clients": 16}, "load_average_before": [1.0], "load_average_after": [2.0],
+                            "modes": {"plain": figures}, "checks": {}, "verdict": "PASS"})
+    assert "| draftgate-single | 0.1 | 0.0625 |" in text and "| draftgate-before | 0.2 | 0.25 |" in text
+
+
 def test_a_markdown_table_names_every_target_and_the_verdict() -> None:
     names = ["direct", "draftgate", LITELLM_2]
     latencies = [{"direct": [1.0] * 4, "draftgate": [3.0] * 4, LITELLM_2: [21.0] * 4}]

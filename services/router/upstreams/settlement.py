@@ -6,10 +6,11 @@ overrun, is charged to) the deployment's bucket in Redis. One round trip per cal
 answer, when done call by call; this module sums the corrections of one deployment and sends the
 sum, which the bucket takes the same as the parts (a settlement only adds to what was charged).
 
-A deployment's correction waits at most `window_s` (50 ms), and not at all once it is as large as
+A deployment's correction waits at most `window_s` (1 s), and not at all once it is as large as
 `share` (1%) of its tpm: a refund that matters to the next call (a large max_tokens against a small
-limit) is made at once, and what waits is never more than 1% of the bucket for more than 50 ms. At
-a few calls a second that is a round trip per call, as before; at hundreds, a few per second.
+limit) is made at once, and what waits is never more than 1% of the bucket, for at most a second:
+the bucket looks at most 1% fuller (or emptier) than it is. A router sends one settlement per
+deployment a second, or one per 1% of its tpm, whichever comes first, however many calls it makes.
 
 Corrections still waiting when the router stops are lost: at most 1% of a bucket per deployment,
 which drains within the minute as anything charged does.
@@ -29,7 +30,7 @@ from typing import Protocol
 
 from services.router.upstreams.deployment import Deployment
 
-WINDOW_S = 0.05  # a small correction waits at most this long for others to join it
+WINDOW_S = 1.0  # a small correction waits at most this long for others to join it
 SHARE = 0.01  # a correction this large a share of the deployment's tpm is sent at once
 
 
