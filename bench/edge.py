@@ -23,6 +23,8 @@ Checked, else the run is INVALID: on's answers carry the key's x-ratelimit-* hea
 id; an unknown key gets 401; every request sent to on is a row in the ledger's database and off's Redis
 has no ledger stream; each draftgate made exactly one upstream call per request.
 Targets (PASS/FAIL): at most +0.3 ms p50 added; throughput drop at most 10 %.
+`--features keys|ledger|sessions` (comma-separated) turns only those on, to see what each costs.
+The production audit (#14) is off on both sides: its heavyweight calls are no part of the edge.
 
 `python -m bench.edge [--commit HEAD|<rev>|worktree] [--quick]`; results in bench/results/edge.json.
 """
@@ -68,18 +70,34 @@ KEY_LIMITS = {"rpm": 100_000_000, "tpm": 10_000_000_000, "budget_usd_day": 1_000
 LEDGER_WAIT_S = 120.0
 CLIENT_KEEPALIVE_S = 2.0
 ADMIN_KEYS_ENV = "EDGE_BENCH_ADMIN_KEYS"
+FEATURES = ("keys", "ledger", "sessions")
+# Both: the production audit (#14) re-asks a share of accepted drafts of the heavyweight; a second
+# upstream call that is no part of the edge, so it is off on both sides.
+COMMON = {"DRAFTGATE_AUDIT_SAMPLE_RATE": "0"}
 
 
 # Pure parts: settings, sessions, figures and verdicts.
 
-def settings(side: str, admin_key: str = "") -> dict[str, str]:
-    """The environment of one draftgate's services: every edge feature on, or every one off."""
-    if side == OFF:
-        return {"DRAFTGATE_GATEWAY_VIRTUAL_KEYS": "false", "DRAFTGATE_LEDGER_ENABLED": "false"}
-    if not admin_key:
-        raise ValueError("the features-on draftgate needs an admin key (virtual keys are made through /admin/keys)")
-    return {"DRAFTGATE_GATEWAY_VIRTUAL_KEYS": "true", "DRAFTGATE_LEDGER_ENABLED": "true",
-            "DRAFTGATE_GATEWAY_ADMIN_KEYS_ENV": ADMIN_KEYS_ENV, ADMIN_KEYS_ENV: admin_key}
+def settings(side: str, admin_key: str = "", features: Sequence[str] = FEATURES) -> dict[str, str]:
+    """The environment of one draftgate's services: the edge `features` on (on), or every one off (off).
+    Sessions need no setting: a request without a session id has none."""
+    keys, ledger = side == ON and "keys" in features, side == ON and "ledger" in features
+    found = {**COMMON, "DRAFTGATE_GATEWAY_VIRTUAL_KEYS": str(keys).lower(),
+             "DRAFTGATE_LEDGER_ENABLED": str(ledger).lower()}
+    if keys and not admin_key:
+        raise ValueError("virtual keys need an admin key (they are made through POST /admin/keys)")
+    if keys:
+        found |= {"DRAFTGATE_GATEWAY_ADMIN_KEYS_ENV": ADMIN_KEYS_ENV, ADMIN_KEYS_ENV: admin_key}
+    return found
+
+
+def parse_features(text: str) -> tuple[str, ...]:
+    """--features keys,ledger,sessions (any of them; default all): what the on side turns on."""
+    chosen = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = sorted(set(chosen) - set(FEATURES))
+    if unknown or not chosen:
+        raise ValueError(f"--features takes some of {', '.join(FEATURES)}, not {text!r}")
+    return chosen
 
 
 def ledger_settings(database: Path, port: int) -> dict[str, str]:
@@ -227,6 +245,10 @@ class Tally:
     """Requests each draftgate answered (every one sent to on must become a ledger row)."""
 
     sent: dict[str, int] = field(default_factory=lambda: {ON: 0, OFF: 0})
+    refused: int = 0  # on's answers that were not 200 (the made-up key's 401): ledger rows too
+
+    def ledger_rows_expected(self) -> int:
+        return self.sent[ON] + self.refused
 
 
 # Checks against the running systems.
@@ -238,15 +260,15 @@ async def validate(session: aiohttp.ClientSession, target: Target) -> dict[str, 
     text = report.answer_text(raw, False)
     if text != EXPECTED_TEXT:
         raise RuntimeError(f"{target.name} answered {text!r}, not the fake's {EXPECTED_TEXT!r}")
-    if target.name == OFF:
-        return {}
-    limit = headers.get("x-ratelimit-limit-requests")
-    session_back = headers.get("X-Session-Id")
-    expected_session = f"{sessions.prefix}-0" if sessions else None
-    return {"rate_limit_headers": (limit == str(KEY_LIMITS["rpm"]),
-                                   f"x-ratelimit-limit-requests: {limit} (the key's rpm {KEY_LIMITS['rpm']})"),
-            "session_id_back": (session_back == expected_session,
-                                f"X-Session-Id sent {expected_session}, back {session_back}")}
+    found = {}
+    if target.key:
+        limit = headers.get("x-ratelimit-limit-requests")
+        found["rate_limit_headers"] = (limit == str(KEY_LIMITS["rpm"]),
+                                       f"x-ratelimit-limit-requests: {limit} (the key's rpm {KEY_LIMITS['rpm']})")
+    if sessions:
+        back, sent = headers.get("X-Session-Id"), f"{sessions.prefix}-0"
+        found["session_id_back"] = (back == sent, f"X-Session-Id sent {sent}, back {back}")
+    return found
 
 
 async def unknown_key_refused(session: aiohttp.ClientSession, target: Target) -> tuple[bool, str]:
@@ -311,7 +333,7 @@ async def cpu_round(session: aiohttp.ClientSession, target: Target, tally: Tally
     waited = 0.0
     if target.ledger_db is not None:  # the ledger's work for this round belongs to it
         started = time.monotonic()
-        await ledger_caught_up(target.ledger_db, tally.sent[target.name])
+        await ledger_caught_up(target.ledger_db, tally.ledger_rows_expected())
         waited = time.monotonic() - started
     after = target.cpu_s()
     return {"requests": requests, "requests_per_s": round(requests / elapsed, 1),
@@ -345,7 +367,9 @@ async def measure(running: Systems, args: argparse.Namespace) -> dict[str, Any]:
         for target in targets:
             validity.update(await validate(session, target))
             tally.sent[target.name] += 1
-        validity["unknown_key_401"] = await unknown_key_refused(session, on)
+        if on.key:
+            validity["unknown_key_401"] = await unknown_key_refused(session, on)
+            tally.refused += 1
         for target in targets:
             await sequential(session, target, args.warmup)
             await closed_loop(session, target, args.clients, args.clients * 10)
@@ -353,9 +377,11 @@ async def measure(running: Systems, args: argparse.Namespace) -> dict[str, Any]:
         latencies = await latency_phase(session, targets, tally, args.rounds, args.requests)
         cpu = await cpu_phase(session, targets, tally, args.cpu_rounds, args.clients, args.cpu_requests)
         counts_after = await upstream_counts(session, running.origin)
-    assert on.ledger_db is not None
-    rows = await ledger_caught_up(on.ledger_db, tally.sent[ON])
-    validity["ledger_rows"] = (rows == tally.sent[ON], f"{rows} rows in the ledger for {tally.sent[ON]} requests")
+    if on.ledger_db is not None:
+        expected = tally.ledger_rows_expected()
+        rows = await ledger_caught_up(on.ledger_db, expected)
+        validity["ledger_rows"] = (rows == expected, f"{rows} rows in the ledger for {expected} requests "
+                                                     f"({tally.refused} of them refused)")
     off_stream = ledger_stream_length(running.redis_urls[OFF])
     validity["ledger_off"] = (off_stream == 0, f"off's Redis holds {off_stream} ledger records")
     validity["one_upstream_call"] = one_call(counts_before, counts_after, sum(tally.sent.values()))
@@ -366,7 +392,7 @@ async def measure(running: Systems, args: argparse.Namespace) -> dict[str, Any]:
 
 async def create_key(url: str, admin_key: str) -> str:
     async with aiohttp.ClientSession() as session, session.post(
-            f"{url}/admin/keys", json={"tenant": "bench", "name": "edge bench", **KEY_LIMITS},
+            f"{url}/admin/keys", json={"tenant": "bench", "name": "edge-bench", **KEY_LIMITS},
             headers={"Authorization": f"Bearer {admin_key}"}) as response:
         body = await response.json()
         if response.status != 201:
@@ -378,22 +404,27 @@ async def create_key(url: str, admin_key: str) -> str:
 def systems(args: argparse.Namespace, workdir: Path, commit: str) -> Iterator[Systems]:
     tree = export_tree(commit, workdir / "tree")
     admin_key = secrets.token_hex(16)
-    database = workdir / "ledger.db"
+    features = args.features
+    database = workdir / "ledger.db" if "ledger" in features else None
     with redis_server(workdir) as on_redis, redis_server(workdir) as off_redis, \
             fake_upstream(module="bench.peers_upstream") as upstream_url, contextlib.ExitStack() as stack:
-        port = free_port()
-        ledger_env = {"DRAFTGATE_REDIS_URL": on_redis, "DRAFTGATE_LOGGING_LEVEL": "warning",
-                      **ledger_settings(database, port)}
         (workdir / ON).mkdir()
-        ledger = stack.enter_context(_service(tree, "services.ledger", ledger_env, workdir / ON / "ledger.log",
-                                              f"http://127.0.0.1:{port}/ready"))
+        ledger = None
+        if database is not None:
+            port = free_port()
+            ledger_env = {"DRAFTGATE_REDIS_URL": on_redis, "DRAFTGATE_LOGGING_LEVEL": "warning",
+                          **ledger_settings(database, port)}
+            ledger = stack.enter_context(_service(tree, "services.ledger", ledger_env, workdir / ON / "ledger.log",
+                                                  f"http://127.0.0.1:{port}/ready"))
         on = stack.enter_context(draftgate(tree, on_redis, upstream_url, workdir / ON, ON, ROUTERS,
-                                           settings(ON, admin_key)))
-        on.processes["ledger"] = ledger
+                                           settings(ON, admin_key, features)))
+        if ledger is not None:
+            on.processes["ledger"] = ledger
         off = stack.enter_context(draftgate(tree, off_redis, upstream_url, workdir / OFF, OFF, ROUTERS,
                                             settings(OFF)))
-        key = uvloop.run(create_key(on.url, admin_key))
-        targets = [Target(OFF, off.url, off), Target(ON, on.url, on, key=key, session_turns=args.session_turns,
+        key = uvloop.run(create_key(on.url, admin_key)) if "keys" in features else None
+        turns = args.session_turns if "sessions" in features else 0
+        targets = [Target(OFF, off.url, off), Target(ON, on.url, on, key=key, session_turns=turns,
                                                       ledger_db=database)]
         yield Systems(targets, upstream_url.removesuffix("/v1"), {ON: on_redis, OFF: off_redis})
 
@@ -407,9 +438,11 @@ def document(args: argparse.Namespace, commit: str, measured: Mapping[str, Any],
     found = checks(added_latency, sides[ON], sides[OFF], measured["validity"])
     return {
         "draftgate": {"commit": describe(commit), "routers": ROUTERS, "cache": "off (gateway.cache_url null)",
-                      "on": {**settings(ON, "<admin key>"),
-                             "key": KEY_LIMITS, "session_turns": args.session_turns,
-                             "ledger": "python -m services.ledger, SQLite in the run's directory"},
+                      "on": {"features": list(args.features), **settings(ON, "<admin key>", args.features),
+                             **({"key": KEY_LIMITS} if "keys" in args.features else {}),
+                             **({"session_turns": args.session_turns} if "sessions" in args.features else {}),
+                             **({"ledger": "python -m services.ledger, SQLite in the run's directory"}
+                                if "ledger" in args.features else {})},
                       "off": settings(OFF)},
         "load": {"answer_tokens": ANSWER_TOKENS, "messages": MESSAGES, "latency_rounds": args.rounds,
                  "latency_requests_per_round": args.requests, "clients": args.clients,
@@ -438,28 +471,40 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cpu-rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=100, help="one-client requests per draftgate first")
     parser.add_argument("--session-turns", type=int, default=4, help="requests per session id (on)")
+    parser.add_argument("--features", default=",".join(FEATURES),
+                        help=f"what the on side turns on, some of {','.join(FEATURES)} (default all; one at a time "
+                             "shows what each costs); results of a partial run go to edge-<features>.json")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests, figures not to be kept")
     args = parser.parse_args(argv)
     if args.session_turns < 1:
         parser.error("--session-turns must be >= 1")
+    try:
+        args.features = parse_features(args.features)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.quick:
         args.rounds, args.requests, args.cpu_requests, args.cpu_rounds, args.warmup = 2, 30, 200, 1, 10
     return args
 
 
-def save(result: dict[str, Any], quick: bool) -> Path:
-    """bench/results/edge.json; a --quick run's figures go to an ignored .tmp file instead."""
+def result_name(features: Sequence[str]) -> str:
+    """edge for every feature on; edge-keys, edge-ledger-sessions... for a partial run."""
+    return NAME if set(features) == set(FEATURES) else "-".join([NAME, *sorted(features)])
+
+
+def save(result: dict[str, Any], features: Sequence[str], quick: bool) -> Path:
+    """bench/results/<result_name>.json; a --quick run's figures go to an ignored .tmp file instead."""
     if quick:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"{NAME}-quick.json.tmp"
+        path = RESULTS_DIR / f"{result_name(features)}-quick.json.tmp"
         path.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return path
-    return write_result(NAME, result)
+    return write_result(result_name(features), result)
 
 
 def summary(result: Mapping[str, Any]) -> str:
     sides, added_latency = result["throughput_and_cpu"], result["added"]
-    return (f"edge: {result['verdict']}: keys, limits, ledger and sessions on against off: added p50 "
+    return (f"edge: {result['verdict']}: {', '.join(result['draftgate']['on']['features'])} on against off: added p50 "
             f"{added_latency['p50_ms']} ms (target <= {ADDED_P50_MAX_MS}), p99 {added_latency['p99_ms']} ms; "
             f"{sides[ON]['requests_per_s']} against {sides[OFF]['requests_per_s']} requests/s "
             f"({result['throughput_drop']:.1%} lower, target <= {THROUGHPUT_DROP_MAX:.0%}); CPU "
@@ -480,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise
     shutil.rmtree(workdir)
     result = document(args, commit, measured, load_before)
-    path = save(result, args.quick)
+    path = save(result, args.features, args.quick)
     print(f"{summary(result)} -> {path}", flush=True)
     failed = [f"{name}: {check['detail']}" for name, check in result["checks"].items() if not check["passed"]]
     if failed:

@@ -27,6 +27,31 @@ def test_on_turns_every_edge_feature_on_and_off_turns_them_off():
     assert not off.gateway.virtual_keys and not off.ledger.enabled and off.gateway.admin_keys_env is None
     with pytest.raises(ValueError, match="admin key"):
         edge.settings(edge.ON)
+    assert on.audit.sample_rate == off.audit.sample_rate == 0  # its heavyweight calls are no part of the edge
+
+
+def test_one_feature_at_a_time():
+    ledger_only = load_config(REPO / "config.yaml", env=edge.settings(edge.ON, features=("ledger",)))
+    assert ledger_only.ledger.enabled and not ledger_only.gateway.virtual_keys
+    keys_only = load_config(REPO / "config.yaml", env=edge.settings(edge.ON, "admin", features=("keys",)))
+    assert keys_only.gateway.virtual_keys and not keys_only.ledger.enabled
+    assert edge.parse_features("sessions, keys,keys") == ("sessions", "keys")
+    for bad in ("", "keys,budgets"):
+        with pytest.raises(ValueError, match="--features"):
+            edge.parse_features(bad)
+    assert edge.result_name(edge.FEATURES) == "edge"
+    assert edge.result_name(("sessions", "keys")) == "edge-keys-sessions"
+    assert edge.parse_args(["--features", "ledger"]).features == ("ledger",)
+    with pytest.raises(SystemExit):
+        edge.parse_args(["--features", "cache"])
+
+
+def test_the_made_up_key_s_refusal_is_a_ledger_row_too():
+    tally = edge.Tally()
+    tally.sent[edge.ON] += 10
+    tally.sent[edge.OFF] += 10
+    tally.refused += 1
+    assert tally.ledger_rows_expected() == 11
 
 
 def test_the_ledger_writes_sqlite_in_the_run_s_directory(tmp_path: Path):
@@ -129,8 +154,10 @@ def test_quick_runs_are_small_and_session_turns_are_validated():
 
 def test_the_summary_line_names_the_verdict_and_the_figures():
     result = {"verdict": "PASS", "added": {"p50_ms": 0.12, "p99_ms": 0.5}, "throughput_drop": 0.034,
+              "draftgate": {"on": {"features": ["keys", "ledger", "sessions"]}},
               "cpu_ms_added": 0.4,
               "throughput_and_cpu": {edge.ON: {"requests_per_s": 966.0, "cpu_ms": {"total": 2.4, "ledger": 0.3}},
                                      edge.OFF: {"requests_per_s": 1000.0, "cpu_ms": {"total": 2.0}}}}
     line = edge.summary(result)
-    assert line.startswith("edge: PASS") and "0.12 ms" in line and "3.4% lower" in line and "ledger service 0.3" in line
+    assert line.startswith("edge: PASS: keys, ledger, sessions on") and "0.12 ms" in line
+    assert "3.4% lower" in line and "ledger service 0.3" in line
