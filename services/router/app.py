@@ -107,7 +107,7 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
         worker.start()
         auditor = Auditor(redis, heavyweight, config.audit, config.bus, worker.consumer, audit_metrics,
                           embedder(session, config.cache.embedder_url, config.embedder.model, AUDIT_EMBED_TIMEOUT_S)
-                          if config.cache.embedder_url else None)
+                          if config.cache.embedder_url else None, queue=ctx.queue)
         app[AUDITOR] = auditor
         auditor.start()
         publishing = asyncio.create_task(status.publish(redis, worker.consumer, pools, config.bus.router_heartbeat_s,

@@ -19,6 +19,7 @@ from services.router.audit import store
 from services.router.audit.auditor import Auditor
 from services.router.audit.budget import KEEP_S, Budget, utc_day
 from services.router.audit.metrics import create_audit_metrics
+from services.router.queue import Bound, ClusterQueue
 from services.router.upstream import create_tier
 from shared import bus
 from shared.config import load_config
@@ -90,10 +91,11 @@ async def auditors(redis_client: Redis, heavyweight: FakeUpstream) -> AsyncItera
     tier = create_tier("heavyweight", config.heavyweight, {})
     started: list[Auditor] = []
 
-    def start(name: str, reclaim_idle_ms: int = 15_000) -> Auditor:
+    def start(name: str, reclaim_idle_ms: int = 15_000, queue: ClusterQueue | None = None) -> Auditor:
         auditor = Auditor(redis_client, tier, config.audit,
                           dataclasses.replace(config.bus, reclaim_idle_ms=reclaim_idle_ms, reclaim_interval_ms=100),
-                          name, create_audit_metrics(CollectorRegistry(), config.audit.alert_disagreement_rate))
+                          name, create_audit_metrics(CollectorRegistry(), config.audit.alert_disagreement_rate),
+                          queue=queue)
         auditor.start()
         started.append(auditor)
         return auditor
@@ -158,3 +160,24 @@ async def test_a_sample_left_by_a_dead_auditor_is_taken_over(redis_client: Redis
     [label] = await labels(redis_client, 1)
     assert label.request_id == "r9" and label.verdict == "disagree"
     assert (await redis_client.xpending(AUDIT_STREAM, AUDIT_GROUP))["pending"] == 0
+
+
+async def test_the_audit_yields_to_live_traffic_when_the_heavyweights_cluster_queue_is_full(
+        redis_client: Redis, heavyweight: FakeUpstream, auditors: Callable[..., Auditor]):
+    live = ClusterQueue(redis_client, {"heavyweight": Bound(1, 5.0)}, "router-live")
+    lease = await live.acquire("heavyweight")  # the one slot, held by a live request
+    mine = ClusterQueue(redis_client, {"heavyweight": Bound(1, 5.0)}, "router-c")
+    auditor = auditors("router-c", queue=mine)
+    try:
+        await bus.publish(redis_client, AUDIT_STREAM, encode(sample("r5", "Capital of Australia?", "Sydney.")), 100)
+        assert await until(lambda: auditor.metrics.audits.labels("skipped_busy")._value.get() == 1)
+        assert heavyweight.seen == []  # never called past the queue
+        assert await auditor.budget.spent(time.time()) == 0.0  # the reservation given back
+        assert (await redis_client.xpending(AUDIT_STREAM, AUDIT_GROUP))["pending"] == 0
+    finally:
+        await live.release(lease)
+    # A free slot: the next sample is audited, holding it while the heavyweight answers.
+    heavyweight.script("Answer:\nSydney", confident('{"score": 1, "reasoning": "no"}'))
+    await bus.publish(redis_client, AUDIT_STREAM, encode(sample("r6", "Capital of Australia?", "Sydney.")), 100)
+    [label] = await labels(redis_client, 1)
+    assert label.request_id == "r6" and label.verdict == "disagree"

@@ -7,7 +7,8 @@ audited in its own task, at most `audit.max_concurrent` per router:
 
 1. reserve the estimated cost in today's cluster budget (budget.py); no room: `skipped_budget`;
 2. re-ask the heavyweight the same request (calibration/stream.py's stream_answer: the router's own
-   upstream code);
+   upstream code), holding a slot of its cluster queue (tiers' cluster_max_concurrent) when it has one,
+   taken only if free at once: the audit yields to live traffic (`skipped_busy` when the tier is full);
 3. compare: the cosine of both answers' embeddings through the embedder service, and with
    `audit.judge` the calibration judge when they are not similar enough (verdicts.py);
 4. record the verdict, the windows and the labelled trace in Redis (store.py) and ack the sample.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -38,6 +39,7 @@ from services.router.audit.verdicts import (
     RUBRIC,
     SIMILARITY,
     SKIPPED_BUDGET,
+    SKIPPED_BUSY,
     SKIPPED_EMPTY,
     UNDECIDED,
     Audit,
@@ -54,6 +56,7 @@ from services.router.calibration.judge import NoScore, judge
 from services.router.calibration.stream import Answer, stream_answer
 from services.router.costs import estimate_prompt_tokens
 from services.router.failures import UPSTREAM_ERRORS
+from services.router.queue import ClusterQueue, TierFull
 from services.router.signals import prompt_text
 from services.router.upstream import Tier
 from shared import bus
@@ -89,6 +92,7 @@ class Auditor:
     consumer: str
     metrics: AuditMetrics
     embed: Embed | None = None  # None: no embedder configured (the judge alone can decide)
+    queue: ClusterQueue | None = None  # the tiers' cluster_max_concurrent, shared with live traffic
     in_flight: dict[bytes, asyncio.Task[None]] = field(default_factory=dict)
     loops: Loops = field(default_factory=Loops)
     stopping: bool = False
@@ -180,7 +184,11 @@ class Auditor:
         if reservation is None:
             return Audit(SKIPPED_BUDGET, detail="audit.max_cost_usd_per_day reached")
         try:
-            answer = await stream_answer(self.heavyweight, sample.body)
+            async with self._slot():
+                answer = await stream_answer(self.heavyweight, sample.body)
+        except TierFull:
+            await self.budget.settle(reservation, 0.0)
+            return Audit(SKIPPED_BUSY, detail="the heavyweight's cluster queue is full: live traffic first")
         except UPSTREAM_ERRORS as exc:
             await self.budget.settle(reservation, 0.0)
             return Audit(ERROR, detail=f"heavyweight: {exc}")
@@ -231,10 +239,24 @@ class Auditor:
         if reservation is None:
             return None, 0.0, "judge skipped: audit.max_cost_usd_per_day reached"
         try:
-            verdict = await judge(self.heavyweight, request, rubric, sample.text)
+            async with self._slot():
+                verdict = await judge(self.heavyweight, request, rubric, sample.text)
+        except TierFull:
+            await self.budget.settle(reservation, 0.0)
+            return None, 0.0, "judge skipped: the heavyweight's cluster queue is full"
         except (*UPSTREAM_ERRORS, NoScore) as exc:
             return None, estimate, f"judge failed: {exc}"
         return verdict.score, estimate, verdict.detail
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """A free slot of the heavyweight's cluster queue for one call (never waiting for one), or TierFull."""
+        lease = await self.queue.acquire(self.heavyweight.name, wait=False) if self.queue is not None else None
+        try:
+            yield
+        finally:
+            if self.queue is not None:
+                await self.queue.release(lease)
 
     async def _keep_claimed(self) -> None:
         """Audits can outlast the reclaim idle time (a slow heavyweight): keep theirs claimed."""

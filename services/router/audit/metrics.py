@@ -38,8 +38,8 @@ class AuditMetrics:
 
 def create_audit_metrics(registry: CollectorRegistry, alert_rate: float) -> AuditMetrics:
     metrics = AuditMetrics(
-        audits=Counter("draftgate_audit_total", "Audits by verdict: agree, disagree, skipped_budget, error, "
-                       "undecided, skipped_empty (the gateway counts client feedback: client_good, client_bad)",
+        audits=Counter("draftgate_audit_total", "Audits by verdict: agree, disagree, skipped_budget, skipped_busy, "
+                       "error, undecided, skipped_empty (the gateway counts client feedback: client_good, client_bad)",
                        ["verdict"], registry=registry),
         sampled=Counter("draftgate_audit_sampled_total", "Accepted drafts this router put on the audit stream",
                         registry=registry),

@@ -26,7 +26,8 @@ from services.router.signals import TokenTrace
 from shared.messages import AuditLabel, AuditSample
 
 SKIPPED_BUDGET, ERROR, UNDECIDED, SKIPPED_EMPTY = "skipped_budget", "error", "undecided", "skipped_empty"
-VERDICTS = (AGREE, DISAGREE, SKIPPED_BUDGET, ERROR, UNDECIDED, SKIPPED_EMPTY)
+SKIPPED_BUSY = "skipped_busy"  # the heavyweight's cluster queue had no free slot: live traffic goes first
+VERDICTS = (AGREE, DISAGREE, SKIPPED_BUDGET, SKIPPED_BUSY, ERROR, UNDECIDED, SKIPPED_EMPTY)
 SIMILARITY, JUDGE = "similarity", "judge"
 SPLIT = "audit"  # the calibration split audited traces are filed under
 PREVIEW_CHARS = 160
