@@ -126,6 +126,13 @@ def test_k8s_configmap_is_a_valid_config_with_cluster_addresses(tmp_path: Path):
     assert config.ledger.enabled and config.ledger.port == PORTS["ledger"]
 
 
+def test_k8s_configmap_sets_every_config_section(tmp_path: Path):
+    """A section added to shared/config.py shows up in the cluster's config, where operators look for it."""
+    configmap = k8s_objects("ConfigMap")["draftgate-config"]
+    sections = set(yaml.safe_load(configmap["data"]["config.yaml"]))
+    assert sections == set(typing.get_type_hints(Config))
+
+
 # docker-compose.yml
 
 
@@ -481,11 +488,14 @@ def test_k8s_network_policies_admit_every_in_cluster_connection_the_config_makes
 def test_services_with_ready_serve_it():
     from services.cache.app import create_app as cache_app
     from services.gateway.app import create_app as gateway_app
+    from services.ledger.app import create_app as ledger_app
     from services.router.app import create_app as router_app
     from shared.config import load_config
 
     config = load_config(env={})
-    apps = {"gateway": gateway_app(config, env={}), "router": router_app(config, env={}), "cache": cache_app(config)}
+    apps = {"gateway": gateway_app(config, env={}), "router": router_app(config, env={}), "cache": cache_app(config),
+            "ledger": ledger_app(config)}
+    assert apps.keys() == SERVICES_WITH_READY
     for name, app in apps.items():
         paths = {resource.canonical for resource in app.router.resources()}
         assert "/ready" in paths, name
