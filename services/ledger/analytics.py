@@ -34,15 +34,26 @@ def filters(window: Window, template_id: str | None = None) -> list[ColumnElemen
     if window.end is not None:
         where.append(records.c.time < window.end)
     if window.tenant is not None:
-        where.append(records.c.tenant == window.tenant)
+        where.append(tenant_filter(records.c.tenant, window.tenant))
     if template_id is not None:
         where.append(records.c.template_id == template_id)
     return where
 
 
+def tenant_filter(column: ColumnElement[str], tenant: str) -> ColumnElement[bool]:
+    """A tenant and its sub-tenants (`<tenant>:<X-Tenant-ID>`, as the gateway names them)."""
+    return sa.or_(column == tenant, column.startswith(f"{tenant}:", autoescape=True))
+
+
 def _group(group_by: str | None) -> ColumnElement[Any]:
-    # A literal column, not a bound parameter: PostgreSQL cannot group by a parameter of unknown type.
+    """The grouped column; not grouped, a constant (selected, never grouped by: PostgreSQL refuses that)."""
     return records.c[GROUP_COLUMNS[group_by]] if group_by else sa.literal_column(f"'{ALL}'")
+
+
+def _grouped(query: sa.Select[Any], group_by: str | None, *also: ColumnElement[Any]) -> sa.Select[Any]:
+    if group_by:
+        return query.group_by(_group(group_by), *also).order_by(_group(group_by), *also)
+    return query.group_by(*also).order_by(*also) if also else query
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -50,7 +61,7 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 def _ratio(part: ColumnElement[Any], whole: ColumnElement[Any]) -> ColumnElement[float]:
-    return sa.cast(part, sa.Float) / sa.func.nullif(whole, 0)
+    return sa.cast(part, sa.Float) / sa.cast(sa.func.nullif(whole, 0), sa.Float)
 
 
 def _sum_int(column: ColumnElement[Any]) -> ColumnElement[int]:
@@ -82,7 +93,7 @@ async def stats(conn: AsyncConnection, window: Window, group_by: str | None,
     if postgres:
         columns += [sa.func.percentile_cont(p).within_group(records.c[name]).label(f"{name}_{label}")
                     for name in LATENCY_COLUMNS for label, p in PERCENTILES.items()]
-    query = sa.select(*columns).where(*where).group_by(group).order_by(group)
+    query = _grouped(sa.select(*columns).where(*where), group_by)
     found: dict[str, Stats] = {}
     for row in (await conn.execute(query)).mappings():
         found[_key(row["g"])] = figures = _shape(row)
@@ -101,18 +112,17 @@ async def stats(conn: AsyncConnection, window: Window, group_by: str | None,
 
 
 def _decisions(where: list[ColumnElement[bool]], group_by: str | None) -> sa.Select[Any]:
-    group = _group(group_by).label("g")
-    return (sa.select(group, records.c.decision, sa.func.count()).where(*where)
-            .group_by(group, records.c.decision).order_by(group, records.c.decision))
+    query = sa.select(_group(group_by).label("g"), records.c.decision, sa.func.count()).where(*where)
+    return _grouped(query, group_by, records.c.decision)
 
 
 async def _window_percentiles(conn: AsyncConnection, where: list[ColumnElement[bool]], group_by: str | None,
                               name: str) -> dict[str, dict[str, float | None]]:
     value = records.c[name]
-    group = _group(group_by)
-    ranked = (sa.select(group.label("g"), value.label("v"),
-                        sa.func.row_number().over(partition_by=group, order_by=value).label("rn"),
-                        sa.func.count().over(partition_by=group).label("n"))
+    partition = records.c[GROUP_COLUMNS[group_by]] if group_by else None
+    ranked = (sa.select(_group(group_by).label("g"), value.label("v"),
+                        sa.func.row_number().over(partition_by=partition, order_by=value).label("rn"),
+                        sa.func.count().over(partition_by=partition).label("n"))
               .where(*where, value.is_not(None)).subquery("ranked"))
     n = sa.func.max(ranked.c.n)
     columns = []
@@ -123,7 +133,7 @@ async def _window_percentiles(conn: AsyncConnection, where: list[ColumnElement[b
         above = sa.func.coalesce(sa.func.max(sa.case((ranked.c.rn == low + 1, ranked.c.v))), below)
         fraction = (1 + p * (n - 1)) - sa.cast(1 + p * (n - 1), sa.Integer)
         columns.append((below + fraction * (above - below)).label(label))
-    query = sa.select(ranked.c.g, *columns).group_by(ranked.c.g)
+    query = sa.select(ranked.c.g, *columns).group_by(ranked.c.g)  # SQLite only: a constant may be grouped by
     return {_key(row["g"]): {label: row[label] for label in PERCENTILES}
             for row in (await conn.execute(query)).mappings()}
 

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ledger.analytics import tenant_filter
 from services.ledger.params import Window
 from services.ledger.schema import feedback, records
 
@@ -30,7 +31,7 @@ def query(table: sa.Table, window: Window) -> sa.Select[Any]:
     if window.end is not None:
         where.append(table.c.time < window.end)
     if window.tenant is not None:
-        where.append(table.c.tenant == window.tenant)
+        where.append(tenant_filter(table.c.tenant, window.tenant))
     order = table.c.request_id if table is records else table.c.id
     return sa.select(table).where(*where).order_by(table.c.time, order)
 
