@@ -18,8 +18,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 
-from services.gateway.auth import authenticate, bearer_token, key_hash
-from services.gateway.state import API_KEYS, CONFIG, REDIS
+from services.gateway import limits
+from services.gateway.auth import bearer_token
+from services.gateway.state import CONFIG, REDIS
 from shared.errors import InvalidRequest, Unavailable
 from shared.http import json_response
 from shared.keys import AUDIT_COUNTS, FEEDBACK_STREAM, MESSAGE_FIELD
@@ -87,12 +88,13 @@ def parse_feedback(raw: bytes) -> FeedbackBody:
 
 async def post_feedback(request: web.Request) -> web.Response:
     app = request.app
-    tenant = authenticate(request.headers, app[API_KEYS])
-    token = bearer_token(request.headers)
+    # Who is calling: a static or virtual key (or nobody, in open mode), checked but not charged.
+    found = limits.identify_request(app, request.headers)
+    principal = await limits.admit(app, found, None, bool(bearer_token(request.headers)))
     body = parse_feedback(await request.read())
     now = time.time()
     message = Feedback(request_id=body.request_id, verdict=body.verdict, comment=body.comment,
-                       key_id=key_hash(token) if token else "", tenant=tenant, time=now)
+                       key_id=principal.key_id, tenant=principal.tenant, time=now)
     counted = f"client_{body.verdict}"
     try:
         async with app[REDIS].pipeline(transaction=False) as pipe:

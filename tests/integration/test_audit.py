@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import httpx
+import openai
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
@@ -312,3 +313,25 @@ def test_feedback_is_published_for_the_ledger_and_counted(stack: Stack, db: redi
                          headers={"Authorization": "Bearer not-a-key"}, timeout=10)
     assert refused.status_code == 401
     assert metric(stack.url, "draftgate_audit_total", verdict="client_good") == 1  # the refused ones were not counted
+
+
+def test_a_virtual_key_gives_feedback_and_reads_its_own_tenants_audit(stack: Stack, db: redis.Redis):
+    created = httpx.post(f"{stack.url}/admin/keys", json={"tenant": "initech"},
+                         headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10)
+    assert created.status_code == 201, created.text
+    key, key_id = created.json()["key"], created.json()["id"]
+    client = openai.OpenAI(base_url=f"{stack.url}/v1", api_key=key, max_retries=0)
+    question = "What colour is the sky on a clear day?"
+    answer = client.chat.completions.with_raw_response.create(model="auto", messages=ask(question))
+    wait_for(lambda: labelled(db, question), lambda found: found is not None)
+    assert labelled(db, question).tenant == "initech"
+    own = system_audit(stack, key).json()
+    assert own["scope"] == "tenant" and own["tenant"] == "initech" and own["overall"]["verdicts"] == 1
+    assert [entry["tenant"] for entry in own["recent"]] == ["initech"]
+    sent = httpx.post(f"{stack.url}/v1/feedback", json={"request_id": answer.headers["X-Request-ID"],
+                                                         "verdict": "good"},
+                      headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert sent.status_code == 202
+    [feedback] = [f for f in (decode(Feedback, fields[MESSAGE_FIELD]) for _, fields in db.xrange(FEEDBACK_STREAM))
+                  if f.request_id == answer.headers["X-Request-ID"]]
+    assert (feedback.tenant, feedback.key_id) == ("initech", key_id)
