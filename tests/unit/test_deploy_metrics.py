@@ -214,6 +214,14 @@ def test_dashboard_covers_the_routing_speculation_cache_and_capacity_metrics():
     assert "histogram_quantile(0.99" in text and "histogram_quantile(0.5" in text
 
 
+def test_dashboard_covers_the_edge_metrics():
+    """Issue #13's edge: refusals at admission, degraded answers, ledger records on both ends, sessions."""
+    text = " ".join(dashboard_exprs())
+    for name in ("draftgate_gateway_refused_total", "draftgate_degraded_total", "draftgate_degraded_rejected_total",
+                 "draftgate_ledger_records_total", "draftgate_ledger_rows_total", "draftgate_session_turns_total"):
+        assert name in text, name
+
+
 def test_dashboard_is_a_well_formed_grafana_dashboard():
     board = dashboard()
     assert board["uid"] and board["title"] and isinstance(board["schemaVersion"], int)
