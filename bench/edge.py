@@ -464,11 +464,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.edge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commit", default="HEAD", help="draftgate's commit to measure, or `worktree`")
-    parser.add_argument("--rounds", type=int, default=6, help="latency rounds")
-    parser.add_argument("--requests", type=int, default=200, help="one-client requests per draftgate and round")
+    parser.add_argument("--rounds", type=int, default=10, help="latency rounds")
+    parser.add_argument("--requests", type=int, default=150, help="one-client requests per draftgate and round")
     parser.add_argument("--clients", type=int, default=32, help="closed-loop clients for throughput and CPU")
-    parser.add_argument("--cpu-requests", type=int, default=1000, help="requests per draftgate and CPU round")
-    parser.add_argument("--cpu-rounds", type=int, default=5)
+    parser.add_argument("--cpu-requests", type=int, default=800, help="requests per draftgate and CPU round")
+    parser.add_argument("--cpu-rounds", type=int, default=6,
+                        help="rounds of throughput and CPU readings (the median counts)")
     parser.add_argument("--warmup", type=int, default=100, help="one-client requests per draftgate first")
     parser.add_argument("--session-turns", type=int, default=4, help="requests per session id (on)")
     parser.add_argument("--features", default=",".join(FEATURES),
