@@ -585,6 +585,10 @@ def _validate(config: Config) -> None:
         ("bus.reply_stream_ttl_s", config.bus.reply_stream_ttl_s >= 1, "must be >= 1"),
         ("bus.reply_coalesce_ms", 0 <= config.bus.reply_coalesce_ms <= 1000, "must be between 0 and 1000"),
         ("bus.outage_grace_s", config.bus.outage_grace_s > 0, "must be > 0"),
+        # A router's heartbeat and its cluster-queue leases are refreshed every router_heartbeat_s and
+        # count as gone after router_alive_s: a shorter life would expire them between refreshes.
+        ("bus.router_alive_s", config.bus.router_alive_s > config.bus.router_heartbeat_s > 0,
+         "must be greater than bus.router_heartbeat_s (and both > 0)"),
         ("redis.retries", config.redis.retries >= 0, "must be >= 0"),
         ("redis.socket_timeout_s", config.redis.socket_timeout_s > 1, "must be > 1 (blocking reads wait 1 s)"),
         ("cache.similarity_floor", 0 < config.cache.similarity_floor <= 1, "must be in (0, 1]"),
