@@ -55,12 +55,15 @@ def model_processes(python: str, endpoints: list[LocalEndpoint]) -> list[Process
 
 
 def service_processes(python: str, config: Config) -> list[ProcessSpec]:
-    """Router and gateway always; the cache and its embedder unless the gateway has no cache_url."""
+    """Router and gateway always; the cache and its embedder unless the gateway has no cache_url; the
+    ledger (a SQLite file under .data/ by default) unless ledger.enabled is false."""
     names = ["router", "gateway"]
     if config.gateway.cache_url:
         names += ["cache", "embedder"]
-    # The gateway's /ready also needs a live router heartbeat in Redis.
-    paths = {"gateway": "/ready"}
+    if config.ledger.enabled:
+        names.append("ledger")
+    # The gateway's /ready also needs a live router heartbeat in Redis; the ledger's, its migrated database.
+    paths = {"gateway": "/ready", "ledger": "/ready"}
     return [ProcessSpec(name, [python, "-m", f"services.{name}"],
                         ready_url=f"http://127.0.0.1:{getattr(config, name).port}{paths.get(name, '/health')}")
             for name in names]

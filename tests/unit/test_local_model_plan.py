@@ -50,9 +50,11 @@ def test_two_local_ports_get_two_model_servers():
 
 def test_services_start_with_the_cache_unless_the_gateway_has_no_cache(tmp_path: Path):
     names = [s.name for s in service_processes("py", config_with(tmp_path))]
-    assert names == ["router", "gateway", "cache", "embedder"]
-    no_cache = config_with(tmp_path, DRAFTGATE_GATEWAY_CACHE_URL="null")
+    assert names == ["router", "gateway", "cache", "embedder", "ledger"]
+    no_cache = config_with(tmp_path, DRAFTGATE_GATEWAY_CACHE_URL="null", DRAFTGATE_LEDGER_ENABLED="false")
     assert [s.name for s in service_processes("py", no_cache)] == ["router", "gateway"]
+    ledger = service_processes("py", config_with(tmp_path))[-1]
+    assert (ledger.command, ledger.ready_url) == (["py", "-m", "services.ledger"], "http://127.0.0.1:8085/ready")
     router = service_processes("py", no_cache)[0]
     assert router.command == ["py", "-m", "services.router"]
     assert router.ready_url == "http://127.0.0.1:8081/health"
