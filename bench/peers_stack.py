@@ -177,7 +177,9 @@ def draftgate(tree: Path, redis_url: str, upstream_url: str, logs: Path, name: s
     env = {"DRAFTGATE_REDIS_URL": redis_url, "DRAFTGATE_LOGGING_LEVEL": "warning",
            "DRAFTGATE_DRAFTER_BASE_URL": upstream_url, "DRAFTGATE_DRAFTER_MODEL": "fake-drafter",
            "DRAFTGATE_HEAVYWEIGHT_BASE_URL": upstream_url, "DRAFTGATE_HEAVYWEIGHT_MODEL": "fake-heavy",
-           "DRAFTGATE_GATEWAY_CACHE_URL": "null", **(settings or {})}
+           "DRAFTGATE_GATEWAY_CACHE_URL": "null",
+           # The production audit (a heavyweight call per sampled draft) is off: one upstream call per request.
+           "DRAFTGATE_AUDIT_SAMPLE_RATE": "0", **(settings or {})}
     logs.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         processes = {}

@@ -83,6 +83,9 @@ def start_stack(redis_server: str, logs: Path, fake: FakeUpstream, routers: int 
         "DRAFTGATE_HEAVYWEIGHT_MODEL": "fake-heavy",
         "DRAFTGATE_GATEWAY_CACHE_URL": "null",
         "DRAFTGATE_LOGGING_LEVEL": "info",
+        # The production audit (2% of accepted drafts re-asked of the heavyweight) would add upstream calls
+        # that tests counting the fake's requests do not expect; test_audit turns it on.
+        "DRAFTGATE_AUDIT_SAMPLE_RATE": "0",
         **env,
     }
     stack = Stack(redis_url=redis_url, fake=fake, logs=logs, env=base_env)
