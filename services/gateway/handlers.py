@@ -11,7 +11,6 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from services.gateway import limits
-from services.gateway.auth import bearer_token
 from services.gateway.chat import served_models
 from services.gateway.operator import tenant_scoped
 from services.gateway.state import CALLER, CONFIG, HTTP, LOOPS, REDIS, STARTED
@@ -27,20 +26,14 @@ def _models(request: web.Request) -> list[dict[str, Any]]:
             for name in served_models(request.app[CONFIG]) if name]
 
 
-async def _authenticate(request: web.Request) -> None:
-    """The models endpoints take the keys chat completions do (a virtual key: looked up, nothing charged)."""
-    found = limits.identify_request(request.app, request.headers)
-    await limits.admit(request.app, found, None, bool(bearer_token(request.headers)))
-
-
 async def list_models(request: web.Request) -> web.Response:
-    await _authenticate(request)
+    await limits.authenticate(request)  # the keys chat completions take (a virtual key: nothing charged)
     return web.json_response({"object": "list", "data": _models(request)})
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
     """GET /v1/models/{model}: the SDKs' `models.retrieve`."""
-    await _authenticate(request)
+    await limits.authenticate(request)
     model = request.match_info["model"]
     found = next((m for m in _models(request) if m["id"] == model), None)
     if found is None:

@@ -24,7 +24,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from services.gateway.auth import KeyLookup, Principal, identify
+from services.gateway.auth import KeyLookup, Principal, bearer_token, identify
 from services.gateway.keys.model import period_ends, periods
 from services.gateway.limits_reply import Refused, admitted
 from services.gateway.outcome import Outcome
@@ -145,6 +145,14 @@ async def admit(app: web.Application, found: Principal | KeyLookup, targets: Seq
     if caller is not None:
         caller.key_id, caller.tenant = result.key_id, result.tenant
     return result
+
+
+async def authenticate(request: web.Request) -> Principal:
+    """Who calls an endpoint of the API other than chat completions (models, feedback, ...): any
+    client key, static or virtual (looked up: one round trip), nothing checked against its limits,
+    nothing charged; the 401 otherwise."""
+    found = identify_request(request.app, request.headers)
+    return await admit(request.app, found, None, bool(bearer_token(request.headers)))
 
 
 def charge(account: Account | None) -> tuple[int, float]:

@@ -19,8 +19,11 @@ from shared.messages import Tier
 
 REF = "#/components/schemas/{model}"
 ERROR_STATUSES = {"400": "Invalid request: malformed JSON, a bad field (`param` names it)",
-                  "401": "Missing or wrong API key", "403": "The key may not do this",
-                  "404": "Unknown model", "413": "Body too large", "429": "The upstream's rate limit",
+                  "401": "Missing, unknown, revoked or expired API key (invalid_api_key)",
+                  "403": "The key may not do this, or use this model (model_not_allowed)",
+                  "404": "Unknown model", "413": "Body too large",
+                  "429": "The key's rpm or tpm (rate_limit_exceeded, with Retry-After), its budget "
+                         "(insufficient_quota), or the upstream's rate limit",
                   "502": "The upstream failed", "503": "Redis unreachable", "504": "No answer in time"}
 ERROR_SCHEMA = {
     "type": "object", "required": ["error"],
@@ -50,6 +53,9 @@ OPTIONAL_HEADERS = {
     "X-Cache-Similarity": {"type": "string", "pattern": r"^\d+\.\d{4}$"},
     "X-Cache-Verified": {"type": "string", "examples": ["learned", "rules", "learned+drafter"]},
     "X-Routing-Deployment": {"type": "string"},  # with X-Routing-Decision: forced (a deployment the client named)
+    # A virtual key with rpm / tpm (services/gateway/limits.py), as OpenAI names them.
+    **{f"x-ratelimit-{field}-{kind}": {"type": "string"} for field in ("limit", "remaining", "reset")
+       for kind in ("requests", "tokens")},
 }
 
 

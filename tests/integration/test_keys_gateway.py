@@ -20,6 +20,8 @@ import openai
 import pytest
 import redis
 
+from services.gateway.app import create_app
+from shared.config import load_config
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.stack import Stack, ask, running_stack, start_stack
 from tests.support import REPO, Service, free_port
@@ -251,3 +253,19 @@ def test_open_mode_serves_anyone_until_the_first_key_then_only_keys(redis_server
         assert chat(stack, made["key"]).headers["x-ratelimit-remaining-requests"] == "0"
         with pytest.raises(openai.RateLimitError):
             chat(stack, made["key"])  # a key keeps its limits in open mode
+
+
+async def test_a_virtual_key_that_cannot_be_checked_is_a_503_and_a_static_key_needs_no_lookup(aiohttp_client) -> None:
+    """Redis unreachable (a port nothing listens on): a virtual key cannot be judged, so it is refused
+    with a 503, never a 500 or a free pass; a static key needs no lookup (it then fails on the bus)."""
+    config = load_config(env={"DRAFTGATE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+                              "DRAFTGATE_REDIS_RETRIES": "0", "DRAFTGATE_GATEWAY_CACHE_URL": "null",
+                              "DRAFTGATE_LEDGER_ENABLED": "false", "DRAFTGATE_GATEWAY_API_KEYS_ENV": "CLIENTS"})
+    gateway = await aiohttp_client(create_app(config, env={"CLIENTS": STATIC}))
+    body = {"model": "auto", "messages": ask("Capital?")}
+    refused_key = await gateway.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-dg-x"})
+    assert refused_key.status == 503 and (await refused_key.json())["error"]["code"] == "keys_unavailable"
+    static = await gateway.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {STATIC}"})
+    assert (await static.json())["error"]["code"] == "bus_unavailable"
+    unknown = await gateway.post("/v1/chat/completions", json=body, headers={"Authorization": "Bearer nope"})
+    assert unknown.status == 401  # keyed mode: a token that can be no key needs no lookup
