@@ -51,6 +51,9 @@ class ChatRequest:
     cache_store: bool = True
     deployment: str = ""  # a deployment named by the client: served by it alone, no entropy routing
     auditable: bool = True  # False: never sampled for the audit (Cache-Control: no-store)
+    # The X-Request-ID the client sees (the ledger's and feedback's request_id); request_id is unique per
+    # call (a client may reuse its own ids). "": the same as request_id.
+    client_request_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +188,7 @@ class Feedback:
 class AuditSample:
     """Router -> auditors (AUDIT_STREAM): an accepted draft sampled for the audit, with its trace."""
 
-    request_id: str
+    request_id: str  # unique per call: the labelled traces' id
     body: dict[str, Any]  # the request as drafted: the auditor asks the heavyweight the same
     text: str  # the draft the client got
     tokens: list[dict[str, Any]]  # signals.TokenTrace.to_json() per drafted token, as `collect` records them
@@ -197,6 +200,7 @@ class AuditSample:
     finish_reason: str | None = None
     draft_entropy: float | None = None
     time: float = 0.0  # unix seconds when sampled
+    client_request_id: str = ""  # the client's X-Request-ID ("": request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +208,7 @@ class AuditLabel:
     """Auditor -> AUDIT_LABELLED_STREAM: an audited draft as a calibration record (`fit --from-audit`).
     `trace` and `heavy_trace` are calibration Trace.to_json() records, `grade` a Grade.to_json() one."""
 
-    request_id: str
+    request_id: str  # the client's X-Request-ID, as the ledger and feedback name the request
     time: float
     tenant: str = ""
     category: str = ""

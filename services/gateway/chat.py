@@ -338,7 +338,8 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
                           deadline=time.time() + config.gateway.request_timeout_s, tenant=call.tenant,
                           cache_store=cache_store, deployment=call.deployment,
                           # Cache-Control: no-store: nothing of it is kept, so it is never audited either.
-                          auditable=cache_client.CACHE_CONTROL_NO_STORE not in call.directives)
+                          auditable=cache_client.CACHE_CONTROL_NO_STORE not in call.directives,
+                          client_request_id=call.request_id if call.request_id != call.routing_id else "")
     payload = _encode_request(message)
     waiter = replies.expect(call.routing_id)
     try:

@@ -249,10 +249,13 @@ def test_no_store_requests_and_opted_out_tenants_are_never_sampled(stack: Stack,
     client.chat.completions.create(model="auto", messages=ask("opted-out question"),
                                    extra_headers={"X-Tenant-ID": "private"})
     client.chat.completions.create(model="auto", messages=ask("another tenant's question"),
-                                   extra_headers={"X-Tenant-ID": "public"})
+                                   extra_headers={"X-Tenant-ID": "public", "X-Request-ID": "my-own-id"})
     sampled = wait_for(lambda: {question_of(s.body["messages"]): s for s in samples(db)},
                        lambda found: "another tenant's question" in found)
     assert sampled["another tenant's question"].tenant == f"{TENANT}:public"
+    # Named as the client named it (the ledger's and feedback's request_id); its traces by the unique call.
+    label = wait_for(lambda: labelled(db, "another tenant's question"), lambda found: found is not None)
+    assert label.request_id == "my-own-id" and label.trace["id"].startswith("my-own-id:")
     assert "no-store question" not in sampled and "opted-out question" not in sampled
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -101,3 +102,12 @@ def test_the_budget_reserves_the_requests_max_tokens_else_twice_the_draft():
     assert completion_estimate(AuditSample("r", {"messages": []}, "x", TOKENS * 20, 3)) == 80
     assert completion_estimate(AuditSample("r", {"messages": [], "max_completion_tokens": 9}, "x", [], 3)) == 9
     assert completion_estimate(AuditSample("r", {"messages": []}, "x", [], 3)) == 256
+
+
+def test_the_label_names_the_request_as_the_client_does_and_its_traces_by_the_unique_call():
+    reused = dataclasses.replace(SAMPLE, request_id="my-id:0f0f", client_request_id="my-id")
+    record = label(reused, Audit(AGREE, SIMILARITY, 0.93, **HEAVY), 2.0)
+    assert record.request_id == "my-id"  # as the ledger and POST /v1/feedback name it
+    assert record.trace["id"] == record.heavy_trace["id"] == record.grade["id"] == "my-id:0f0f"
+    assert verdict_record(reused, Audit(AGREE, SIMILARITY, 0.93, **HEAVY), 2.0)["request_id"] == "my-id"
+    assert label(SAMPLE, Audit(AGREE, SIMILARITY, 0.93, **HEAVY), 2.0).request_id == "req_9"

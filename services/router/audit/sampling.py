@@ -89,7 +89,7 @@ def build_sample(request: ChatRequest, trace: DraftTrace, draft_entropy: float |
     return AuditSample(request_id=request.request_id, body=request.body, text="".join(trace.text),
                        tokens=trace.tokens, top_k=trace.top_k, model=trace.model, tenant=request.tenant,
                        category=category_of(request.body), usage=trace.usage, finish_reason=trace.finish_reason,
-                       draft_entropy=draft_entropy, time=now)
+                       draft_entropy=draft_entropy, time=now, client_request_id=request.client_request_id)
 
 
 @dataclass

@@ -76,6 +76,11 @@ class Audit:
         return self.verdict in DECIDED
 
 
+def client_id(sample: AuditSample) -> str:
+    """The request as the client, the ledger and feedback name it (its X-Request-ID)."""
+    return sample.client_request_id or sample.request_id
+
+
 def draft_trace(sample: AuditSample) -> Trace:
     usage = Usage.from_json(sample.usage)
     return Trace(id=sample.request_id, tier="drafter", model=sample.model, category=sample.category, split=SPLIT,
@@ -97,7 +102,7 @@ def grade(sample: AuditSample, audit: Audit) -> Grade:
 def label(sample: AuditSample, audit: Audit, now: float) -> AuditLabel:
     """The calibration record of a decided audit (AUDIT_LABELLED_STREAM)."""
     max_tokens = sample.body.get("max_completion_tokens") or sample.body.get("max_tokens")
-    return AuditLabel(request_id=sample.request_id, time=now, tenant=sample.tenant, category=sample.category,
+    return AuditLabel(request_id=client_id(sample), time=now, tenant=sample.tenant, category=sample.category,
                       verdict=audit.verdict, method=audit.method, similarity=audit.similarity,
                       judge_score=audit.judge_score, messages=list(sample.body.get("messages") or ()),
                       max_tokens=max_tokens if isinstance(max_tokens, int) else None,
@@ -107,7 +112,7 @@ def label(sample: AuditSample, audit: Audit, now: float) -> AuditLabel:
 
 def verdict_record(sample: AuditSample, audit: Audit, now: float) -> dict[str, Any]:
     """What the recent-verdicts lists keep (and GET /v1/system/audit shows) of one decided audit."""
-    return {"request_id": sample.request_id, "time": round(now, 3), "tenant": sample.tenant,
+    return {"request_id": client_id(sample), "time": round(now, 3), "tenant": sample.tenant,
             "category": sample.category, "verdict": audit.verdict, "method": audit.method,
             "similarity": None if audit.similarity is None else round(audit.similarity, 4),
             "judge_score": audit.judge_score,
