@@ -146,12 +146,12 @@ async def route_buffered(ctx: RoutingContext, request: ChatRequest, out: ReplyWr
     try:
         if draft.escalate_reason is None:
             state = "none"
+            assert draft.served is not None  # judged tokens came from a stream
+            spend.answer_tokens = spend.add(draft.served, DRAFT, draft.chunks)
             if speculation is not None:
                 await drop_speculation(ctx, speculation, spend)
                 state = "cancelled"
             speculation = None
-            assert draft.served is not None  # judged tokens came from a stream
-            spend.answer_tokens = spend.add(draft.served, DRAFT, draft.chunks)
             await _accept(ctx, request, out, draft, state, spend)
             return
         ctx.metrics.escalation_reasons.labels(draft.escalate_reason).inc()

@@ -149,3 +149,41 @@ def test_the_gateway_states_the_accounts_total(priced: Stack) -> None:
     assert usage is not None
     assert float(raw.headers["X-Cost-USD"]) == pytest.approx(HALF.cost(usage.prompt_tokens, usage.completion_tokens),
                                                              abs=1e-8)
+
+
+# Speculation on (the soft threshold at 0.7 x 2.0 = 1.4 bits): the heavyweight's early call is accounted too.
+
+@pytest.fixture(scope="module")
+def speculating(redis_server: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(redis_server, tmp_path_factory.mktemp("speculating"), fake,
+                       DRAFTGATE_DRAFTER_INPUT_USD_PER_MTOK="0.10", DRAFTGATE_DRAFTER_OUTPUT_USD_PER_MTOK="0.40",
+                       DRAFTGATE_HEAVYWEIGHT_DEPLOYMENTS=deployments(fake)) as stack:
+        yield stack
+
+
+def test_a_cancelled_speculation_is_paid_for_as_wasted(speculating: Stack, fake: FakeUpstream) -> None:
+    fake.script_model("fake-drafter", Script(tokens=[f" a{i}" for i in range(15)], entropies=[1.5] * 15,
+                                             tokens_per_s=50))
+    for model in ("heavy-a", "heavy-b"):
+        fake.script_model(model, Script(tokens=HEAVY_TEXT.split(" "), tokens_per_s=20))
+    answer = ask_router(speculating.redis_url, body("elevated"))
+    assert answer.head.decision == "accept" and answer.head.speculation == "cancelled"
+    draft, wasted = sorted(answer.account.calls, key=lambda call: call.role != "draft")
+    assert draft.role == "draft" and draft.completion_tokens == 15
+    assert wasted.role == "wasted_speculation" and wasted.tier == "heavyweight"
+    assert wasted.deployment in ("heavy-a", "heavy-b")  # its stream had opened: the draft took 0.3 s
+    assert wasted.completion_tokens >= 1
+    assert_priced(answer)
+
+
+def test_an_escalation_served_by_the_speculation_names_its_deployment(speculating: Stack,
+                                                                     fake: FakeUpstream) -> None:
+    fake.script_model("fake-drafter", Script(tokens=[f" d{i}" for i in range(30)],
+                                             entropies=[1.5] * 12 + [2.3] * 18, tokens_per_s=100))
+    answer = ask_router(speculating.redis_url, body("drift"))
+    assert answer.head.decision == "escalate" and answer.head.speculation == "used"
+    aborted, used = answer.account.calls
+    assert aborted.role == "aborted_draft" and aborted.completion_tokens < 30
+    assert used.role == "speculation" and used.deployment in ("heavy-a", "heavy-b")
+    assert used.completion_tokens == len(HEAVY_TEXT.split())
+    assert_priced(answer)
