@@ -17,8 +17,8 @@ of the shared machine falls on both); the added p50/p99 is on's minus off's, poo
 Throughput and CPU: `--clients` closed-loop clients send `--cpu-requests` requests per draftgate and
 round; requests/s over the round, and each process's CPU (psutil, user + system) divided by the
 requests, the ledger's included: after an on round the benchmark waits until every record of it is in
-the ledger's database before it reads the CPU (the time waited is not in the throughput). The median
-round counts.
+the ledger's database before it reads the CPU (the time waited is not in the throughput), and after
+every on round of either phase before off's turn comes. The median round counts.
 Checked, else the run is INVALID: on's answers carry the key's x-ratelimit-* headers and the session
 id; an unknown key gets 401; every request sent to on is a row in the ledger's database and off's Redis
 has no ledger stream; each draftgate made exactly one upstream call per request.
@@ -321,6 +321,8 @@ async def latency_phase(session: aiohttp.ClientSession, targets: Sequence[Target
         for target in (targets if index % 2 == 0 else list(reversed(targets))):
             this_round[target.name] = await sequential(session, target, per_round)
             tally.sent[target.name] += per_round
+            if target.ledger_db is not None:  # its ledger's catching up must not fall on off's turn
+                await ledger_caught_up(target.ledger_db, tally.ledger_rows_expected())
         result.append(this_round)
     return result
 
