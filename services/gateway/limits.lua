@@ -48,9 +48,12 @@ if key[7] and key[7] ~= '' and tonumber(key[7]) * 1000 <= now then return {'expi
 local tenant, models = key[1] or '', key[2] or ''
 local rpm, tpm = tonumber(key[3]) or 0, tonumber(key[4]) or 0
 local budget_day, budget_month = key[5] or '', key[6] or ''
-local r, k = gcra_levels(KEYS[3], rpm, tpm, now)
-local spent_day = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
-local spent_month = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
+-- Only what the key limits is read: a key without budgets or rates costs the record's HMGET alone.
+local r, k = 0, 0
+if rpm > 0 or tpm > 0 then r, k = gcra_levels(KEYS[3], rpm, tpm, now) end
+local spent_day, spent_month = 0, 0
+if budget_day ~= '' then spent_day = tonumber(redis.call('GET', KEYS[4]) or '0') or 0 end
+if budget_month ~= '' then spent_month = tonumber(redis.call('GET', KEYS[5]) or '0') or 0 end
 
 local function reply(verdict, detail, wait)
   return {verdict, detail, tenant, tostring(rpm), tostring(tpm), budget_day, budget_month,
