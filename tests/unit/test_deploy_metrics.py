@@ -214,6 +214,17 @@ def test_dashboard_covers_the_routing_speculation_cache_and_capacity_metrics():
     assert "histogram_quantile(0.99" in text and "histogram_quantile(0.5" in text
 
 
+def test_dashboard_panels_do_not_overlap():
+    """Rows added by different hands keep to their own space (Grafana would push one under the other)."""
+    cells: dict[tuple[int, int], str] = {}
+    for panel in dashboard()["panels"]:
+        grid = panel["gridPos"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+
+
 def test_dashboard_covers_the_edge_metrics():
     """Issue #13's edge: refusals at admission, degraded answers, ledger records on both ends, sessions."""
     text = " ".join(dashboard_exprs())
