@@ -6,6 +6,7 @@ The cache runs without an embedder (its URL answers nothing), so entries land in
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,7 +162,8 @@ async def test_every_operator_route_of_the_gateway_needs_an_admin_key(aiohttp_cl
               if route.method != "HEAD" and route.resource is not None]
     operator = [(method, path) for method, path in routes if is_operator_path(path)]
     assert ("GET", "/cache/stats") in operator and ("POST", "/cache/flush") in operator
-    for method, path in operator:
+    for method, route in operator:
+        path = re.sub(r"\{[^}]+\}", "x", route)  # a dynamic route's parameters ({key_id}, ...) filled in
         assert (await client.request(method, path)).status == 401, path
         as_client = await client.request(method, path, headers=auth(ALICE))
         assert as_client.status not in (401, 500), path
