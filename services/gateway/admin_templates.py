@@ -104,5 +104,6 @@ async def delete_template(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/templates", create_template)
     app.router.add_get("/admin/templates", list_templates)
-    app.router.add_get("/admin/templates/{template_id}", get_template)
-    app.router.add_delete("/admin/templates/{template_id}", delete_template)
+    # [^/]+: any segment reaches the handler (and the operator middleware's key check first), braces included
+    app.router.add_get("/admin/templates/{template_id:[^/]+}", get_template)
+    app.router.add_delete("/admin/templates/{template_id:[^/]+}", delete_template)
