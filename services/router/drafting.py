@@ -186,6 +186,8 @@ def aborted(spend: Spend, draft: Draft) -> None:
 async def drop_speculation(ctx: RoutingContext, speculation: Speculation, spend: Spend) -> None:
     """Cancel a speculation the answer does not need; what it produced is paid for."""
     wasted = await speculation.cancel()
+    if speculation.failed_early:
+        return  # refused before anything was sent (no slot), or failed before its first chunk: nothing to pay
     spend.add_tokens(speculation.served or unknown_deployment(ctx.heavyweight), WASTED_SPECULATION, wasted)
     ctx.metrics.speculation_wasted_tokens.inc(wasted)
     ctx.metrics.speculations_cancelled.inc()

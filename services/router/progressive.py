@@ -201,6 +201,8 @@ class _Flow:
             self.calm = 0
             return
         self.calm += 1
+        if self.speculation is not None and self.speculation.failed_early:
+            await self._drop_speculation()  # no slot for it, or its deployments down: showing need not wait
         if self.speculation is not None and self.calm < max(routing.window // 2, 1):
             return  # the speculation may still be needed: show nothing it would not continue from
         if self.risk is not None and not self.risk.partial().accept:

@@ -73,6 +73,11 @@ class Speculation:
         await asyncio.gather(self._task, return_exceptions=True)
         return sum(content_tokens(chunk) for chunk in self.chunks)
 
+    @property
+    def failed_early(self) -> bool:
+        """It ended with an error before any chunk (its slot refused, its deployments down)."""
+        return self._done and self.error is not None and not self.chunks
+
     async def opened(self) -> bool:
         """Wait until the stream produced a chunk (True) or ended without one (False)."""
         while not self.chunks and not self._done:

@@ -165,3 +165,27 @@ def test_an_accepted_draft_is_not_degraded(serving: Stack, fake: FakeUpstream) -
     fake.script_model("fake-drafter", confident("Calm and sure."))
     raw = serving.client().chat.completions.with_raw_response.create(model="auto", messages=ask("calm"))
     assert raw.headers["X-Routing-Decision"] == "accept" and "X-Degraded" not in raw.headers
+
+
+def test_a_speculation_without_a_slot_costs_nothing_and_the_escalation_degrades(
+        redis_server: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Speculation on, the heavyweight's slot held: the early heavyweight call is refused at once (it
+    never waits), sends nothing and is not paid for; the escalation then waits its queue_timeout_s and
+    serves the draft."""
+    speculating = {key: value for key, value in FULL.items() if key != "DRAFTGATE_ROUTING_SPECULATION_THRESHOLD"}
+    with running_stack(redis_server, tmp_path_factory.mktemp("speculating"), fake, **speculating) as stack:
+        hold_the_heavyweight(stack)
+        # Paced: the refusal (one Redis round trip) is in before the draft ends. A speculation cancelled
+        # while still asking for its slot is charged its prompt, as any cancelled one (it may have been sent).
+        fake.script_model("fake-drafter", Script(tokens=[f" a{i}" for i in range(15)], entropies=[1.5] * 15,
+                                                 tokens_per_s=50))
+        accepted = ask_router(stack.redis_url, {"model": "auto", "messages": ask("elevated")})
+        assert accepted.head.decision == "accept"
+        assert [call.role for call in accepted.account.calls] == ["draft"]
+        fake.script_model("fake-drafter", Script(tokens=[f" d{i}" for i in range(30)],
+                                                 entropies=[1.5] * 12 + [2.3] * 18))
+        degraded = ask_router(stack.redis_url, {"model": "auto", "messages": ask("drift")})
+        assert degraded.head.decision == "degraded" and degraded.last.degraded
+        assert [call.role for call in degraded.account.calls] == ["aborted_draft", "draft"]
+        assert degraded.text == "".join(f" d{i}" for i in range(30))
+        assert not [seen for seen in fake.seen if seen.model == "fake-heavy"]
