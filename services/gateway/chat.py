@@ -19,7 +19,7 @@ from services.gateway import cache_client, limits, sessions, template_store
 from services.gateway.auth import Principal, bearer_token
 from services.gateway.headers import cache_hit_headers, headers_for_head
 from services.gateway.limits_reply import rate_limit_headers
-from services.gateway.outcome import Outcome, ledger_record
+from services.gateway.outcome import Outcome, cache_hit_account, ledger_record
 from services.gateway.protocol import beyond_the_wire, parse_chat_request
 from services.gateway.replies import Waiter
 from services.gateway.sessions import Session
@@ -299,6 +299,7 @@ async def _answer_from_cache(call: Call) -> web.StreamResponse | None:
         return None
     call.outcome.decision, call.outcome.tier = "cache_hit", Tier.DRAFTER.value
     completion = cache_client.served_from_cache(hit.completion)
+    call.outcome.account = cache_hit_account(completion, config.heavyweight.price)
     headers = cache_hit_headers(call.request_id, call.started, hit.tier, hit.similarity, hit.verified)
     if call.principal is not None:
         headers.update(rate_limit_headers(call.principal))

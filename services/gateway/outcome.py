@@ -9,6 +9,7 @@ import structlog
 
 from shared.errors import ApiError
 from shared.messages import Account, LedgerRecord, Reply, WireError
+from shared.pricing import Price
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +69,15 @@ class Outcome:
             self.error = str(detail.get("code") or detail.get("type") or "error")
         else:
             self.error = "error"
+
+
+def cache_hit_account(completion: dict, heavyweight: Price | None) -> Account:
+    """A cache hit called no upstream: it cost nothing, and saved what the heavyweight would have
+    charged for the same prompt and answer (their tokens as the cached answer's usage counted them)."""
+    usage = completion.get("usage") if isinstance(completion.get("usage"), dict) else {}
+    prompt, answer = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    baseline = None if heavyweight is None else heavyweight.cost(prompt, answer)
+    return Account(calls=(), cost_usd=0.0, baseline_usd=baseline)
 
 
 def ledger_record(outcome: Outcome, *, request_id: str, arrived: float, latency_ms: float, key_id: str = "",
