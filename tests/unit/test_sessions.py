@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.cache.keys import request_keys
 from services.gateway.sessions import (
     Session,
     Turn,
@@ -114,3 +115,18 @@ def test_draftgate_s_fields_never_go_upstream_and_a_plain_body_is_untouched() ->
     assert request.upstream_body() == plain
     only_ours = {"messages": [msg("user", "q")], "metadata": {"template_id": "t"}}
     assert "metadata" not in ChatCompletionRequest.model_validate(only_ours).upstream_body()
+
+
+def test_a_session_s_cache_keys_are_those_of_the_whole_conversation() -> None:
+    """The gateway looks up (and routers store) the composed body: a question asked inside a
+    conversation never shares an exact entry or a semantic partition with the same question alone,
+    nor with the same question after another history."""
+    question = [msg("user", "What is its capital?")]
+    alone = request_keys({"model": "auto", "messages": question}, "t")
+    keys = []
+    for country in ("France", "Japan"):
+        earlier = Turn([msg("user", f"Tell me about {country}."), msg("assistant", "Sure.")], 9)
+        session = Session("s", "k", [earlier], [])
+        keys.append(request_keys({"model": "auto", "messages": session.compose(question)}, "t"))
+    assert len({alone.partition, *(k.partition for k in keys)}) == 3
+    assert len({alone.exact, *(k.exact for k in keys)}) == 3
