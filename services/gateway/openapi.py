@@ -24,7 +24,10 @@ ERROR_STATUSES = {"400": "Invalid request: malformed JSON, a bad field (`param` 
                   "404": "Unknown model", "413": "Body too large",
                   "429": "The key's rpm or tpm (rate_limit_exceeded, with Retry-After), its budget "
                          "(insufficient_quota), or the upstream's rate limit",
-                  "502": "The upstream failed", "503": "Redis unreachable", "504": "No answer in time"}
+                  "502": "The upstream failed",
+                  "503": "Redis unreachable, or the heavyweight full with routing.degraded_mode: reject "
+                         "(heavyweight_unavailable, with Retry-After)",
+                  "504": "No answer in time"}
 ERROR_SCHEMA = {
     "type": "object", "required": ["error"],
     "properties": {"error": {"type": "object", "required": ["message", "type", "param", "code"],
@@ -35,7 +38,7 @@ ERROR_SCHEMA = {
                           "invalid_request_error", "stream", "invalid_type"),
 }
 ROUTING_HEADERS = {
-    "X-Routing-Decision": {"enum": ["accept", "escalate", "cache_hit", "progressive", "forced"]},
+    "X-Routing-Decision": {"enum": ["accept", "escalate", "cache_hit", "progressive", "forced", "degraded"]},
     "X-Routing-Tier": {"enum": [Tier.DRAFTER.value, Tier.HEAVYWEIGHT.value]},
     "X-Draft-Entropy": {"type": "string", "pattern": r"^\d+\.\d{3}$"},
     "X-Speculation": {"enum": ["none", "cancelled", "used"]},
@@ -53,6 +56,7 @@ OPTIONAL_HEADERS = {
     "X-Cache-Similarity": {"type": "string", "pattern": r"^\d+\.\d{4}$"},
     "X-Cache-Verified": {"type": "string", "examples": ["learned", "rules", "learned+drafter"]},
     "X-Routing-Deployment": {"type": "string"},  # with X-Routing-Decision: forced (a deployment the client named)
+    "X-Degraded": {"enum": ["true"]},  # the heavyweight was full: the drafter answered (routing.degraded_mode)
     # A virtual key with rpm / tpm (services/gateway/limits.py), as OpenAI names them.
     **{f"x-ratelimit-{field}-{kind}": {"type": "string"} for field in ("limit", "remaining", "reset")
        for kind in ("requests", "tokens")},
