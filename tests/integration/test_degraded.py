@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -189,3 +190,24 @@ def test_a_speculation_without_a_slot_costs_nothing_and_the_escalation_degrades(
         assert [call.role for call in degraded.account.calls] == ["aborted_draft", "draft"]
         assert degraded.text == "".join(f" d{i}" for i in range(30))
         assert not [seen for seen in fake.seen if seen.model == "fake-heavy"]
+
+
+def test_a_heavyweight_saturated_by_real_traffic_serves_the_draft(redis_server: str, fake: FakeUpstream,
+                                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No lease planted: a slow forced-heavyweight request holds the one slot through a router, and an
+    escalation meanwhile is served degraded; once it is done, the next escalation reaches the heavyweight."""
+    with running_stack(redis_server, tmp_path_factory.mktemp("saturated"), fake, **FULL) as stack:
+        fake.script_model("fake-heavy", Script(tokens=[f" h{i}" for i in range(40)], tokens_per_s=10))
+        fake.script_model("fake-drafter", EARLY)
+        holder = threading.Thread(target=lambda: stack.client(timeout=60).chat.completions.create(
+            model="heavyweight", messages=ask("hold the slot")))
+        holder.start()
+        fake.wait_for(lambda seen: any(s.model == "fake-heavy" for s in seen))
+        raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("meanwhile"))
+        assert raw.headers["X-Degraded"] == "true"
+        assert raw.parse().choices[0].message.content == EARLY.text
+        holder.join(60)
+        fake.script_model("fake-heavy", confident("The heavyweight again."))
+        raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("afterwards"))
+        assert "X-Degraded" not in raw.headers and raw.headers["X-Routing-Decision"] == "escalate"
+        assert raw.parse().choices[0].message.content == "The heavyweight again."
