@@ -81,6 +81,9 @@ class AuditFit:
     audited: AuditedDrafts
     prior_n: int
     comparison: dict[str, Any] = field(default_factory=dict)
+    audit_ids: tuple[str, ...] = ()  # the audited drafts compared, in order
+    running_risks: dict[str, NDArray[np.float64]] = field(default_factory=dict)  # variant -> risk per audited draft
+    new_risks: dict[str, NDArray[np.float64]] = field(default_factory=dict)  # variant -> out-of-fold risk
 
 
 def fit_from_audit(labels: list[AuditLabel], options: AuditOptions) -> AuditFit:
@@ -122,7 +125,7 @@ def fit_from_audit(labels: list[AuditLabel], options: AuditOptions) -> AuditFit:
                                                embedder_model))
     audit_part = np.arange(len(union)) >= len(prior)
     running_rows = audit_rows if running.top_k == top_k else _rows_at(audited, running.top_k, config, audit_rows)
-    comparison = {}
+    comparison, running_risks, new_risks = {}, {}, {}
     for name in variants:
         if name not in running.variants:
             continue
@@ -130,6 +133,7 @@ def fit_from_audit(labels: list[AuditLabel], options: AuditOptions) -> AuditFit:
                         running.threshold_of(running.variants[name]))
         after = Scores("new", name, oofs[name][audit_part], thresholds[name])
         comparison[name] = compare(audit_rows, before, after)
+        running_risks[name], new_risks[name] = before.risks, after.risks
     metrics = {"cv_auroc": _auroc_value(union.wrong, oofs[primary]), "test_auroc": None,
                "caught_at_30": comparison.get(primary, {}).get("new", {}).get("caught_at_30", {}).get("value"),
                "variants": {name: {"chosen": c.candidate.to_json(), "cv_weighted_auroc": c.cv_auroc}
@@ -138,7 +142,8 @@ def fit_from_audit(labels: list[AuditLabel], options: AuditOptions) -> AuditFit:
                          "comparison": comparison}}
     policy = dataclasses.replace(policy, metrics=metrics)
     return AuditFit(policy=policy, running=running, running_path=running_path, audited=audited,
-                    prior_n=len(prior), comparison=comparison)
+                    prior_n=len(prior), comparison=comparison, audit_ids=audit_rows.ids, running_risks=running_risks,
+                    new_risks=new_risks)
 
 
 def compare(rows: Rows, before: Scores, after: Scores) -> dict[str, Any]:
