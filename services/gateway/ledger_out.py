@@ -35,7 +35,7 @@ class LedgerOut:
     maxlen: int = 1_000_000  # the stream's approximate MAXLEN (ledger.stream_maxlen)
     batch: int = 500  # records per round trip at most
     bound: int = 100_000  # records held while Redis is unreachable; beyond it new ones are dropped
-    buffer: deque[bytes] = field(default_factory=deque)
+    buffer: deque[LedgerRecord] = field(default_factory=deque)  # encoded in the loop, not on the request path
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def emit(self, record: LedgerRecord) -> None:
@@ -43,7 +43,7 @@ class LedgerOut:
         if len(self.buffer) >= self.bound:
             self.records.labels("dropped").inc()
             return
-        self.buffer.append(encode(record))
+        self.buffer.append(record)
         self._ready.set()
 
     async def step(self) -> None:
@@ -65,7 +65,8 @@ class LedgerOut:
             return 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for index in range(count):
-                pipe.xadd(LEDGER_STREAM, {MESSAGE_FIELD: self.buffer[index]}, maxlen=self.maxlen, approximate=True)
+                pipe.xadd(LEDGER_STREAM, {MESSAGE_FIELD: encode(self.buffer[index])}, maxlen=self.maxlen,
+                          approximate=True)
             await pipe.execute()
         for _ in range(count):
             self.buffer.popleft()

@@ -28,6 +28,7 @@ class Outcome:
     ttft_ms: float | None = None  # streams: when the first content chunk was written to the client
     draft_entropy: float | None = None
     degraded: bool = False
+    account_wire: dict | None = None  # the account as the reply carried it: what the ledger record passes on
 
     def head(self, reply: Reply) -> None:
         """The routing decision, from the head reply."""
@@ -53,6 +54,7 @@ class Outcome:
         except (WireError, AttributeError) as exc:
             log.warning("unreadable account on a reply", request_id=reply.request_id, error=str(exc))
             return
+        self.account_wire = reply.account
         answering = [call for call in self.account.calls if call.role not in ("aborted_draft", "wasted_speculation")]
         if answering and not self.deployment:
             self.deployment = answering[-1].deployment
@@ -80,6 +82,13 @@ def cache_hit_account(completion: dict, heavyweight: Price | None) -> Account:
     return Account(calls=(), cost_usd=0.0, baseline_usd=baseline)
 
 
+def _account_wire(outcome: Outcome) -> dict | None:
+    """The account as it came (no second serialisation on the request path), or made from the Account."""
+    if outcome.account is None:
+        return None
+    return outcome.account_wire if outcome.account_wire is not None else outcome.account.to_wire()
+
+
 def ledger_record(outcome: Outcome, *, request_id: str, arrived: float, latency_ms: float, key_id: str = "",
                   tenant: str = "", template_id: str = "", session_id: str = "", model: str = "",
                   stream: bool = False) -> LedgerRecord:
@@ -87,6 +96,6 @@ def ledger_record(outcome: Outcome, *, request_id: str, arrived: float, latency_
     return LedgerRecord(request_id=request_id, time=arrived, key_id=key_id, tenant=tenant, template_id=template_id,
                         session_id=session_id, model=model, stream=stream, status=outcome.status,
                         decision=outcome.decision, tier=outcome.tier, deployment=outcome.deployment,
-                        account=outcome.account.to_wire() if outcome.account is not None else None,
+                        account=_account_wire(outcome),
                         latency_ms=round(latency_ms, 3), ttft_ms=outcome.ttft_ms, draft_entropy=outcome.draft_entropy,
                         cache=outcome.cache, error=outcome.error, degraded=outcome.degraded)
