@@ -43,8 +43,9 @@ def request_schema(models: list[str], ref_template: str) -> dict[str, Any]:
     own schema, plus the gateway's rules (the models it serves, n = 1, stream_options only with
     stream, top_logprobs only with logprobs). Its definitions are under "$defs".
 
-    `backend` (naming one deployment, README "Upstream pools") is draftgate's own, not OpenAI's: it is
-    left out of this OpenAI request schema, as `metadata.deployment` is (metadata stays OpenAI's)."""
+    `backend` (naming one deployment, README "Upstream pools"), `variables` (a template's values) and
+    `session_id` are draftgate's own, not OpenAI's: they are left out of this OpenAI request schema, as
+    `metadata.deployment` and `metadata.template_id` are (metadata stays OpenAI's)."""
     schema = ChatCompletionRequest.model_json_schema(ref_template=ref_template)
     properties = schema["properties"]
     for name in ("backend", "variables", "session_id"):  # draftgate's own (shared/chat_request.py DRAFTGATE_FIELDS)
