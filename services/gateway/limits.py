@@ -13,11 +13,12 @@ a 429 insufficient_quota.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -92,17 +93,48 @@ def route_targets(tier: str, deployment: str, config: Config) -> tuple[str, ...]
     return tuple(name for name in (tier, model, deployment) if name)
 
 
+SETTLE_BOUND = 1000  # charges in flight before the next is awaited
+SETTLE_DRAIN_S = 5.0  # at shutdown, the charges in flight get this long
+
+
+class Settlements:
+    """Charges on their way to Redis, off the request: the finish step returns at once, so the next
+    request on a keep-alive connection does not wait for the charge of the last. A charge's command
+    leaves on the next turn of the event loop, before the client can have read the answer and asked
+    again. Past `bound` charges in flight, the next one is awaited (back-pressure, nothing dropped)."""
+
+    def __init__(self, bound: int = SETTLE_BOUND) -> None:
+        self._pending: set[asyncio.Task[None]] = set()
+        self._bound = bound
+
+    async def add(self, charge: Coroutine[Any, Any, None]) -> None:
+        if len(self._pending) >= self._bound:
+            await charge
+            return
+        task = asyncio.create_task(charge)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self, timeout_s: float) -> None:
+        """At shutdown: the charges still in flight get this long."""
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=timeout_s)
+
+
 LIMITER = web.AppKey("key_limiter", KeyLimiter)
+SETTLING = web.AppKey("key_settlements", Settlements)
 
 
 async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
-    """After the Redis client (app.py's _redis_ctx)."""
+    """After the Redis client (app.py's _redis_ctx), before it closes: charges in flight finish first."""
     limiter = app[LIMITER] = KeyLimiter(app[REDIS])
+    settlements = app[SETTLING] = Settlements()
     try:
         await limiter.prepare()
     except RedisError as exc:  # Redis down at start: redis-py loads it on first use
         log.warning("key script not loaded", error=repr(exc))
     yield
+    await settlements.drain(SETTLE_DRAIN_S)
 
 
 class Named(Protocol):
@@ -166,14 +198,19 @@ def charge(account: Account | None) -> tuple[int, float]:
 
 async def settle(app: web.Application, principal: Principal | None, outcome: Outcome) -> None:
     """After the answer: charge a virtual key's tpm and spend (nothing for other callers, or for an
-    answer that used nothing). Redis failing loses this charge (logged), never the answer."""
+    answer that used nothing), in the background (Settlements). Redis failing loses this charge
+    (logged), never the answer."""
     if principal is None or not principal.virtual:
         return
     tokens, cost = charge(outcome.account)
     if not (tokens and principal.limits.tpm) and cost <= 0:
         return
+    await app[SETTLING].add(_settle(app[LIMITER], principal, tokens, cost))
+
+
+async def _settle(limiter: KeyLimiter, principal: Principal, tokens: int, cost: float) -> None:
     try:
-        await app[LIMITER].settle(principal, tokens, cost)
+        await limiter.settle(principal, tokens, cost)
     except RedisError as exc:
         log.warning("key usage not charged: Redis failed", key_id=principal.key_id, tokens=tokens, cost_usd=cost,
                     error=repr(exc))
