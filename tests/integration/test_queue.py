@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 from redis.asyncio import Redis
 
 from services.router.queue import Bound, ClusterQueue, TierFull, keep_leases
@@ -202,3 +203,18 @@ def test_a_router_killed_while_holding_a_slot_gives_it_back(bounded: Stack, fake
     assert survivor is not None
     reply = bounded.client(timeout=60).chat.completions.create(model="heavyweight", messages=ask("after"))
     assert reply.choices[0].message.content == "After the crash."
+
+
+def test_a_full_drafter_escalates_with_reason_drafter_full(redis_server: str, fake: FakeUpstream,
+                                                           tmp_path_factory: pytest.TempPathFactory) -> None:
+    with running_stack(redis_server, tmp_path_factory.mktemp("drafter-full"), fake,
+                       DRAFTGATE_DRAFTER_CLUSTER_MAX_CONCURRENT="1", DRAFTGATE_DRAFTER_QUEUE_TIMEOUT_S="0.2") as stack:
+        client = redis.Redis.from_url(stack.redis_url)
+        seconds, _ = client.time()
+        client.zadd(queue_slots("drafter"), {"another-router:1": (seconds + 600) * 1000})  # its only slot, taken
+        fake.script_model("fake-heavy", confident("The heavyweight answers."))
+        raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("busy drafter"))
+        assert raw.headers["X-Routing-Decision"] == "escalate"
+        assert raw.headers["X-Escalation-Reason"] == "drafter_full"
+        assert raw.parse().choices[0].message.content == "The heavyweight answers."
+        assert not [seen for seen in fake.seen if seen.model == "fake-drafter"]
