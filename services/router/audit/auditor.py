@@ -71,6 +71,7 @@ Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
 
 SAMPLES, KEEP_CLAIMED, STATE = "audit", "audit_keep_claimed", "audit_state"
 REFRESH_S = 5.0  # the gauges follow the cluster's state at least this often
+REFRESH_MIN_S = 1.0  # and at most this often, however many verdicts come in
 DEFAULT_COMPLETION_TOKENS = 256  # the heavyweight's answer length, estimated, when the request sets no max
 
 
@@ -264,13 +265,15 @@ class Auditor:
         await bus.keep_claimed(self.redis, AUDIT_STREAM, AUDIT_GROUP, self.consumer, list(self.in_flight))
 
     async def _refresh(self) -> None:
-        """The gauges from the cluster's state: after each verdict here, and every REFRESH_S for the others'."""
+        """The gauges from the cluster's state: soon after a verdict here (at most every REFRESH_MIN_S: a
+        snapshot reads every window), and every REFRESH_S for the other routers' verdicts."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(REFRESH_S):
                 await self._changed.wait()
         self._changed.clear()
         state = await store.snapshot(self.redis)
         self.metrics.show(state, await self.budget.spent(time.time()))
+        await asyncio.sleep(REFRESH_MIN_S)
 
 
 def embedder(session: aiohttp.ClientSession, url: str, model: str, timeout_s: float) -> Embed:
