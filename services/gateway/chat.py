@@ -104,6 +104,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             outcome.failed(CLIENT_CLOSED_REQUEST, None)
             outcome.error = "client_closed_request"
             return web.Response(status=CLIENT_CLOSED_REQUEST)
+        except Exception:  # a bug: the error middleware answers 500; the ledger records it as one
+            outcome.status, outcome.decision, outcome.error = 500, outcome.decision or "error", "server_error"
+            raise
         finally:
             metrics.in_flight.dec()
         outcome.status = outcome.status or response.status
@@ -129,10 +132,9 @@ async def finish(app: web.Application, call: Call | None, caller: Caller, outcom
                  arrived: float, started: float) -> None:
     """The end of every request, answered, refused or failed, after its answer has gone out."""
     outcome.status = outcome.status or CLIENT_CLOSED_REQUEST  # no answer was made: the client left
-    await limits.settle(app, caller.principal, outcome)  # the key's tpm and spend (one EVALSHA; virtual keys only)
     # (the session turn is saved earlier, before the answer's last byte: see _save_turn's callers)
     out = app.get(LEDGER_OUT)
-    if out is not None:
+    if out is not None:  # first: a buffer append that cannot fail, whatever settling does
         chat = call.chat if call is not None else None
         out.emit(ledger_record(outcome, request_id=request_id, arrived=arrived,
                                latency_ms=(time.monotonic() - started) * 1000, key_id=caller.key_id,
@@ -140,6 +142,7 @@ async def finish(app: web.Application, call: Call | None, caller: Caller, outcom
                                session_id=call.session_id if call else "",
                                model=(chat.model or "") if chat is not None else "",
                                stream=chat.streaming if chat is not None else False))
+    await limits.settle(app, caller.principal, outcome)  # the key's tpm and spend (one EVALSHA; virtual keys only)
 
 
 async def _accept_call(request: web.Request, request_id: str, routing_id: str, started: float, caller: Caller,
