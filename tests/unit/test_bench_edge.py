@@ -82,6 +82,7 @@ def test_added_latency_is_on_minus_off_pooled_and_round_by_round():
               {edge.ON: [3.0, 3.5, 9.0], edge.OFF: [3.0, 3.2, 3.4]}]
     found = edge.added(rounds, edge.ON, edge.OFF)
     assert found["p50_ms_by_round"] == [0.1, 0.3]
+    assert found["p50_ms_median_of_rounds"] == pytest.approx(0.2)
     assert found["p50_ms"] == pytest.approx(2.2 - 2.1)  # the six of each pooled
     assert found["p99_ms"] == pytest.approx(9.0 - 3.4)
 
@@ -100,9 +101,23 @@ def test_throughput_drop_and_the_median_rounds():
     assert summary["cpu_ms_total_by_round"] == [3.0, 5.0, 4.0]
 
 
+def test_throughput_and_cpu_are_compared_round_by_round():
+    def round_(rps: float, cpu: float) -> dict[str, Any]:
+        return {"requests_per_s": rps, "cpu_ms": {"total": cpu}}
+
+    on = [round_(90.0, 3.0), round_(45.0, 6.5), round_(200.0, 2.5)]
+    off = [round_(100.0, 2.0), round_(50.0, 5.0), round_(200.0, 2.4)]  # the machine got busy in round 2
+    pairs = edge.paired(on, off)
+    assert pairs["throughput_drop_by_round"] == [0.1, 0.1, 0.0] and pairs["throughput_drop"] == 0.1
+    assert pairs["cpu_ms_added_by_round"] == [1.0, 1.5, 0.1] and pairs["cpu_ms_added"] == 1.0
+    with pytest.raises(ValueError):
+        edge.paired(on, off[:2])
+
+
 def figures(added_p50: float, on_rps: float, valid: bool = True) -> list[Any]:
     validity = {"ledger_rows": (valid, "rows"), "rate_limit_headers": (True, "headers")}
-    return edge.checks({"p50_ms": added_p50}, {"requests_per_s": on_rps}, {"requests_per_s": 1000.0}, validity)
+    pairs = {"throughput_drop": edge.throughput_drop(on_rps, 1000.0)}
+    return edge.checks({"p50_ms": added_p50}, pairs, validity)
 
 
 def test_the_verdict_passes_only_within_both_targets_and_is_invalid_without_the_features():
@@ -146,7 +161,7 @@ def test_ledger_rows_counts_the_ledger_s_table_and_zero_before_it_exists(tmp_pat
 
 def test_quick_runs_are_small_and_session_turns_are_validated():
     args = edge.parse_args(["--quick"])
-    assert (args.rounds, args.requests, args.cpu_rounds) == (2, 30, 1)
+    assert (args.rounds, args.requests, args.cpu_rounds) == (4, 15, 2)
     assert edge.parse_args([]).clients == 32
     with pytest.raises(SystemExit):
         edge.parse_args(["--session-turns", "0"])
