@@ -142,7 +142,7 @@ async def finish(app: web.Application, call: Call | None, caller: Caller, outcom
                                session_id=call.session_id if call else "",
                                model=(chat.model or "") if chat is not None else "",
                                stream=chat.streaming if chat is not None else False))
-    await limits.settle(app, caller.principal, outcome)  # the key's tpm and spend (one EVALSHA; virtual keys only)
+    await limits.settle(app, caller.principal, outcome)  # a virtual key's tpm and spend: sent in the background
 
 
 async def _accept_call(request: web.Request, request_id: str, routing_id: str, started: float, caller: Caller,

@@ -13,12 +13,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
 import pytest
 import redis
+from openai._legacy_response import LegacyAPIResponse
+from openai.types.chat import ChatCompletion
+from pytest_aiohttp import AiohttpClient
 
 from services.gateway.app import create_app
 from shared.config import load_config
@@ -56,12 +59,12 @@ def client(stack: Stack, key: str, url: str | None = None) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url or stack.url}/v1", api_key=key, max_retries=0)
 
 
-def chat(stack: Stack, key: str, model: str = "auto", **options: object):
+def chat(stack: Stack, key: str, model: str = "auto", **options: object) -> LegacyAPIResponse[ChatCompletion]:
     return client(stack, key).chat.completions.with_raw_response.create(model=model, messages=ask("Capital?"),
                                                                         **options)  # type: ignore[call-overload]
 
 
-def wait_for(condition, what: str, timeout_s: float = 20.0) -> None:
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -255,7 +258,8 @@ def test_open_mode_serves_anyone_until_the_first_key_then_only_keys(redis_server
             chat(stack, made["key"])  # a key keeps its limits in open mode
 
 
-async def test_a_virtual_key_that_cannot_be_checked_is_a_503_and_a_static_key_needs_no_lookup(aiohttp_client) -> None:
+async def test_a_virtual_key_that_cannot_be_checked_is_a_503_and_a_static_key_needs_no_lookup(
+        aiohttp_client: AiohttpClient) -> None:
     """Redis unreachable (a port nothing listens on): a virtual key cannot be judged, so it is refused
     with a 503, never a 500 or a free pass; a static key needs no lookup (it then fails on the bus)."""
     config = load_config(env={"DRAFTGATE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",

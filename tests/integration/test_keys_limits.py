@@ -40,8 +40,11 @@ def clock() -> FrozenClock:
     return FrozenClock()
 
 
+Gateways = tuple[KeyLimiter, KeyLimiter, Redis]
+
+
 @pytest.fixture
-async def gateways(redis_url: str, clock: FrozenClock) -> AsyncIterator[tuple[KeyLimiter, KeyLimiter, Redis]]:
+async def gateways(redis_url: str, clock: FrozenClock) -> AsyncIterator[Gateways]:
     """Two limiters on two connections, as two gateway processes have, and a third connection to look."""
     first, second, admin = Redis.from_url(redis_url), Redis.from_url(redis_url), Redis.from_url(redis_url)
     yield KeyLimiter(first, clock), KeyLimiter(second, clock), admin
@@ -70,7 +73,7 @@ def admitted(result: Principal | Refused) -> Principal:
     return result
 
 
-async def test_rpm_admits_exactly_its_limit_across_two_gateways(gateways) -> None:
+async def test_rpm_admits_exactly_its_limit_across_two_gateways(gateways: Gateways) -> None:
     first, second, redis = gateways
     key, _ = await make(redis, tenant="acme", limits=KeyLimits(rpm=20))
     results = await asyncio.gather(*(limiter.admit(key, TARGETS, True) for _ in range(25)
@@ -88,7 +91,7 @@ async def test_rpm_admits_exactly_its_limit_across_two_gateways(gateways) -> Non
     assert error.headers["x-ratelimit-reset-requests"] == "1m0s"
 
 
-async def test_the_buckets_drain_and_the_headers_count_down(gateways, clock: FrozenClock) -> None:
+async def test_the_buckets_drain_and_the_headers_count_down(gateways: Gateways, clock: FrozenClock) -> None:
     first, second, redis = gateways
     key, _ = await make(redis, limits=KeyLimits(rpm=3))
     seen = [admitted(await limiter.admit(key, TARGETS, True)) for limiter in (first, second, first)]
@@ -99,7 +102,8 @@ async def test_the_buckets_drain_and_the_headers_count_down(gateways, clock: Fro
     assert isinstance(await first.admit(key, TARGETS, True), Refused)
 
 
-async def test_tpm_is_charged_after_the_answer_and_refuses_the_next_request(gateways, clock: FrozenClock) -> None:
+async def test_tpm_is_charged_after_the_answer_and_refuses_the_next_request(gateways: Gateways,
+                                                                            clock: FrozenClock) -> None:
     first, second, redis = gateways
     key, key_id = await make(redis, limits=KeyLimits(tpm=600))
     principal = admitted(await first.admit(key, TARGETS, True))
@@ -114,7 +118,8 @@ async def test_tpm_is_charged_after_the_answer_and_refuses_the_next_request(gate
     assert await redis.exists(key_limit(key_id))
 
 
-async def test_a_spent_budget_refuses_the_next_request_until_the_next_day(gateways, clock: FrozenClock) -> None:
+async def test_a_spent_budget_refuses_the_next_request_until_the_next_day(gateways: Gateways,
+                                                                          clock: FrozenClock) -> None:
     first, second, redis = gateways
     key, _ = await make(redis, limits=KeyLimits(budget_usd_day=0.01, budget_usd_month=0.02))
     principal = admitted(await first.admit(key, TARGETS, True))
@@ -132,7 +137,7 @@ async def test_a_spent_budget_refuses_the_next_request_until_the_next_day(gatewa
     assert "this month" in refused(await second.admit(key, TARGETS, True)).error.message
 
 
-async def test_unknown_revoked_and_expired_keys_are_401s(gateways, clock: FrozenClock) -> None:
+async def test_unknown_revoked_and_expired_keys_are_401s(gateways: Gateways, clock: FrozenClock) -> None:
     first, _, redis = gateways
     key, key_id = await make(redis, expires_at=NOW + 60)
     assert isinstance(await first.admit(key, TARGETS, True), Principal)
@@ -151,7 +156,7 @@ async def test_unknown_revoked_and_expired_keys_are_401s(gateways, clock: Frozen
     assert statuses == {key_id: "expired", other_id: "revoked"}
 
 
-async def test_a_model_the_key_may_not_use_is_a_403_that_charges_nothing(gateways) -> None:
+async def test_a_model_the_key_may_not_use_is_a_403_that_charges_nothing(gateways: Gateways) -> None:
     first, _, redis = gateways
     key, _ = await make(redis, models=("drafter", "big-deployment"), limits=KeyLimits(rpm=1))
     for targets in (("heavyweight", "gpt-4.1"), ("auto",)):
@@ -162,7 +167,7 @@ async def test_a_model_the_key_may_not_use_is_a_403_that_charges_nothing(gateway
                       RateLimited)  # allowed (the deployment is named), but its one request is used
 
 
-async def test_open_mode_serves_unknown_tokens_only_while_no_key_exists(gateways) -> None:
+async def test_open_mode_serves_unknown_tokens_only_while_no_key_exists(gateways: Gateways) -> None:
     first, _, redis = gateways
     anonymous = admitted(await first.admit(lookup("whatever", open_mode=True), TARGETS, True))
     assert (anonymous.key_id, anonymous.tenant, anonymous.virtual) == ("", "anon", False)
@@ -179,7 +184,7 @@ async def script_calls(redis: Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 
-async def test_admission_is_one_round_trip_and_the_keys_expire(gateways) -> None:
+async def test_admission_is_one_round_trip_and_the_keys_expire(gateways: Gateways) -> None:
     first, _, redis = gateways
     key, key_id = await make(redis, limits=KeyLimits(rpm=60, tpm=1000, budget_usd_day=1.0))
     await first.admit(key, TARGETS, True)  # loads the script (NOSCRIPT once, on this new server connection)
