@@ -10,7 +10,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis
 
+from services.gateway.auth import key_hash
+from services.gateway.sessions import session_key
 from tests.fakes.scripts import confident
 from tests.fakes.upstream import FakeUpstream, Seen
 from tests.integration.stack import Stack, start_stack
@@ -135,3 +138,27 @@ def test_a_bad_session_id_is_a_400_naming_it(stack: Stack, value: object) -> Non
         client(stack).chat.completions.create(model="auto", messages=[user("first")],
                                               extra_body={"session_id": value})
     assert caught.value.body["param"] == "session_id"
+
+
+@pytest.fixture(scope="module")
+def small_stack(redis_server: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Room for two turns of history (about 17 estimated tokens each), kept for two minutes."""
+    started = start_stack(redis_server, tmp_path_factory.mktemp("sessions-small"), fake,
+                          DRAFTGATE_GATEWAY_API_KEYS_ENV="SESSION_TEST_KEYS", SESSION_TEST_KEYS=",".join(KEYS),
+                          DRAFTGATE_GATEWAY_SESSION_MAX_TOKENS="40", DRAFTGATE_GATEWAY_SESSION_TTL_S="120")
+    yield started
+    started.stop()
+
+
+def test_the_oldest_turns_go_first_when_the_history_outgrows_its_cap(small_stack: Stack, fake: FakeUpstream) -> None:
+    api = client(small_stack)
+    for prompt in ANSWERS:
+        ask(api, f"{prompt} turn", "capped")
+    ask(api, "first again", "capped")
+    assert upstream_call(fake, "first again").body["messages"] == [
+        user("second turn"), assistant(ANSWERS["second"]), user("third turn"), assistant(ANSWERS["third"]),
+        user("first again")]
+    stored = redis.Redis.from_url(small_stack.redis_url)
+    key = session_key(key_hash(KEYS[0]), key_hash(KEYS[0]), "capped")
+    assert stored.llen(key) == 2  # what no request could use any more is trimmed from Redis
+    assert 0 < stored.ttl(key) <= 120
