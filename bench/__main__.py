@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # The soak last: it takes ten minutes, the others one or two each.
-BENCHMARKS = ["overhead", "edge", "speculation", "progressive", "embedder", "cache_lookup", "cache_scale",
+BENCHMARKS = ["overhead", "edge", "ledger", "speculation", "progressive", "embedder", "cache_lookup", "cache_scale",
               "cache_verify", "cache_hit", "local_model", "mixed_load", "soak"]
 
 

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from services.ledger import handlers
 from services.ledger.database import create_engine
 from services.ledger.metrics import create_metrics
-from services.ledger.state import CONFIG, ENGINE, LOOPS, METRICS, REDIS
+from services.ledger.state import CONFIG, ENGINE, LOOPS, METRICS, REDIS, SCHEMA
 from services.ledger.writer import FEEDBACK, RECORDS, Schema, writer
 from shared.config import Config
 from shared.http import error_middleware
@@ -48,7 +48,7 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     engine = app[ENGINE] = create_engine(config.ledger.database_url)
     redis = app[REDIS] = connect(config.redis)
-    schema = Schema(engine)
+    schema = app[SCHEMA] = Schema(engine)
     name = f"ledger-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     app[LOOPS] = loops = Loops()
     members = [writer(redis, engine, schema, sink, name, config.bus, app[METRICS], config.ledger.batch)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.ledger import analytics
 from services.ledger.database import ping
 from services.ledger.params import Window, parse_window
-from services.ledger.state import ENGINE, LOOPS, REDIS
+from services.ledger.state import ENGINE, LOOPS, REDIS, SCHEMA
 from shared import __version__
 from shared.errors import Unavailable
 from shared.http import json_response
@@ -56,14 +56,16 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Ready when the database and Redis answer and the write loops run; otherwise 503 naming what
-    is down (records wait in the stream meanwhile: nothing is lost)."""
+    """Ready when the database and Redis answer, the schema is at head and the write loops run;
+    otherwise 503 naming what is not (records wait in the stream meanwhile: nothing is lost)."""
     database = await ping(request.app[ENGINE], READY_DB_TIMEOUT_S)
     try:
         redis = bool(await request.app[REDIS].ping())
     except RedisError:
         redis = False
     loops = request.app[LOOPS]
-    ok = database and redis and not loops.down()
+    schema = request.app[SCHEMA].ready
+    ok = database and redis and schema and not loops.down()
     return web.json_response({"status": "ready" if ok else "unavailable", "database": database, "redis": redis,
-                              "loops": loops.report(), "checked_at": time.time()}, status=200 if ok else 503)
+                              "schema": schema, "loops": loops.report(), "checked_at": time.time()},
+                             status=200 if ok else 503)

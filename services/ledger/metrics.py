@@ -9,12 +9,12 @@ from prometheus_client import CollectorRegistry, Counter
 
 @dataclass(frozen=True)
 class LedgerMetrics:
-    rows: Counter  # labels: table, result = written | duplicate | invalid
+    rows: Counter  # labels: table, result = stored | invalid
 
 
 def create_metrics(registry: CollectorRegistry) -> LedgerMetrics:
     return LedgerMetrics(
-        rows=Counter("draftgate_ledger_rows", "Stream entries the ledger handled, by table and result: written, "
-                     "duplicate (already there: delivered twice) or invalid (undecodable or refused, dropped)",
+        rows=Counter("draftgate_ledger_rows", "Stream entries the ledger handled, by table and result: stored "
+                     "(committed; one delivered twice is stored once) or invalid (undecodable or refused: dropped)",
                      ["table", "result"], registry=registry),
     )

@@ -6,10 +6,12 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from services.ledger.schema import TOKEN_COLUMNS
 from shared.messages import Account, Feedback, LedgerRecord
 
 # Calls whose text is not what the client got: they cost tokens but served nothing.
 UNSERVED_ROLES = frozenset({"aborted_draft", "wasted_speculation"})
+TIERS = frozenset({"drafter", "heavyweight"})
 
 
 def utc(seconds: float) -> datetime:
@@ -29,7 +31,7 @@ def record_row(record: LedgerRecord) -> dict[str, Any]:
     account = Account.from_wire(record.account) if record.account else Account()
     at = utc(record.time)
     row: dict[str, Any] = {
-        "request_id": record.request_id, "time": at, "day": at.strftime("%Y-%m-%d"),
+        "request_id": record.request_id, "time": at, "day": at.date().isoformat(),
         "key_id": record.key_id, "tenant": record.tenant, "template_id": record.template_id,
         "session_id": record.session_id, "model": record.model, "served_model": served_model(record, account),
         "stream": record.stream, "status": record.status, "decision": record.decision, "tier": record.tier,
@@ -37,30 +39,33 @@ def record_row(record: LedgerRecord) -> dict[str, Any]:
         "latency_ms": _finite(record.latency_ms), "ttft_ms": _finite(record.ttft_ms),
         "draft_entropy": _finite(record.draft_entropy),
         "cost_usd": _finite(account.cost_usd), "baseline_usd": _finite(account.baseline_usd),
-        "saved_usd": _finite(account.saved_usd),
-        "calls": [_call(call) for call in account.calls],
+        "saved_usd": _finite(account.saved_usd), "calls": _calls(record, account),
     }
     row.update(token_columns(account))
     return row
 
 
 def token_columns(account: Account) -> dict[str, int]:
-    tokens = dict.fromkeys(("prompt_tokens", "completion_tokens", "drafter_prompt_tokens",
-                            "drafter_completion_tokens", "heavyweight_prompt_tokens",
-                            "heavyweight_completion_tokens", "aborted_draft_prompt_tokens",
-                            "aborted_draft_completion_tokens", "wasted_speculation_prompt_tokens",
-                            "wasted_speculation_completion_tokens"), 0)
+    tokens = dict.fromkeys(TOKEN_COLUMNS, 0)
     for call in account.calls:
         prompt, completion = int(call.prompt_tokens or 0), int(call.completion_tokens or 0)
-        prefixes = [""]
-        if call.tier in ("drafter", "heavyweight"):
-            prefixes.append(f"{call.tier}_")
+        tokens["prompt_tokens"] += prompt
+        tokens["completion_tokens"] += completion
+        if call.tier in TIERS:
+            tokens[f"{call.tier}_prompt_tokens"] += prompt
+            tokens[f"{call.tier}_completion_tokens"] += completion
         if call.role in UNSERVED_ROLES:
-            prefixes.append(f"{call.role}_")
-        for prefix in prefixes:
-            tokens[f"{prefix}prompt_tokens"] += prompt
-            tokens[f"{prefix}completion_tokens"] += completion
+            tokens[f"{call.role}_prompt_tokens"] += prompt
+            tokens[f"{call.role}_completion_tokens"] += completion
     return tokens
+
+
+def _calls(record: LedgerRecord, account: Account) -> list[dict[str, Any]]:
+    """The calls as the gateway sent them (validated by Account.from_wire), rebuilt only when a cost
+    is not a finite number (which JSON cannot hold)."""
+    if all(call.cost_usd is None or math.isfinite(call.cost_usd) for call in account.calls):
+        return list((record.account or {}).get("calls") or ())
+    return [_call(call) for call in account.calls]
 
 
 def served_model(record: LedgerRecord, account: Account) -> str:

@@ -7,6 +7,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ledger.metrics import LedgerMetrics
+from services.ledger.writer import Schema
 from shared.config import Config
 from shared.supervise import Loops
 
@@ -15,3 +16,4 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 REDIS = web.AppKey("redis", Redis)
 LOOPS = web.AppKey("loops", Loops)
 METRICS = web.AppKey("metrics", LedgerMetrics)
+SCHEMA = web.AppKey("schema", Schema)  # ready once Alembic's upgrade ran in this process

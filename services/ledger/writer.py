@@ -29,7 +29,7 @@ from shared.messages import Feedback, LedgerRecord, WireError, decode
 
 log = structlog.get_logger(__name__)
 
-Insert = Callable[[AsyncConnection, list[dict[str, Any]]], Awaitable[int]]
+Insert = Callable[[AsyncConnection, list[dict[str, Any]]], Awaitable[None]]
 # What a malformed entry can raise while it becomes a row (a field of the wrong type, a time out of range).
 ROW_BUILD_ERRORS = (WireError, TypeError, ValueError, OverflowError, AttributeError, KeyError)
 
@@ -105,17 +105,15 @@ class Writer:
         rows, undecodable = self._rows()
         refused = 0
         try:
-            written = await self._write(rows)
+            await self._write(rows)
         except database.ROW_ERRORS as exc:
             log.warning("the database refused a batch; writing its rows one by one", table=self.sink.table,
                         error=repr(exc))
-            written, refused = await self._write_alone(rows)
+            refused = await self._write_alone(rows)
         await bus.ack(self.redis, self.sink.stream, LEDGER_GROUP, *(entry_id for entry_id, _ in self.held))
         self.held.clear()
-        counted = self.metrics.rows
-        counted.labels(self.sink.table, "written").inc(written)
-        counted.labels(self.sink.table, "duplicate").inc(len(rows) - written - refused)
-        counted.labels(self.sink.table, "invalid").inc(undecodable + refused)
+        self.metrics.rows.labels(self.sink.table, "stored").inc(len(rows) - refused)
+        self.metrics.rows.labels(self.sink.table, "invalid").inc(undecodable + refused)
 
     def _rows(self) -> tuple[list[dict[str, Any]], int]:
         rows, invalid = [], 0
@@ -128,21 +126,21 @@ class Writer:
                 invalid += 1
         return rows, invalid
 
-    async def _write(self, rows: list[dict[str, Any]]) -> int:
-        if not rows:
-            return 0
-        async with self.engine.begin() as conn:
-            return await self.sink.insert(conn, rows)
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            async with self.engine.begin() as conn:
+                await self.sink.insert(conn, rows)
 
-    async def _write_alone(self, rows: list[dict[str, Any]]) -> tuple[int, int]:
-        written = refused = 0
+    async def _write_alone(self, rows: list[dict[str, Any]]) -> int:
+        """Each row in its own transaction; returns how many were refused (and dropped)."""
+        refused = 0
         for row in rows:
             try:
-                written += await self._write([row])
+                await self._write([row])
             except database.ROW_ERRORS as exc:
                 log.warning("dropping a row the database refuses", table=self.sink.table, error=repr(exc))
                 refused += 1
-        return written, refused
+        return refused
 
 
 def writer(redis: Redis, engine: AsyncEngine, schema: Schema, sink: Sink, name: str, config: BusConfig,

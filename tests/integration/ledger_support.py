@@ -188,4 +188,10 @@ def publish(redis_url: str, *messages: LedgerRecord | Feedback | bytes) -> None:
 
 
 def pending(redis_url: str, stream: str = LEDGER_STREAM) -> int:
-    return int(redis.Redis.from_url(redis_url).xpending(stream, LEDGER_GROUP)["pending"])
+    """Entries read by a ledger and not acknowledged yet (0 before any ledger made the group)."""
+    try:
+        return int(redis.Redis.from_url(redis_url).xpending(stream, LEDGER_GROUP)["pending"])
+    except redis.ResponseError as exc:
+        if "NOGROUP" in str(exc):
+            return 0
+        raise
