@@ -81,6 +81,7 @@ class AuditFit:
     audited: AuditedDrafts
     prior_n: int
     comparison: dict[str, Any] = field(default_factory=dict)
+    routing_policy: str = "learned"  # the config's routing.policy (entropy: the file is not what routes today)
     audit_ids: tuple[str, ...] = ()  # the audited drafts compared, in order
     running_risks: dict[str, NDArray[np.float64]] = field(default_factory=dict)  # variant -> risk per audited draft
     new_risks: dict[str, NDArray[np.float64]] = field(default_factory=dict)  # variant -> out-of-fold risk
@@ -142,7 +143,8 @@ def fit_from_audit(labels: list[AuditLabel], options: AuditOptions) -> AuditFit:
                          "comparison": comparison}}
     policy = dataclasses.replace(policy, metrics=metrics)
     return AuditFit(policy=policy, running=running, running_path=running_path, audited=audited,
-                    prior_n=len(prior), comparison=comparison, audit_ids=audit_rows.ids, running_risks=running_risks,
+                    prior_n=len(prior), comparison=comparison, routing_policy=config.routing.policy,
+                    audit_ids=audit_rows.ids, running_risks=running_risks,
                     new_risks=new_risks)
 
 

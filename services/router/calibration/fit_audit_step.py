@@ -76,8 +76,11 @@ def summary(fitted: AuditFit, source: str) -> str:
              f"prior: {frm['prior']['n']} graded drafts ({frm['prior']['wrong']} wrong, "
              f"{policy.trained_on['split']} split of {policy.trained_on['dataset']}), weight 1 each; "
              f"audited drafts weight {frm['audited']['weight']} each",
-             f"running policy: {fitted.running_path}; new policy: its model form refitted on both "
-             f"(risks of the audited drafts out-of-fold)"]
+             f"running policy: {fitted.running_path}"
+             + (" (routing.policy is entropy: the router does not load it today)"
+                if fitted.routing_policy != "learned" else "")
+             + f"; new policy: {_chosen(policy.metrics)}, fitted on both (its risks of the audited drafts "
+             "out-of-fold)"]
     for name, result in audit["comparison"].items():
         lines.append(f"{name} on the {audit['n']} audited drafts: running -> new")
         lines.append(f"  {'AUROC':<24}{_value(result['running']['auroc'], 'auroc')}  ->  "
@@ -91,6 +94,15 @@ def summary(fitted: AuditFit, source: str) -> str:
         lines.append(f"  {'threshold':<24}{result['running']['threshold']:.3f}  ->  "
                      f"{result['new']['threshold']:.3f}")
     return "\n".join(lines)
+
+
+def _chosen(metrics: dict[str, Any]) -> str:
+    parts = []
+    for name, entry in metrics.get("variants", {}).items():
+        chosen = entry["chosen"]
+        parts.append(f"{name} {chosen['features']} C={chosen['C']}"
+                     + (f" {chosen['components']} PCA components" if chosen.get("components") else ""))
+    return "; ".join(parts)
 
 
 def _value(entry: dict[str, Any], key: str = "value", pct: bool = False, signed: bool = False) -> str:
