@@ -159,7 +159,9 @@ async def ready(request: web.Request) -> web.Response:
     down = worker.loops.down()
     ok = not down and not worker.stopping
     status = "ready" if ok else ("stopping" if worker.stopping else "unavailable")
-    return web.json_response({"status": status, "loops": worker.loops.report()}, status=200 if ok else 503)
+    # The audit's loops are shown but never make a router unready: answering comes first.
+    return web.json_response({"status": status, "loops": worker.loops.report(),
+                              "audit_loops": request.app[AUDITOR].loops.report()}, status=200 if ok else 503)
 
 
 def _consumer_name() -> str:

@@ -217,6 +217,9 @@ def test_confidently_wrong_drafts_are_flagged_and_the_disagreement_rate_rises(st
     assert system_audit(stack, "not-a-key").status_code == 401
     bad = system_audit(stack, ADMIN_KEY, limit="100000")
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
+    ready = httpx.get(f"{router}/ready", timeout=10).json()
+    assert ready["status"] == "ready" and ready["audit_loops"] == {"audit": True, "audit_keep_claimed": True,
+                                                                   "audit_state": True}
 
 
 def test_the_audit_never_delays_an_answer(stack: Stack, db: redis.Redis, drafter: FakeUpstream,
