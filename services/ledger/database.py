@@ -5,6 +5,7 @@ head, and the idempotent inserts (a row delivered twice is written once, in eith
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +77,15 @@ class Insert:
     processors: tuple[Callable[[Any], Any] | None, ...]
 
     def parameters(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        pairs = tuple(zip(self.names, self.processors, strict=True))
-        return [tuple(row[name] if process is None else process(row[name]) for name, process in pairs)
-                for row in rows]
+        values = operator.itemgetter(*self.names)
+        converted = [(index, process) for index, process in enumerate(self.processors) if process is not None]
+        found = []
+        for row in rows:
+            params = list(values(row))
+            for index, process in converted:
+                params[index] = process(params[index])
+            found.append(tuple(params))
+        return found
 
 
 _INSERTS: dict[tuple[str, str], Insert] = {}

@@ -5,6 +5,8 @@ upstream, their records through Redis into SQL — counted back by /v1/system/an
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -149,7 +151,10 @@ def test_requests_through_gateway_and_router_are_counted_by_the_ledger(
             stack.start_gateway(DRAFTGATE_GATEWAY_LEDGER_URL=ledger.url)
             client = stack.client()
             usage = []
-            for i in range(6):
+            raw = client.chat.completions.with_raw_response.create(model="auto", messages=ask("Question number 0?"))
+            request_id = raw.headers["X-Request-ID"]
+            usage.append(raw.parse().usage)
+            for i in range(1, 6):
                 answer = client.chat.completions.create(model="auto", messages=ask(f"Question number {i}?"))
                 usage.append(answer.usage)
             for i in range(4):
@@ -172,5 +177,16 @@ def test_requests_through_gateway_and_router_are_counted_by_the_ledger(
             assert figures["tokens"]["prompt"] == sum(u.prompt_tokens for u in usage)
             assert figures["latency_ms"]["p50"] is not None and figures["ttft_ms"]["p50"] is not None
             assert [g["requests"] for g in body["groups"]] in ([11], [10, 1], [1, 10])  # midnight may fall between
+
+            verdict = httpx.post(f"{stack.url}/v1/feedback", json={"request_id": request_id, "verdict": "bad",
+                                                                   "comment": "too short"}, timeout=10)
+            assert verdict.status_code == 202, verdict.text
+
+            def feedback() -> list[tuple[str, str, str]]:
+                with contextlib.closing(sqlite3.connect(tmp_path / "ledger.db")) as conn:
+                    return conn.execute("SELECT f.request_id, f.verdict, r.decision FROM ledger_feedback f "
+                                        "JOIN ledger_records r USING (request_id)").fetchall()
+
+            assert wait_for(feedback, what="the verdict stored beside its request") == [(request_id, "bad", "accept")]
         finally:
             ledger.stop()
