@@ -74,6 +74,7 @@ class KeyLookup:
     sub_tenant: str  # X-Tenant-ID, appended to the key's tenant
     open: bool  # open mode: an unknown token is anonymous while no virtual key exists
     anonymous_tenant: str  # the tenant it is served as then (tenant_of the token)
+    virtual: bool = True  # the token looks like a virtual key (sk-dg-...); else only open mode asks
 
 
 def key_digest(token: str) -> str:
@@ -96,7 +97,7 @@ def identify(headers: Mapping[str, str], client_keys: frozenset[str], virtual_ke
         digest = key_digest(token)
         return KeyLookup(digest=digest, key_id=virtual_key_id(digest),
                          sub_tenant=headers.get("X-Tenant-ID", "").strip(), open=not client_keys,
-                         anonymous_tenant=tenant_of(token, headers))
+                         anonymous_tenant=tenant_of(token, headers), virtual=token.startswith(VIRTUAL_KEY_PREFIX))
     if client_keys:
         raise invalid_key(bool(token))
     return Principal(key_id="", tenant=tenant_of(token, headers))

@@ -40,6 +40,13 @@ log = structlog.get_logger(__name__)
 
 SCRIPT = with_gcra(Path(__file__).with_name("limits.lua"))
 PERIOD_GRACE_S = 3600  # a period's spend is kept this long past its end (gateways' clocks may disagree)
+# Open mode: how long a gateway trusts what it last learned about whether any virtual key exists. For
+# at most this long after the first key is made, a gateway may still serve a token that is no key.
+OPEN_MODE_RECHECK_S = 1.0
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class KeyLimiter:
@@ -49,6 +56,10 @@ class KeyLimiter:
         self._redis = redis
         self._script = redis.register_script(SCRIPT)
         self._clock = clock
+        # Open mode: whether any virtual key exists, as the script last said, and until when that is
+        # believed (time.monotonic()). A token that is no virtual key then costs no round trip.
+        self._keys_exist = False
+        self._believed_until = -math.inf
 
     async def prepare(self) -> None:
         """Load the script at start-up, so the first request is one round trip too."""
@@ -58,9 +69,15 @@ class KeyLimiter:
                     now: float | None = None) -> Principal | Refused:
         """`targets`: the names the request goes by, checked against the key's models and charged one
         request; None: only authenticate (nothing charged)."""
+        if lookup.open and not lookup.virtual and time.monotonic() < self._believed_until:
+            count = b"1" if self._keys_exist else b"0"
+            return admitted(lookup, token_given, [b"unknown", count])
         op, args = ("auth", []) if targets is None else ("admit", list(targets))
         reply = await self._script(keys=_keys(lookup.digest, lookup.key_id, self._now_s(now)),
                                    args=[op, self._now_ms(), *args])
+        if lookup.open and _text(reply[0]) == "unknown":
+            self._keys_exist = int(_text(reply[1]) or 0) > 0
+            self._believed_until = time.monotonic() + OPEN_MODE_RECHECK_S
         return admitted(lookup, token_given, reply)
 
     async def settle(self, principal: Principal, tokens: int, cost_usd: float, now: float | None = None) -> None:

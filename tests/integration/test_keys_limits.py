@@ -179,6 +179,22 @@ async def test_open_mode_serves_unknown_tokens_only_while_no_key_exists(gateways
     assert isinstance(refused(await first.admit(key, TARGETS, True)).error, RateLimited)
 
 
+async def test_open_mode_remembers_for_a_second_whether_keys_exist(gateways: Gateways) -> None:
+    """A token that is no virtual key costs a round trip at most once a second per gateway."""
+    first, _, redis = gateways
+    plain = KeyLookup(key_digest("whatever"), virtual_key_id(key_digest("whatever")), "", True, "anon", virtual=False)
+    assert admitted(await first.admit(plain, TARGETS, True)).tenant == "anon"  # asked Redis: no key
+    await make(redis)
+    await redis.config_resetstat()
+    assert admitted(await first.admit(plain, TARGETS, True)).tenant == "anon"  # remembered: no round trip
+    assert "evalsha" not in await script_calls(redis)
+    deadline = asyncio.get_running_loop().time() + 10
+    while isinstance(await first.admit(plain, TARGETS, True), Principal):
+        assert asyncio.get_running_loop().time() < deadline, "open mode never closed"
+        await asyncio.sleep(0.05)
+    assert isinstance(refused(await first.admit(plain, TARGETS, True)).error, AuthenticationFailed)
+
+
 async def script_calls(redis: Redis) -> dict[str, int]:
     stats = await redis.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}

@@ -97,6 +97,9 @@ def test_static_keys_are_settled_without_redis_and_other_tokens_are_401s_in_keye
 def test_open_mode_asks_redis_whether_keys_exist_unless_virtual_keys_are_off() -> None:
     found = identify(headers("anything"), frozenset(), True)
     assert isinstance(found, KeyLookup) and found.open and found.anonymous_tenant == key_hash("anything")
+    assert not found.virtual  # no virtual key looks so: the gateway's memory of whether keys exist may answer
+    keyed = identify(headers("sk-dg-abc"), frozenset(), True)
+    assert isinstance(keyed, KeyLookup) and keyed.virtual and keyed.open
     assert identify(headers("anything"), frozenset(), False) == Principal("", key_hash("anything"))
     assert identify(headers(None), frozenset(), False) == Principal("", "")
 
