@@ -1,8 +1,9 @@
 """Admission and settlement of virtual keys, cluster-wide in Redis: one EVALSHA of limits.lua per
 request looks the key up and checks its models, budget, rpm and tpm (charging the request), and one
-after the answer charges its tokens (tpm) and cost (the day's and month's spend).
+after the answer, in the background, charges its tokens (tpm) and cost (the day's and month's spend).
 
-Static keys and anonymous callers cost nothing here: auth.identify settles them without Redis.
+Static keys and anonymous callers cost nothing here: auth.identify settles them without Redis (in open
+mode, a gateway asks whether any virtual key exists at most once a second).
 
 tpm is charged after the answer from its usage (every upstream call made for it, aborted drafts and
 wasted speculation included: what the key made draftgate spend) and checked before the next request,
