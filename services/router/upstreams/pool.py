@@ -16,6 +16,10 @@ one deployment. Before the first chunk reaches the caller, a failure is not the 
   TTFT), a call with no first chunk by then is started again on a second deployment: the first to
   produce a chunk wins, the other is cancelled at once (its connection closed).
 
+"The first chunk" here is the first that carries a token: text, a tool call, log-probs or a finish
+(`_head`). The role-only chunks an OpenAI stream opens with come before it and say nothing yet, so a
+stream that fails after them (an error event, a cut) is still retried and fallen back.
+
 Once the first chunk is out, the stream is the caller's: a failure after it is raised as it is, never
 retried (the caller has begun to show it). Leaving the block after the first chunk without an error
 counts as a success for the deployment (a drafter aborted by escalation answered fine).
@@ -131,13 +135,14 @@ class Pool:
 
 @dataclass
 class _Opened:
-    """A stream whose first chunk has come: the block that holds its connection, and that chunk."""
+    """A stream whose first chunk has come: the block that holds its connection, and the chunks read
+    so far (the first with a token, after any role-only ones)."""
 
     member: Member
     call: Call
     context: AbstractAsyncContextManager[Chunks]
     chunks: Chunks
-    first: dict[str, Any]
+    head: list[dict[str, Any]]
     reserved_tokens: int = 0
     prompt_tokens: int = 0  # the estimate's prompt part: what a stream that never told its usage cost
     received: int = 0  # chunks with content read so far (about one token each)
@@ -189,9 +194,10 @@ async def _open(pool: Pool, session: aiohttp.ClientSession, params: dict[str, An
 
 
 async def _rest(opened: _Opened) -> Chunks:
-    """The first chunk again, then the rest of the stream: what the caller reads."""
-    opened.read(opened.first)
-    yield opened.first
+    """The chunks read so far again, then the rest of the stream: what the caller reads."""
+    for chunk in opened.head:
+        opened.read(chunk)
+        yield chunk
     async for chunk in opened.chunks:
         opened.read(chunk)
         yield chunk
@@ -395,7 +401,7 @@ async def _attempt(pool: Pool, session: aiohttp.ClientSession, params: dict[str,
     try:
         chunks = await context.__aenter__()
         try:
-            first = await anext(chunks)
+            head = await _head(chunks)
         except BaseException as exc:
             await context.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -416,7 +422,33 @@ async def _attempt(pool: Pool, session: aiohttp.ClientSession, params: dict[str,
         _settle(pool, call, reserved, prompt_tokens(params) if reserved else 0)
         raise
     call.first_token()
-    return _Opened(member, call, context, chunks, first, reserved, prompt_tokens(params) if reserved else 0)
+    return _Opened(member, call, context, chunks, head, reserved, prompt_tokens(params) if reserved else 0)
+
+
+async def _head(chunks: Chunks) -> list[dict[str, Any]]:
+    """The stream's chunks up to its first with a token; all of them when it ends before one (an
+    empty answer). StopAsyncIteration when it has no chunk at all."""
+    head = [await anext(chunks)]
+    while _preamble(head[-1]):
+        try:
+            head.append(await anext(chunks))
+        except StopAsyncIteration:
+            break
+    return head
+
+
+def _preamble(chunk: dict[str, Any]) -> bool:
+    """A chunk that carries no token yet: choices whose delta holds nothing but the role (or empty
+    content), with no log-probs and no finish_reason, and no usage."""
+    choices = chunk.get("choices")
+    if not choices or chunk.get("usage"):
+        return False
+    for choice in choices:
+        if choice.get("finish_reason") or (choice.get("logprobs") or {}).get("content"):
+            return False
+        if any(value for key, value in (choice.get("delta") or {}).items() if key != "role"):
+            return False
+    return True
 
 
 def settlements(limiter: RateLimiter) -> Settlements:
