@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from shared.keys import FEEDBACK_STREAM
-from shared.messages import Feedback
+from shared.messages import Feedback, LedgerRecord
 from tests.integration.ledger_support import (
     PG_HOST,
     PG_PORT,
@@ -85,8 +85,12 @@ def test_postgres_down_for_a_while_and_back_loses_and_doubles_nothing(redis_url:
         proxy = TcpProxy((PG_HOST, PG_PORT)).restore()
         ledger = start_ledger(redis_url, pg_url(name, proxy.port), tmp_path)
         try:
-            publish(redis_url, *(record(i, at=NOW) for i in range(50)))
-            wait_for(requests_counted(ledger, 50), what="the first 50 records")
+            poison = [LedgerRecord(request_id="poison-1", time=NOW, status="500"),  # type: ignore[arg-type]
+                      LedgerRecord(request_id="poison-2", time=NOW, tenant=["acme"])]  # type: ignore[arg-type]
+            publish(redis_url, *(record(i, at=NOW) for i in range(25)), *poison, *(record(i, at=NOW)
+                                                                                    for i in range(25, 50)))
+            wait_for(requests_counted(ledger, 50), what="the first 50 records, past two that PostgreSQL would refuse")
+            assert metric(ledger, "ledger_records", "invalid") == 2
 
             proxy.cut()  # the database unreachable: connections refused, open ones closed
             publish(redis_url, *(record(i, at=NOW) for i in range(50, 150)))

@@ -61,3 +61,28 @@ def test_feedback_row() -> None:
     row = feedback_row(Feedback(request_id="r", verdict="good", comment="ok", key_id="k", tenant="t", time=1.5))
     assert row == {"request_id": "r", "verdict": "good", "comment": "ok", "key_id": "k", "tenant": "t",
                    "time": datetime.fromtimestamp(1.5, UTC)}
+
+
+@pytest.mark.parametrize("bad", [
+    LedgerRecord(request_id="r", time=0.0, status="200"),  # type: ignore[arg-type]
+    LedgerRecord(request_id=123, time=0.0),  # type: ignore[arg-type]
+    LedgerRecord(request_id="", time=0.0),
+    LedgerRecord(request_id="r", time=0.0, status=2**40),
+    LedgerRecord(request_id="r", time=0.0, tenant=["acme"]),  # type: ignore[arg-type]
+    LedgerRecord(request_id="r", time=0.0, stream=1),  # type: ignore[arg-type]
+    LedgerRecord(request_id="r", time=1e300),
+    LedgerRecord(request_id="r", time=float("nan")),
+    LedgerRecord(request_id="r", time=0.0, latency_ms="fast"),  # type: ignore[arg-type]
+    LedgerRecord(request_id="r", time=0.0, account={"calls": [call("drafter", "draft", "10", 5)]}),
+    LedgerRecord(request_id="r", time=0.0, account={"calls": [call("drafter", "draft", -1, 5)]}),
+    LedgerRecord(request_id="r", time=0.0, account={"calls": [{**call("drafter", "draft", 1, 5), "model": b"m"}]}),
+])
+def test_a_value_of_the_wrong_type_is_refused_before_the_database_sees_it(bad: LedgerRecord) -> None:
+    with pytest.raises((ValueError, WireError, OverflowError)):
+        record_row(bad)
+
+
+def test_nul_characters_are_removed_since_postgresql_text_cannot_hold_them() -> None:
+    row = record_row(LedgerRecord(request_id="r\x00", time=0.0, tenant="ac\x00me",
+                                  account={"calls": [call("drafter", "draft", 1, 2, "m\x00")]}))
+    assert (row["request_id"], row["tenant"], row["calls"][0]["model"]) == ("r", "acme", "m")
