@@ -10,8 +10,8 @@ Audit at 100% over a split of the calibration set (the test split by default), r
    strong heavyweight is stood in for by each item's reference ("The answer is 84.", the reference code in a
    fence); items with no reference answer (creative constraints, judge items) cannot be audited this way and
    are counted apart;
-3. the audit's verdict as the auditor takes it: the cosine of both answers' MiniLM embeddings (the embedder's
-   own backend) against audit.agree_similarity;
+3. the audit's verdict and label as the auditor makes them (services/router/audit/verdicts.py): the cosine of
+   both answers' MiniLM embeddings (the embedder's own backend, in this process) against audit.agree_similarity;
 4. against the graded truth: how many wrong accepted drafts the audit catches (disagree), how many right ones
    it flags, with bootstrap 95% intervals, and the same at other agree_similarity values;
 5. one `fit --from-audit` on those verdicts (the prior: the train split) and the routing AUROC against the
@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from services.router.audit import verdicts
+from services.router.audit.store import DISAGREE
 from services.router.calibration import graded, learn
 from services.router.calibration.auroc import auroc, weighted
 from services.router.calibration.bootstrap import interval, pair, ratio, resamples
@@ -42,7 +44,7 @@ from services.router.calibration.graders import grade_reference
 from services.router.calibration.traces import DEFAULT_TRACES, Trace, load_traces
 from services.router.risk import TRACE_ONLY, WITH_EMBEDDING, load_policy
 from shared.config import load_config
-from shared.messages import AuditLabel
+from shared.messages import AuditLabel, AuditSample
 
 DEFAULT_CONFIG = Path(".data/calibration/policy-config.yaml")
 DEFAULT_POLICY = Path("services/router/policies/smollm2.json")
@@ -91,15 +93,17 @@ def share(flags: NDArray[np.bool_], among: NDArray[np.bool_], name: str) -> dict
             "ci": None if bounds is None else [round(bounds[0], 4), round(bounds[1], 4)]}
 
 
-def label(trace: Trace, item: Item, heavy: str, agree: bool, similarity: float) -> AuditLabel:
-    draft = {**trace.to_json(), "split": "audit"}
-    heavy_trace = Trace(id=trace.id, tier="heavyweight", model="reference", category=trace.category, split="audit",
-                        text=heavy).to_json()
-    grade = {"v": 1, "id": trace.id, "tier": "drafter", "correct": agree, "method": "audit_similarity",
-             "score": None, "detail": f"cosine {similarity:.3f}"}
-    return AuditLabel(request_id=trace.id, time=0.0, category=trace.category,
-                      verdict="agree" if agree else "disagree", method="similarity", similarity=similarity,
-                      messages=list(item.messages), trace=draft, heavy_trace=heavy_trace, grade=grade)
+def label(trace: Trace, item: Item, heavy: str, similarity: float, agree_similarity: float) -> AuditLabel:
+    """The label the auditor stores for this draft (services/router/audit/verdicts.py builds it): the sample
+    the router would have queued, the heavyweight's answer, and the verdict by the audit's own rule."""
+    sample = AuditSample(request_id=trace.id, body={"messages": list(item.messages), "max_tokens": item.max_tokens},
+                         text=trace.text, tokens=[t.to_json() for t in trace.tokens], top_k=trace.top_k,
+                         model=trace.model, category=trace.category,
+                         usage=trace.usage.to_json() if trace.usage else None, finish_reason=trace.finish_reason)
+    verdict = verdicts.by_similarity(similarity, agree_similarity)
+    audit = verdicts.Audit(verdict=verdict, method=verdicts.SIMILARITY, similarity=similarity, heavy_text=heavy,
+                           heavy_model="reference", detail=f"cosine {similarity:.3f}")
+    return verdicts.label(sample, audit, now=0.0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
                              for i in audited])
     wrong = rows.wrong[audited] == 1
     agree_at = config.audit.agree_similarity
-    disagree = similarity < agree_at
+    labels = [label(traces[(rows.ids[i], "drafter")], items[rows.ids[i]], heavy[rows.ids[i]], float(s), agree_at)
+              for i, s in zip(audited, similarity, strict=True)]
+    disagree = np.asarray([lab.verdict == DISAGREE for lab in labels], dtype=bool)
 
     result: dict[str, Any] = {
         "split": args.split, "policy": str(args.policy), "variant": variant.name,
@@ -163,8 +169,6 @@ def main(argv: list[str] | None = None) -> None:
                            "false_alarms": share(similarity < s, ~wrong, f"false-{s}")["value"]}
                           for s in SIMILARITIES],
     }
-    labels = [label(traces[(rows.ids[i], "drafter")], items[rows.ids[i]], heavy[rows.ids[i]], not d, float(s))
-              for i, d, s in zip(audited, disagree, similarity, strict=True)]
     options = AuditOptions(traces=args.traces, grades=args.grades, prompts=args.prompts, config=args.config,
                            policy=args.policy, progress=progress, source=f"replayed audit of the {args.split} split")
     fitted = fit_from_audit(labels, options)
