@@ -8,6 +8,10 @@ the last chunk before [DONE] as the extra field `draftgate`, which OpenAI client
 may be shown and when is release.py's; how the heavyweight is asked to go on is continuation.py's;
 the repair of an instruction-style seam is seam.py's.
 
+When the heavyweight is full at the escalation (routing.degraded_mode: serve_draft, drafting.py), the
+drafter itself goes on from exactly the shown text, across the same seam, and the decision is
+`degraded` (X-Degraded: true as well when nothing had been shown, so the headers had not gone yet).
+
 Showing pauses while the draft is rising: the window's mean, or the mean of the held-back tokens,
 above the speculation threshold (0.7 x the threshold when speculation is off). One uncertain token
 among calm ones does not pause it (the hold-back keeps that token unshown until calm tokens follow
