@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from services.router.upstreams.errors import UpstreamError
@@ -109,8 +110,8 @@ class ClusterQueue:
     held: dict[str, set[str]] = field(default_factory=dict)
     waiting: dict[str, set[str]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
-    _acquire: object = field(init=False)
-    _refresh: object = field(init=False)
+    _acquire: AsyncScript = field(init=False)
+    _refresh: AsyncScript = field(init=False)
 
     def __post_init__(self) -> None:
         self._acquire = self.redis.register_script(ACQUIRE)
@@ -132,7 +133,7 @@ class ClusterQueue:
         queued = False
         try:
             while True:
-                taken = await self._acquire(keys=[queue_slots(tier), queue_waiting(tier)],  # type: ignore[operator]
+                taken = await self._acquire(keys=[queue_slots(tier), queue_waiting(tier)],
                                             args=[bound.limit, lease.id, self._lease_ms, 1 if wait else 0])
                 if taken:
                     self.held.setdefault(tier, set()).add(lease.id)
@@ -164,7 +165,7 @@ class ClusterQueue:
             slots, waiters = list(self.held.get(tier, ())), list(self.waiting.get(tier, ()))
             if not slots and not waiters:
                 continue
-            kept = await self._refresh(keys=[queue_slots(tier), queue_waiting(tier)],  # type: ignore[operator]
+            kept = await self._refresh(keys=[queue_slots(tier), queue_waiting(tier)],
                                        args=[self._lease_ms, len(slots), *slots, *waiters])
             if int(kept) < len(slots):
                 log.warning("cluster queue leases expired while held (the router stalled longer than "
