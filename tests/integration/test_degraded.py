@@ -211,3 +211,23 @@ def test_a_heavyweight_saturated_by_real_traffic_serves_the_draft(redis_server: 
         raw = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("afterwards"))
         assert "X-Degraded" not in raw.headers and raw.headers["X-Routing-Decision"] == "escalate"
         assert raw.parse().choices[0].message.content == "The heavyweight again."
+
+
+def test_a_heavyweight_at_its_rate_limit_serves_the_draft(redis_server: str, fake: FakeUpstream,
+                                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """rpm 1 on the heavyweight's one deployment (held in Redis for every router): the first escalation
+    spends it; the next would wait about a minute, past the request's 30 s deadline, so the pool refuses
+    at once (429) and the draft is served, reason rate_limited."""
+    limited = [{"name": "heavy-limited", "base_url": fake.url, "model": "fake-heavy", "rpm": 1}]
+    with running_stack(redis_server, tmp_path_factory.mktemp("rate-limited"), fake,
+                       DRAFTGATE_HEAVYWEIGHT_DEPLOYMENTS=json.dumps(limited), DRAFTGATE_GATEWAY_REQUEST_TIMEOUT_S="30",
+                       DRAFTGATE_ROUTING_SPECULATION_THRESHOLD="null") as stack:
+        fake.script_model("fake-drafter", EARLY)
+        fake.script_model("fake-heavy", confident("Within the limit."))
+        first = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("first"))
+        assert first.headers["X-Routing-Decision"] == "escalate" and "X-Degraded" not in first.headers
+        second = stack.client().chat.completions.with_raw_response.create(model="auto", messages=ask("second"))
+        assert second.headers["X-Degraded"] == "true"
+        assert second.parse().choices[0].message.content == EARLY.text
+        assert degraded_count(stack, "rate_limited") == 1
+        assert len([seen for seen in fake.seen if seen.model == "fake-heavy"]) == 1
