@@ -101,6 +101,9 @@ class RoutingContext:
         result = account(spend, self.heavyweight.price if answered else None)
         for tier, usd in by_tier(result).items():
             self.metrics.cost.labels(tier).inc(usd)
+        for call in result.calls:
+            if call.cost_usd is not None:
+                self.metrics.deployment_cost.labels(call.tier, call.deployment).inc(call.cost_usd)
         if result.baseline_usd is not None and result.cost_usd is not None:
             self.metrics.cost_baseline.inc(result.baseline_usd)
             self.metrics.cost_saved.inc(result.baseline_usd - result.cost_usd)

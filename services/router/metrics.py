@@ -47,6 +47,7 @@ class RouterMetrics:
     upstream_hedge_wasted_tokens: Counter
     degraded: Counter
     degraded_rejected: Counter
+    deployment_cost: Counter
 
 
 def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
@@ -126,6 +127,10 @@ def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
         degraded_rejected=Counter("draftgate_degraded_rejected", "Escalations refused because the tier was full "
                                   "and no draft could be served instead (degraded_mode: reject, or no usable "
                                   "draft)", ["tier", "reason"], registry=registry),
+        deployment_cost=Counter("draftgate_deployment_cost_usd", "USD spent on each deployment at its own price, "
+                                "by the tier the call was made for (priced calls only; deployment \"\" for a "
+                                "speculation cancelled before its stream opened)", ["tier", "deployment"],
+                                registry=registry),
     )
 
 

@@ -5,8 +5,10 @@ Redis against the fake upstream; and X-Cost-USD through the gateway, from the sa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from shared.messages import ReplyKind
@@ -109,6 +111,11 @@ def test_a_mixed_pool_prices_each_answer_at_its_own_deployment(priced: Stack) ->
         seen[call.deployment] = call.cost_usd or 0.0
     assert set(seen) == {"heavy-a", "heavy-b"}
     assert seen["heavy-a"] == pytest.approx(2 * seen["heavy-b"])  # same tokens, twice the price
+    metrics = httpx.get(f"{priced.routers[0].url}/metrics", timeout=10).text
+    for name in ("heavy-a", "heavy-b"):
+        spent = re.search(rf'^draftgate_deployment_cost_usd_total\{{deployment="{name}",tier="heavyweight"\}} (\S+)$',
+                          metrics, re.MULTILINE)
+        assert spent is not None and float(spent.group(1)) >= 2 * seen[name] * 0.999  # two answers each at least
 
 
 @pytest.mark.parametrize("name", ["heavy-a", "heavy-b"])
