@@ -71,6 +71,14 @@ async def test_windows_keep_the_last_verdicts_per_scope_and_a_tenant_sees_only_i
     assert acme.overall == store.Rate(3, 2) and {r["tenant"] for r in acme.recent} == {"acme"}
     assert acme.categories == {} and acme.counts == {}
     assert (await store.snapshot(redis_client, "nobody")).overall == store.Rate(0, 0)
+    # A scope gone quiet expires (its window, then its name), and its gauge with it.
+    assert 0 < await redis_client.ttl(store.scope_key("tenant:globex")) <= store.SCOPE_KEEP_S
+    await redis_client.delete(store.scope_key("tenant:globex"))  # as if SCOPE_KEEP_S had passed
+    quiet = await store.snapshot(redis_client)
+    assert "globex" not in quiet.tenants and quiet.gone == ["tenant:globex"]
+    await store.prune(redis_client, quiet.gone)
+    assert (await store.snapshot(redis_client)).gone == [] and await redis_client.hexists(store.AUDIT_SCOPES,
+                                                                                          "tenant:acme")
 
 
 @pytest.fixture(scope="module")

@@ -157,12 +157,12 @@ class Auditor:
             decided = audit.decided
             await store.record(self.redis, audit.verdict, self.config.window,
                                verdict_record(sample, audit, now) if decided else None,
-                               label(sample, audit, now) if decided else None, self.config.labelled_maxlen)
+                               label(sample, audit, now) if decided else None, self.config.labelled_maxlen,
+                               done=entry_id)
             self.metrics.audits.labels(audit.verdict).inc()
             self.metrics.cost.inc(audit.cost_usd)
             log.info("audited", request_id=sample.request_id, verdict=audit.verdict, method=audit.method,
                      similarity=audit.similarity, judge_score=audit.judge_score, detail=audit.detail)
-            await bus.ack(self.redis, AUDIT_STREAM, AUDIT_GROUP, entry_id)
             self._changed.set()
         except RedisError as exc:  # left pending: an auditor reclaims it once Redis is back
             log.warning("could not record an audit; leaving the sample pending", error=repr(exc))
@@ -273,6 +273,7 @@ class Auditor:
         self._changed.clear()
         state = await store.snapshot(self.redis)
         self.metrics.show(state, await self.budget.spent(time.time()))
+        await store.prune(self.redis, state.gone)
         await asyncio.sleep(REFRESH_MIN_S)
 
 

@@ -19,9 +19,11 @@ from redis.asyncio import Redis
 
 from shared.keys import (
     AUDIT_COUNTS,
+    AUDIT_GROUP,
     AUDIT_LABELLED_STREAM,
     AUDIT_RECENT,
     AUDIT_SCOPES,
+    AUDIT_STREAM,
     MESSAGE_FIELD,
     audit_recent_category,
     audit_recent_tenant,
@@ -29,6 +31,7 @@ from shared.keys import (
 from shared.messages import AuditLabel, encode
 
 TENANT, CATEGORY = "tenant", "category"
+SCOPE_KEEP_S = 7 * 24 * 3600  # a tenant's or category's window without a new verdict this long expires
 AGREE, DISAGREE = "agree", "disagree"
 DECIDED = (AGREE, DISAGREE)
 CLIENT_GOOD, CLIENT_BAD = "client_good", "client_bad"  # the gateway's POST /v1/feedback, in AUDIT_COUNTS too
@@ -64,9 +67,10 @@ def scope_key(scope: str) -> str:
 
 
 async def record(redis: Redis, verdict: str, window: int, entry: dict[str, Any] | None = None,
-                 label: AuditLabel | None = None, labelled_maxlen: int = 100_000) -> None:
-    """Count a verdict; a decided one (`entry`) joins the windows, its label the labelled stream. One round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
+                 label: AuditLabel | None = None, labelled_maxlen: int = 100_000, done: bytes | None = None) -> None:
+    """Count a verdict; a decided one (`entry`) joins the windows, its label the labelled stream; `done`, the
+    sample's entry, is acked with them: one atomic round trip, so a sample is never recorded twice."""
+    async with redis.pipeline(transaction=True) as pipe:
         pipe.hincrby(AUDIT_COUNTS, verdict, 1)
         if entry is not None:
             raw = json.dumps(entry, separators=(",", ":"))
@@ -80,8 +84,12 @@ async def record(redis: Redis, verdict: str, window: int, entry: dict[str, Any] 
             for key in keys:
                 pipe.lpush(key, raw)
                 pipe.ltrim(key, 0, window - 1)
+                if key != AUDIT_RECENT:  # a tenant or category gone quiet for SCOPE_KEEP_S is forgotten
+                    pipe.expire(key, SCOPE_KEEP_S)
         if label is not None:
             pipe.xadd(AUDIT_LABELLED_STREAM, {MESSAGE_FIELD: encode(label)}, maxlen=labelled_maxlen, approximate=True)
+        if done is not None:
+            pipe.xack(AUDIT_STREAM, AUDIT_GROUP, done)
         await pipe.execute()
 
 
@@ -106,6 +114,7 @@ class Snapshot:
     tenants: dict[str, Rate] = field(default_factory=dict)
     categories: dict[str, Rate] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)  # scopes whose window expired
 
     def to_json(self, recent: int) -> dict[str, Any]:
         return {"overall": self.overall.to_json(), "tenants": {k: v.to_json() for k, v in self.tenants.items()},
@@ -135,6 +144,15 @@ async def snapshot(redis: Redis, tenant: str | None = None) -> Snapshot:
     out = Snapshot(disagreement(_records(raw)), _records(raw),
                    counts={key.decode(): int(value) for key, value in counts.items()})
     for scope, items in zip(names, lists, strict=True):
+        if not items:  # expired: gone quiet (prune() drops its name)
+            out.gone.append(scope)
+            continue
         kind, _, name = scope.partition(":")
         (out.tenants if kind == TENANT else out.categories)[name] = disagreement(_records(items))
     return out
+
+
+async def prune(redis: Redis, scopes: Sequence[str]) -> None:
+    """Forget the names of scopes whose windows expired (snapshot lists them in `gone`)."""
+    if scopes:
+        await redis.hdel(AUDIT_SCOPES, *scopes)
