@@ -1,5 +1,6 @@
 """The cluster queue: at most `<tier>.cluster_max_concurrent` calls in flight on a tier across every
-router, through Redis, with a bounded wait (`<tier>.queue_timeout_s`) for a free slot.
+router, through Redis, with a bounded wait (`<tier>.queue_timeout_s`, and never past the request's
+deadline) for a free slot.
 
 A slot is a lease: a member of the tier's sorted set (shared/keys.queue_slots) whose score is when
 it expires, on Redis's clock (one clock for every router). A router refreshes the leases it holds
@@ -29,6 +30,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from services.router.upstreams.errors import UpstreamError
+from services.router.upstreams.pool import REQUEST_DEADLINE
 from shared.config import Config
 from shared.keys import queue_slots, queue_waiting
 
@@ -129,6 +131,9 @@ class ClusterQueue:
         lease = Lease(tier, f"{self.owner}:{next(self._ids)}")
         started = time.monotonic()
         deadline = started + (bound.timeout_s if wait else 0.0)
+        request_deadline = REQUEST_DEADLINE.get()  # wall clock; the wait never outlasts the request
+        if request_deadline:
+            deadline = min(deadline, started + max(request_deadline - time.time(), 0.0))
         delay = POLL_MIN_S
         queued = False
         try:

@@ -18,6 +18,7 @@ import redis
 from redis.asyncio import Redis
 
 from services.router.queue import Bound, ClusterQueue, TierFull, keep_leases
+from services.router.upstreams.pool import REQUEST_DEADLINE
 from shared.keys import queue_slots, queue_waiting
 from tests.fakes.scripts import Script, confident
 from tests.fakes.state import Seen
@@ -218,3 +219,17 @@ def test_a_full_drafter_escalates_with_reason_drafter_full(redis_server: str, fa
         assert raw.headers["X-Escalation-Reason"] == "drafter_full"
         assert raw.parse().choices[0].message.content == "The heavyweight answers."
         assert not [seen for seen in fake.seen if seen.model == "fake-drafter"]
+
+
+@pytest.mark.redis_flavours
+async def test_a_wait_never_outlasts_the_request(redis_client: Redis) -> None:
+    """queue_timeout_s of a minute, but the request's deadline is already past: refused after one look."""
+    await queue(redis_client, "router-1", limit=1).acquire(HEAVY)
+    late = queue(redis_client, "router-2", limit=1, timeout_s=60)
+
+    async def expired_request() -> None:
+        REQUEST_DEADLINE.set(time.time() - 1)  # this task's context only, as the worker sets it
+        await late.acquire(HEAVY)
+
+    with pytest.raises(TierFull):
+        await asyncio.wait_for(expired_request(), 10)
