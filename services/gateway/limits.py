@@ -15,16 +15,18 @@ a 429 insufficient_quota.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from services.gateway.auth import KeyLookup, Principal, bearer_token, identify
 from services.gateway.keys.model import period_ends, periods
@@ -82,12 +84,28 @@ class KeyLimiter:
         return admitted(lookup, token_given, reply)
 
     async def settle(self, principal: Principal, tokens: int, cost_usd: float, now: float | None = None) -> None:
+        await self.settle_many([Charge(principal, tokens, cost_usd)], now)
+
+    async def settle_many(self, charges: Sequence[Charge], now: float | None = None) -> None:
+        """Answers' charges in one round trip: the script once per charge, in one pipeline."""
         when = self._now_s(now)
         day_end, month_end = period_ends(when)
-        await self._script(keys=_keys("", principal.key_id, when),
-                           args=["settle", self._now_ms(), principal.limits.rpm or 0, principal.limits.tpm or 0,
-                                 tokens, repr(cost_usd), math.ceil(day_end - when) + PERIOD_GRACE_S,
-                                 math.ceil(month_end - when) + PERIOD_GRACE_S])
+        keep_day, keep_month = math.ceil(day_end - when) + PERIOD_GRACE_S, math.ceil(month_end - when) + PERIOD_GRACE_S
+        commands = [[*_keys("", charge.principal.key_id, when), "settle", self._now_ms(),
+                     charge.principal.limits.rpm or 0, charge.principal.limits.tpm or 0, charge.tokens,
+                     repr(charge.cost_usd), keep_day, keep_month] for charge in charges]
+        for attempt in range(2):
+            # EVALSHA by hand: a pipeline given the Script object asks SCRIPT EXISTS first, every time.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    pipe.evalsha(self._script.sha, KEY_COUNT, *command)
+                try:
+                    await pipe.execute()
+                    return
+                except NoScriptError:  # a restarted Redis: no script ran; load it and send them again
+                    if attempt:
+                        raise
+                    await self.prepare()
 
     def _now_ms(self) -> str:
         return "" if self._clock is None else repr(self._clock() * 1000)
@@ -96,6 +114,9 @@ class KeyLimiter:
         if now is not None:
             return now
         return time.time() if self._clock is None else self._clock()
+
+
+KEY_COUNT = 5  # the script's KEYS: record, ids, buckets, day's spend, month's spend
 
 
 def _keys(digest: str, key_id: str, now: float) -> list[str]:
@@ -111,32 +132,75 @@ def route_targets(tier: str, deployment: str, config: Config) -> tuple[str, ...]
     return tuple(name for name in (tier, model, deployment) if name)
 
 
-SETTLE_BOUND = 1000  # charges in flight before the next is awaited
+SETTLE_BOUND = 10_000  # charges waiting before the next waits for a batch to go
 SETTLE_DRAIN_S = 5.0  # at shutdown, the charges in flight get this long
 
 
+@dataclass(frozen=True)
+class Charge:
+    """What one answer costs its key: tokens against tpm, USD against the budgets."""
+
+    principal: Principal
+    tokens: int
+    cost_usd: float
+
+
 class Settlements:
-    """Charges on their way to Redis, off the request: the finish step returns at once, so the next
-    request on a keep-alive connection does not wait for the charge of the last. A charge's command
-    leaves on the next turn of the event loop, before the client can have read the answer and asked
-    again. Past `bound` charges in flight, the next one is awaited (back-pressure, nothing dropped)."""
+    """Charges on their way to Redis, off the request: the finish step returns at once (the next request
+    on a keep-alive connection does not wait for the charge of the last), and one task sends whatever
+    charges have gathered in one pipeline: one round trip per turn, however many answers finished. A
+    charge leaves on the next turn of the event loop, before the client can have read its answer and
+    asked again. Past `bound` charges waiting, the next one waits for a batch to go (back-pressure)."""
 
-    def __init__(self, bound: int = SETTLE_BOUND) -> None:
-        self._pending: set[asyncio.Task[None]] = set()
+    def __init__(self, limiter: KeyLimiter, bound: int = SETTLE_BOUND) -> None:
+        self._limiter = limiter
         self._bound = bound
+        self._waiting: list[Charge] = []
+        self._wake = asyncio.Event()
+        self._sent = asyncio.Event()  # set after each batch: back-pressure waits for it
+        self._task: asyncio.Task[None] | None = None
+        self._sending: asyncio.Future[None] | None = None
 
-    async def add(self, charge: Coroutine[Any, Any, None]) -> None:
-        if len(self._pending) >= self._bound:
-            await charge
-            return
-        task = asyncio.create_task(charge)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def add(self, charge: Charge) -> None:
+        while len(self._waiting) >= self._bound and self._task is not None and not self._task.done():
+            self._sent.clear()
+            await self._sent.wait()
+        self._waiting.append(charge)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._sending = asyncio.ensure_future(self._send())
+            await asyncio.shield(self._sending)  # stopping the task never cuts a batch short
+
+    async def _send(self) -> None:
+        batch, self._waiting = self._waiting, []
+        if batch:
+            try:
+                await self._limiter.settle_many(batch)
+            except RedisError as exc:  # lost, never retried: a retry could charge twice
+                log.warning("key usage not charged: Redis failed", charges=len(batch), error=repr(exc))
+            except Exception:
+                log.exception("key usage not charged", charges=len(batch))
+        self._sent.set()
 
     async def drain(self, timeout_s: float) -> None:
-        """At shutdown: the charges still in flight get this long."""
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=timeout_s)
+        """At shutdown: stop the task, let a batch on its way arrive, then send what is still waiting
+        (all within timeout_s)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                if self._sending is not None:
+                    await self._sending
+                await self._send()
 
 
 LIMITER = web.AppKey("key_limiter", KeyLimiter)
@@ -146,11 +210,12 @@ SETTLING = web.AppKey("key_settlements", Settlements)
 async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
     """After the Redis client (app.py's _redis_ctx), before it closes: charges in flight finish first."""
     limiter = app[LIMITER] = KeyLimiter(app[REDIS])
-    settlements = app[SETTLING] = Settlements()
+    settlements = app[SETTLING] = Settlements(limiter)
     try:
         await limiter.prepare()
     except RedisError as exc:  # Redis down at start: redis-py loads it on first use
         log.warning("key script not loaded", error=repr(exc))
+    settlements.start()
     yield
     await settlements.drain(SETTLE_DRAIN_S)
 
@@ -223,12 +288,4 @@ async def settle(app: web.Application, principal: Principal | None, outcome: Out
     tokens, cost = charge(outcome.account)
     if not (tokens and principal.limits.tpm) and cost <= 0:
         return
-    await app[SETTLING].add(_settle(app[LIMITER], principal, tokens, cost))
-
-
-async def _settle(limiter: KeyLimiter, principal: Principal, tokens: int, cost: float) -> None:
-    try:
-        await limiter.settle(principal, tokens, cost)
-    except RedisError as exc:
-        log.warning("key usage not charged: Redis failed", key_id=principal.key_id, tokens=tokens, cost_usd=cost,
-                    error=repr(exc))
+    await app[SETTLING].add(Charge(principal, tokens, cost))

@@ -15,11 +15,11 @@ from redis.asyncio import Redis
 
 from services.gateway.auth import KeyLimits, KeyLookup, Principal, key_digest, virtual_key_id
 from services.gateway.keys import store
-from services.gateway.keys.model import KeySpec
-from services.gateway.limits import KeyLimiter
+from services.gateway.keys.model import KeySpec, periods
+from services.gateway.limits import Charge, KeyLimiter, Settlements
 from services.gateway.limits_reply import Refused
 from shared.errors import AuthenticationFailed, PermissionDenied, QuotaExceeded, RateLimited, TokensRateLimited
-from shared.keys import key_limit
+from shared.keys import key_limit, key_spend
 
 pytestmark = pytest.mark.redis_flavours
 
@@ -193,6 +193,23 @@ async def test_open_mode_remembers_for_a_second_whether_keys_exist(gateways: Gat
         assert asyncio.get_running_loop().time() < deadline, "open mode never closed"
         await asyncio.sleep(0.05)
     assert isinstance(refused(await first.admit(plain, TARGETS, True)).error, AuthenticationFailed)
+
+
+async def test_answers_charges_go_in_batches_in_the_background_and_all_arrive(gateways: Gateways) -> None:
+    first, _, redis = gateways
+    keys = [await make(redis, limits=KeyLimits(tpm=10_000, budget_usd_day=1.0)) for _ in range(2)]
+    principals = [admitted(await first.admit(key, TARGETS, True)) for key, _ in keys]
+    settlements = Settlements(first, bound=3)
+    settlements.start()
+    for i in range(10):  # past the bound: add() waits for a batch to go, nothing is dropped
+        await settlements.add(Charge(principals[i % 2], 100, 0.001))
+    await settlements.drain(10)
+    for _, key_id in keys:
+        assert float(await redis.hget(key_limit(key_id), "k")) == pytest.approx(500)
+        assert float(await redis.get(key_spend(key_id, periods(NOW)[0]))) == pytest.approx(0.005)
+    await redis.script_flush()  # as after a Redis restart: the batch loads the script and goes again
+    await first.settle(principals[0], 100, 0.0)
+    assert float(await redis.hget(key_limit(keys[0][1]), "k")) == pytest.approx(600)
 
 
 async def script_calls(redis: Redis) -> dict[str, int]:

@@ -4,14 +4,13 @@ by, the budgets' UTC periods, and OpenAI's rate-limit headers."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 
 import pytest
 
 from services.gateway.auth import KeyLimits, KeyLookup, Principal, identify, key_digest, key_hash, virtual_key_id
 from services.gateway.keys.model import KeySpec, VirtualKey, make_key, parse_duration, parse_spec, period_ends, periods
-from services.gateway.limits import Settlements, charge, route_targets
+from services.gateway.limits import charge, route_targets
 from services.gateway.limits_reply import duration, rate_limit_headers
 from shared.config import load_config
 from shared.errors import AuthenticationFailed, InvalidRequest
@@ -137,22 +136,3 @@ def test_rate_limit_headers_as_openai_names_them() -> None:
     assert [duration(s) for s in (0.02, 1.5, 59.9991, 60, 360, 3723)] == ["20ms", "1.5s", "60s", "1m0s", "6m0s",
                                                                           "1h2m3s"]
 
-
-async def test_charges_go_out_in_the_background_and_past_the_bound_are_awaited() -> None:
-    release = asyncio.Event()
-    done: list[int] = []
-
-    async def charge(number: int) -> None:
-        await release.wait()
-        done.append(number)
-
-    settlements = Settlements(bound=1)
-    await settlements.add(charge(1))  # returns at once: the charge runs on its own
-    assert done == []
-    second = asyncio.create_task(settlements.add(charge(2)))  # one in flight already: this one is awaited
-    await asyncio.sleep(0)
-    assert not second.done()
-    release.set()
-    await second
-    await settlements.drain(5)
-    assert sorted(done) == [1, 2]
