@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from services.gateway import cache_client, limits, sessions, template_store
+from services.gateway import cache_client, conversation, limits, sessions
 from services.gateway.auth import Principal, bearer_token
 from services.gateway.headers import cache_hit_headers, headers_for_head
 from services.gateway.limits_reply import rate_limit_headers
@@ -24,8 +24,7 @@ from services.gateway.protocol import beyond_the_wire, parse_chat_request
 from services.gateway.replies import Waiter
 from services.gateway.sessions import Session
 from services.gateway.sse import DONE, completion_to_chunks, frame
-from services.gateway.state import CONFIG, HTTP, LEDGER_OUT, METRICS, REDIS, REPLIES, TEMPLATES_CONFIGURED
-from services.gateway.templates import MissingVariable
+from services.gateway.state import CONFIG, HTTP, LEDGER_OUT, METRICS, REDIS, REPLIES
 from shared import bus
 from shared.chat_request import ChatCompletionRequest
 from shared.config import Config, tier_deployments
@@ -61,7 +60,7 @@ class Call:
     routing_id: str  # unique per call: routers, replies and cancels are keyed by it
     started: float
     chat: ChatCompletionRequest  # the request, validated once; everything below reads it
-    body: dict[str, Any]  # chat.body(): what the cache and the routers get
+    body: dict[str, Any]  # chat.upstream_body(), a template and a session prepended: what the cache and routers get
     tier: str
     tenant: str
     directives: frozenset[str]
@@ -167,62 +166,16 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
                 key_id=caller.key_id, template_id=chat.template_id or "", session_id=session_id or "", outcome=outcome,
                 principal=caller.principal)
     if chat.template_id is not None or chat.variables is not None:
-        await _apply_template(call)
+        call.body["messages"] = await conversation.with_template(request.app, chat, call.body["messages"])
     if session_id is not None:
-        await _open_session(call, session_id)
+        call.session = await conversation.open_session(request.app, caller.key_id, caller.tenant, session_id)
+        call.body["messages"] = call.session.compose(call.body["messages"])
     return call
 
 
-async def _apply_template(call: Call) -> None:
-    """The template's system prompt, rendered, goes first: before the request's own messages, a system
-    message of its own included (which stays, after it)."""
-    chat = call.chat
-    if chat.template_id is None:
-        raise InvalidRequest("`variables` fill a prompt template's fields: name the template in "
-                             "metadata.template_id.", param="variables", code="template_id_required")
-    app = call.request.app
-    try:
-        template = await template_store.find(app[REDIS], app[TEMPLATES_CONFIGURED], chat.template_id)
-    except RedisError as exc:
-        raise Unavailable("Prompt templates cannot be read right now (Redis is unavailable); try again shortly.",
-                          code="templates_unavailable") from exc
-    if template is None:
-        raise NotFound(f"The prompt template `{chat.template_id}` does not exist.", param="metadata.template_id",
-                       code="template_not_found")
-    try:
-        system = template.render(chat.variables or {})
-    except MissingVariable as exc:
-        raise InvalidRequest(f"The prompt template `{template.id}` needs the variable `{exc.name}`: set it in "
-                             f"`variables`.", param=f"variables.{exc.name}", code="missing_template_variable") from None
-    call.body["messages"] = [{"role": "system", "content": system}, *call.body["messages"]]
-
-
-async def _open_session(call: Call, session_id: str) -> None:
-    """The session's history goes between the request's leading system messages and its own messages."""
-    app = call.request.app
-    config = app[CONFIG].gateway
-    try:
-        session = await sessions.load(app[REDIS], call.key_id, call.tenant, session_id, config.session_max_tokens)
-    except RedisError as exc:
-        raise Unavailable("Sessions cannot be read right now (Redis is unavailable); try again shortly.",
-                          code="sessions_unavailable") from exc
-    call.body["messages"] = session.compose(call.body["messages"])
-    call.session = session
-
-
 async def _save_turn(call: Call, answer: dict[str, Any] | None) -> None:
-    """Before the answer's last byte, so that the client's next turn sees this one. A failure loses the
-    turn (logged), never the answer."""
-    if call.session is None or answer is None:
-        return
-    config = call.request.app[CONFIG].gateway
-    try:
-        await sessions.save(call.request.app[REDIS], call.session, answer, config.session_ttl_s,
-                            config.session_max_tokens)
-        call.request.app[METRICS].session_turns.labels("saved").inc()
-    except RedisError as exc:
-        call.request.app[METRICS].session_turns.labels("failed").inc()
-        log.warning("session turn not saved", request_id=call.request_id, session_id=call.session.id, error=str(exc))
+    if call.session is not None:
+        await conversation.save_turn(call.request.app, call.session, answer, call.request_id)
 
 
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
