@@ -21,6 +21,7 @@ from services.gateway.keys import store
 from services.gateway.keys.model import parse_spec
 from shared.config import Config, load_config
 from shared.errors import ApiError
+from shared.redact import redact_url
 from shared.redis_client import connect
 from shared.service import exit_on_config_error
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     except RedisError as exc:
-        print(f"error: cannot reach Redis at {config.redis.url}: {exc}", file=sys.stderr)
+        print(f"error: cannot reach Redis at {redact_url(config.redis.url)}: {exc}", file=sys.stderr)
         return 1
 
 
