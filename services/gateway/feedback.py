@@ -29,6 +29,22 @@ from shared.messages import Feedback, encode
 VERDICTS = ("good", "bad")
 MAX_REQUEST_ID_CHARS = 256
 MAX_COMMENT_CHARS = 4000
+# What parse_feedback accepts, for /openapi.json (tests/unit/test_feedback.py holds the two equal).
+BODY_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["request_id", "verdict"],
+    "properties": {
+        "request_id": {"type": "string", "minLength": 1, "maxLength": MAX_REQUEST_ID_CHARS, "pattern": r"\S",
+                       "description": "The X-Request-ID of the answer"},
+        "verdict": {"enum": list(VERDICTS)},
+        "comment": {"type": ["string", "null"], "maxLength": MAX_COMMENT_CHARS},
+    },
+}
+ACCEPTED_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["id", "object", "request_id", "verdict", "created", "status"],
+    "properties": {"id": {"type": "string"}, "object": {"const": "feedback"}, "request_id": {"type": "string"},
+                   "verdict": {"enum": list(VERDICTS)}, "created": {"type": "integer"},
+                   "status": {"const": "accepted"}},
+}
 
 
 @dataclass(frozen=True)

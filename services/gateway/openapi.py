@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.gateway import feedback as feedback_api
 from services.gateway.chat import served_models
 from services.gateway.protocol import request_schema
 from services.gateway.state import CONFIG
@@ -87,12 +88,31 @@ def openapi_document(config: Config) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {"200": answer, **{code: {**error, "description": text} for code, text in ERROR_STATUSES.items()}},
     }
+    feedback = {
+        "operationId": "createFeedback",
+        "summary": "A client's verdict on an answer it got: stored with the request's ledger record, counted by the "
+                   "audit",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": feedback_api.BODY_SCHEMA}}},
+        "responses": {"202": {"description": "Queued for the ledger",
+                              "content": {"application/json": {"schema": feedback_api.ACCEPTED_SCHEMA}}},
+                      **{code: {**error, "description": ERROR_STATUSES[code]} for code in ("400", "401", "503")}},
+    }
+    audit = {
+        "operationId": "getAudit",
+        "summary": "The closed-loop audit's recent verdicts and disagreement rates (a client key: its own tenant's)",
+        "parameters": [{"name": "limit", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 0}}],
+        "responses": {"200": {"description": "Rates over the last audit.window audits and the latest verdicts",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      **{code: {**error, "description": ERROR_STATUSES[code]} for code in ("400", "401", "503")}},
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "draftgate", "version": __version__,
                  "description": "An OpenAI-compatible gateway: OpenAI's chat completions request, validated as "
                                 "OpenAI does; unknown fields pass through to the upstream."},
-        "paths": {"/v1/chat/completions": {"post": operation}},
+        "paths": {"/v1/chat/completions": {"post": operation}, "/v1/feedback": {"post": feedback},
+                  "/v1/system/audit": {"get": audit}},
         "components": {"schemas": components},
     }
 
