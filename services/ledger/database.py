@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, make_url
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.ledger import schema
@@ -27,8 +27,20 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Held during a PostgreSQL migration, so ledger replicas starting together migrate one at a time.
 MIGRATION_LOCK_ID = 0x6C656467  # "ledg"
 
-# A row the database refuses for what it holds (not for being unreachable): written alone, then dropped.
-ROW_ERRORS = (DataError, IntegrityError)
+# SQLSTATE classes of a refusal for what a row holds: data exception, integrity constraint violation.
+CONTENT_SQLSTATE_CLASSES = ("22", "23")
+
+
+def refused_for_content(exc: BaseException) -> bool:
+    """The database refused a row for what it holds, not for being unreachable: such a row is written
+    alone, then dropped. asyncpg's refusals reach SQLAlchemy as a plain DBAPIError, so the SQLSTATE decides."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in CONTENT_SQLSTATE_CLASSES
 
 
 def create_engine(url: str) -> AsyncEngine:

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.ledger import database
@@ -106,7 +107,9 @@ class Writer:
         refused = 0
         try:
             await self._write(rows)
-        except database.ROW_ERRORS as exc:
+        except DBAPIError as exc:
+            if not database.refused_for_content(exc):
+                raise  # the database is unreachable or failing: hold the batch and retry it
             log.warning("the database refused a batch; writing its rows one by one", table=self.sink.table,
                         error=repr(exc))
             refused = await self._write_alone(rows)
@@ -137,7 +140,9 @@ class Writer:
         for row in rows:
             try:
                 await self._write([row])
-            except database.ROW_ERRORS as exc:
+            except DBAPIError as exc:
+                if not database.refused_for_content(exc):
+                    raise
                 log.warning("dropping a row the database refuses", table=self.sink.table, error=repr(exc))
                 refused += 1
         return refused

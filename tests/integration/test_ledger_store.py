@@ -255,3 +255,28 @@ def test_export_refuses_a_time_it_cannot_read(tmp_path: Path) -> None:
     bad = run_export(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}", "--format", "csv", "--from", "last tuesday")
     assert bad.returncode != 0 and b"`from` must be" in bad.stderr
     assert not (tmp_path / "ledger.db").exists()  # refused before touching the database
+
+
+async def test_a_row_refused_for_its_content_is_told_from_an_unreachable_database(
+        engine: AsyncEngine, database_url: str, tmp_path: Path) -> None:
+    """The writer drops the first kind (written alone, counted) and holds its batch for the second."""
+    good = record_row(record(0, at=T0))
+    # Past the row checks on purpose: a value each database refuses (SQLite: NOT NULL; PostgreSQL: NUL in text).
+    bad = {**good, "request_id": "bad", "status": None} if engine.dialect.name == "sqlite" else \
+        {**good, "request_id": "bad", "tenant": "a\x00b"}
+    with pytest.raises(sa.exc.DBAPIError) as refused:
+        async with engine.begin() as conn:
+            await database.insert_records(conn, [good, bad])
+    assert database.refused_for_content(refused.value)
+    assert await request_ids(engine) == []  # the batch's transaction rolled back whole
+
+    # PostgreSQL on a port nothing listens on; SQLite "opening" a directory.
+    unreachable = database.create_engine(database_url.replace(":5432/", ":1/") if ":5432/" in database_url
+                                         else f"sqlite+aiosqlite:///{tmp_path}")
+    try:
+        with pytest.raises((sa.exc.DBAPIError, OSError)) as down:
+            async with unreachable.begin() as conn:
+                await database.insert_records(conn, [good])
+        assert not database.refused_for_content(down.value)
+    finally:
+        await unreachable.dispose()
