@@ -19,7 +19,7 @@ from aiohttp import web
 from services.gateway import limits
 from services.gateway.auth import bearer_token
 from services.gateway.state import ACCESS, CONFIG, HTTP
-from services.ledger.params import Window, parse_window
+from services.ledger.params import Window, check_name, parse_window
 from shared.errors import PermissionDenied, Unavailable
 
 LEDGER_TIMEOUT_S = 10.0
@@ -59,7 +59,7 @@ async def system_analytics(request: web.Request) -> web.Response:
 async def template_stats(request: web.Request) -> web.Response:
     """GET /v1/prompts/{template_id}/stats?from&to&group_by&tenant"""
     window = parse_window(request.query)
-    path = f"/templates/{quote(request.match_info['template_id'], safe='')}/stats"
+    path = f"/templates/{quote(check_name(request.match_info['template_id'], 'template_id'), safe='')}/stats"
     return await to_ledger(request, path, scoped(window, await caller_scope(request)))
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import analytics
 from services.ledger.database import ping
-from services.ledger.params import Window, parse_window
+from services.ledger.params import Window, check_name, parse_window
 from services.ledger.state import ENGINE, LOOPS, REDIS, SCHEMA
 from shared import __version__
 from shared.errors import Unavailable
@@ -41,7 +41,7 @@ async def get_analytics(request: web.Request) -> web.Response:
 async def template_stats(request: web.Request) -> web.Response:
     """GET /templates/{template_id}/stats?from&to&group_by&tenant"""
     window = parse_window(request.query)
-    template_id = request.match_info["template_id"]
+    template_id = check_name(request.match_info["template_id"], "template_id")
     return await _query(request, lambda conn: analytics.analytics(conn, window, template_id))
 
 

@@ -61,7 +61,17 @@ def parse_window(query: Mapping[str, str], *, grouping: bool = True) -> Window:
     if group_by is not None and group_by not in GROUP_COLUMNS:
         raise InvalidRequest(f"`group_by` must be one of: {', '.join(GROUP_COLUMNS)}; got {group_by!r}.",
                              param="group_by", code="invalid_group_by")
-    return Window(start, end, group_by, query.get("tenant"))
+    tenant = query.get("tenant")
+    if tenant is not None:
+        check_name(tenant, "tenant")
+    return Window(start, end, group_by, tenant)
+
+
+def check_name(value: str, param: str) -> str:
+    """A tenant or template id as the ledger stores them: no NUL (PostgreSQL text cannot hold one)."""
+    if "\x00" in value:
+        raise InvalidRequest(f"`{param}` must not contain NUL characters.", param=param, code="invalid_value")
+    return value
 
 
 def parse_time(value: str, param: str) -> datetime:

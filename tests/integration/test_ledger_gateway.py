@@ -108,6 +108,12 @@ async def test_template_stats_are_scoped_the_same_way(client: TestClient) -> Non
     body = await alice.json()
     assert body["template_id"] == "faq" and body["totals"]["requests"] == 9
     assert (await totals(client, ADMIN, path="/v1/prompts/no-such-template/stats"))["requests"] == 0
+    assert (await totals(client, ADMIN, path="/v1/prompts/f%2Fa%20q/stats"))["requests"] == 0  # quoted on
+    status, body = await error(await client.get("/v1/prompts/f%00q/stats", headers=auth(ADMIN)))
+    assert (status, body["param"]) == (400, "template_id")
+    status, body = await error(await client.get("/v1/system/analytics", headers=auth(ADMIN),
+                                                params={"tenant": "a\x00b"}))
+    assert (status, body["param"]) == (400, "tenant")
 
 
 async def test_spend_is_for_admins(client: TestClient) -> None:

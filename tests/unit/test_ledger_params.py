@@ -33,6 +33,7 @@ def test_times_in_seconds_or_iso_8601_are_utc(text: str, expected: datetime) -> 
     ({"from": "2025-12-01", "to": "2025-12-01"}, "to"),
     ({"group_by": "week"}, "group_by"),
     ({"group_by": "KEY"}, "group_by"),
+    ({"tenant": "ac\x00me"}, "tenant"),
 ])
 def test_a_bad_value_is_a_400_naming_its_parameter(query: dict[str, str], param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
