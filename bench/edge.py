@@ -21,7 +21,9 @@ round, both in each round one right after the other; requests/s over the round, 
 waits until every record of it is in the ledger's database before it reads the CPU (the time waited is
 not in the throughput), and after every on round of either phase before off's turn comes. The
 throughput drop and the CPU added are taken round by round (on against off of the same round); their
-medians count.
+medians count. Each side's Redis commands per request (INFO commandstats over the round, by command,
+those a Lua script runs included: an EVALSHA is one round trip) show what each feature asks of Redis:
+a count the machine's load does not move.
 Checked, else the run is INVALID: on's answers carry the key's x-ratelimit-* headers and the session
 id; an unknown key gets 401; every request sent to on is a row in the ledger's database and off's Redis
 has no ledger stream; each draftgate made exactly one upstream call per request.
@@ -133,6 +135,7 @@ class Target:
     key: str | None = None  # Bearer: the virtual key (on), none (off)
     session_turns: int = 0  # 0: no session ids
     ledger_db: Path | None = None
+    redis_url: str = ""  # its own Redis server: the commands it ran are this draftgate's alone
 
     @property
     def endpoint(self) -> str:
@@ -177,7 +180,16 @@ def side_summary(cpu_rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"requests_per_s": median_by(cpu_rounds, "requests_per_s")["requests_per_s"],
             "requests_per_s_by_round": [r["requests_per_s"] for r in cpu_rounds],
             "cpu_ms": report.median_round(cpu_rounds)["cpu_ms"],
-            "cpu_ms_total_by_round": [r["cpu_ms"]["total"] for r in cpu_rounds]}
+            "cpu_ms_total_by_round": [r["cpu_ms"]["total"] for r in cpu_rounds],
+            "redis_commands_per_request": median_by_total(cpu_rounds, "redis_commands_per_request")}
+
+
+def median_by_total(rounds: Sequence[Mapping[str, Any]], key: str) -> Mapping[str, float]:
+    """The median round's `key` figures, by their `total` (rounds without it: none)."""
+    having = [r for r in rounds if key in r]
+    if not having:
+        return {}
+    return sorted(having, key=lambda r: r[key]["total"])[(len(having) - 1) // 2][key]
 
 
 def paired(on_rounds: Sequence[Mapping[str, Any]], off_rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -209,6 +221,25 @@ def verdict(found: Sequence[report.Check]) -> str:
     if not all(c.passed for c in found if c.name.startswith("valid_")):
         return "INVALID"
     return "PASS" if all(c.passed for c in found) else "FAIL"
+
+
+def commands_per_request(before: Mapping[str, int], after: Mapping[str, int], requests: int) -> dict[str, float]:
+    """Redis commands per request by command (from two INFO commandstats readings), and their `total`:
+    a figure the machine's load does not move, where each command is a round trip somebody waits for."""
+    grown = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    found = {name: round(count / requests, 3) for name, count in sorted(grown.items()) if count > 0}
+    return {**found, "total": round(sum(grown.values()) / requests, 3)}
+
+
+def redis_commands(redis_url: str) -> dict[str, int]:
+    """Calls so far per command (INFO commandstats), the INFO itself left out."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()
+            if name not in ("cmdstat_info",)}
 
 
 def one_call(counts_before: Mapping[str, int], counts_after: Mapping[str, int], requests: int) -> tuple[bool, str]:
@@ -345,6 +376,7 @@ async def latency_phase(session: aiohttp.ClientSession, targets: Sequence[Target
 
 async def cpu_round(session: aiohttp.ClientSession, target: Target, tally: Tally, clients: int,
                     requests: int) -> dict[str, Any]:
+    commands_before = redis_commands(target.redis_url)
     before = target.cpu_s()
     elapsed = await closed_loop(session, target, clients, requests)
     tally.sent[target.name] += requests
@@ -354,8 +386,10 @@ async def cpu_round(session: aiohttp.ClientSession, target: Target, tally: Tally
         await ledger_caught_up(target.ledger_db, tally.ledger_rows_expected())
         waited = time.monotonic() - started
     after = target.cpu_s()
+    commands = commands_per_request(commands_before, redis_commands(target.redis_url), requests)
     return {"requests": requests, "requests_per_s": round(requests / elapsed, 1),
-            "cpu_ms": report.cpu_ms_per_request(before, after, requests), "ledger_wait_s": round(waited, 3)}
+            "cpu_ms": report.cpu_ms_per_request(before, after, requests), "ledger_wait_s": round(waited, 3),
+            "redis_commands_per_request": commands}
 
 
 async def cpu_phase(session: aiohttp.ClientSession, targets: Sequence[Target], tally: Tally, rounds: int,
@@ -442,8 +476,8 @@ def systems(args: argparse.Namespace, workdir: Path, commit: str) -> Iterator[Sy
                                             settings(OFF)))
         key = uvloop.run(create_key(on.url, admin_key)) if "keys" in features else None
         turns = args.session_turns if "sessions" in features else 0
-        targets = [Target(OFF, off.url, off), Target(ON, on.url, on, key=key, session_turns=turns,
-                                                      ledger_db=database)]
+        targets = [Target(OFF, off.url, off, redis_url=off_redis),
+                   Target(ON, on.url, on, key=key, session_turns=turns, ledger_db=database, redis_url=on_redis)]
         yield Systems(targets, upstream_url.removesuffix("/v1"), {ON: on_redis, OFF: off_redis})
 
 
@@ -529,7 +563,9 @@ def summary(result: Mapping[str, Any]) -> str:
             f"{sides[ON]['requests_per_s']} against {sides[OFF]['requests_per_s']} requests/s "
             f"({result['throughput_drop']:.1%} lower, target <= {THROUGHPUT_DROP_MAX:.0%}); CPU "
             f"{sides[ON]['cpu_ms']['total']} against {sides[OFF]['cpu_ms']['total']} ms per request "
-            f"(+{result['cpu_ms_added']}, the ledger service {sides[ON]['cpu_ms'].get('ledger', 0)})")
+            f"(+{result['cpu_ms_added']}, the ledger service {sides[ON]['cpu_ms'].get('ledger', 0)}); Redis commands "
+            f"{sides[ON].get('redis_commands_per_request', {}).get('total')} against "
+            f"{sides[OFF].get('redis_commands_per_request', {}).get('total')} per request")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

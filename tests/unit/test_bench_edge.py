@@ -114,6 +114,17 @@ def test_throughput_and_cpu_are_compared_round_by_round():
         edge.paired(on, off[:2])
 
 
+def test_redis_commands_per_request_by_command_and_in_all():
+    before = {"evalsha": 100, "xadd": 10, "get": 5}
+    after = {"evalsha": 300, "xadd": 12, "get": 5, "xreadgroup": 50}
+    assert edge.commands_per_request(before, after, 100) == {"evalsha": 2.0, "xadd": 0.02, "xreadgroup": 0.5,
+                                                             "total": 2.52}
+    rounds = [{"redis_commands_per_request": {"total": 3.0}}, {"redis_commands_per_request": {"total": 2.0}},
+              {"redis_commands_per_request": {"total": 9.0}}]
+    assert edge.median_by_total(rounds, "redis_commands_per_request") == {"total": 3.0}
+    assert edge.median_by_total([{}], "redis_commands_per_request") == {}
+
+
 def figures(added_p50: float, on_rps: float, valid: bool = True) -> list[Any]:
     validity = {"ledger_rows": (valid, "rows"), "rate_limit_headers": (True, "headers")}
     pairs = {"throughput_drop": edge.throughput_drop(on_rps, 1000.0)}
