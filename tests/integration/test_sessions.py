@@ -162,3 +162,15 @@ def test_the_oldest_turns_go_first_when_the_history_outgrows_its_cap(small_stack
     key = session_key(key_hash(KEYS[0]), key_hash(KEYS[0]), "capped")
     assert stored.llen(key) == 2  # what no request could use any more is trimmed from Redis
     assert 0 < stored.ttl(key) <= 120
+
+
+def test_a_turn_that_failed_is_not_kept(stack: Stack, fake: FakeUpstream) -> None:
+    fake.script("broken", confident("never shown", status=500))
+    api = client(stack)
+    ask(api, "first turn", "with-a-failure")
+    with pytest.raises(openai.APIStatusError) as caught:
+        ask(api, "broken turn", "with-a-failure")
+    assert caught.value.status_code >= 500
+    ask(api, "second turn", "with-a-failure")
+    assert upstream_call(fake, "second turn").body["messages"] == [user("first turn"), assistant(ANSWERS["first"]),
+                                                                   user("second turn")]
