@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
-from shared.keys import FEEDBACK_STREAM
+from shared.keys import FEEDBACK_STREAM, LEDGER_GROUP, LEDGER_STREAM
 from shared.messages import Feedback, LedgerRecord
 from tests.integration.ledger_support import (
     PG_HOST,
@@ -151,6 +152,33 @@ def test_the_service_starts_without_its_database_and_says_so(redis_url: str, tmp
             publish(redis_url, *(record(i, at=NOW) for i in range(5)))
             proxy.restore()
             wait_for(requests_counted(ledger, 5), timeout_s=60, what="records written once the database is up")
+        finally:
+            ledger.stop()
+            proxy.cut()
+
+
+def test_a_ledger_stopped_holding_a_batch_hands_it_back(redis_url: str, tmp_path: Path) -> None:
+    """SIGTERM while the database is away: the held entries are marked for any live ledger to take at once."""
+    with pg_database() as name:
+        proxy = TcpProxy((PG_HOST, PG_PORT)).restore()
+        ledger = start_ledger(redis_url, pg_url(name, proxy.port), tmp_path,
+                              DRAFTGATE_BUS_RECLAIM_IDLE_MS="600000")  # a silent consumer's entries: 10 minutes
+        try:
+            wait_for(lambda: ready(ledger)[0] == 200, what="the ledger ready")
+            proxy.cut()
+            publish(redis_url, *(record(i, at=NOW) for i in range(10)))
+            held = wait_for(lambda: pending(redis_url), what="a batch read and held")
+            assert ledger.stop() == 0
+            entries = redis.Redis.from_url(redis_url).xpending_range(LEDGER_STREAM, LEDGER_GROUP, "-", "+", 100)
+            assert len(entries) == held
+            assert all(entry["time_since_delivered"] > 600_000 for entry in entries)  # handed back, not abandoned
+            proxy.restore()
+            successor = start_ledger(redis_url, pg_url(name, proxy.port), tmp_path,
+                                     DRAFTGATE_BUS_RECLAIM_IDLE_MS="600000")
+            try:
+                wait_for(requests_counted(successor, 10), what="the successor to write all 10 at once")
+            finally:
+                successor.stop()
         finally:
             ledger.stop()
             proxy.cut()
