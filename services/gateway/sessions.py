@@ -124,6 +124,7 @@ class Session:
     history: list[Turn]
     own: list[dict[str, Any]]  # this request's messages after its preamble: stored with the answer
     answer: list[str] = field(default_factory=list)  # streams: the answer's text as relayed
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # streams: its tool calls, by index
 
     def compose(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The upstream's messages: the request's preamble, the history, the request's own messages."""
@@ -135,13 +136,31 @@ class Session:
         """A streamed chunk on its way to the client: mark it with the session, keep its text."""
         chunk[FIELD] = self.id
         for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) == 0:
-                text = (choice.get("delta") or {}).get("content")
-                if isinstance(text, str):
-                    self.answer.append(text)
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if isinstance(text, str):
+                self.answer.append(text)
+            for call in delta.get("tool_calls") or ():
+                self._tool_call(call)
+
+    def _tool_call(self, piece: dict[str, Any]) -> None:
+        """A streamed tool call comes in pieces: its id and name first, its arguments in parts."""
+        call = self.tool_calls.setdefault(piece.get("index", 0), {"id": "", "type": "function",
+                                                                  "function": {"name": "", "arguments": ""}})
+        call["id"] = piece.get("id") or call["id"]
+        function = piece.get("function") or {}
+        call["function"]["name"] += function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""
 
     def streamed_answer(self) -> dict[str, Any]:
-        return {"role": "assistant", "content": "".join(self.answer)}
+        """The relayed answer as an assistant message: its text, and its tool calls if it made any."""
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.answer)}
+        if self.tool_calls:
+            message["tool_calls"] = [self.tool_calls[index] for index in sorted(self.tool_calls)]
+            message["content"] = message["content"] or None
+        return message
 
     def turn(self, answer: dict[str, Any]) -> Turn:
         messages = [*self.own, answer]

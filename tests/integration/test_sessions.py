@@ -14,7 +14,7 @@ import redis
 
 from services.gateway.auth import key_hash
 from services.gateway.sessions import session_key
-from tests.fakes.scripts import confident
+from tests.fakes.scripts import ToolCall, confident
 from tests.fakes.upstream import FakeUpstream, Seen
 from tests.integration.stack import Stack, start_stack
 
@@ -174,3 +174,24 @@ def test_a_turn_that_failed_is_not_kept(stack: Stack, fake: FakeUpstream) -> Non
     ask(api, "second turn", "with-a-failure")
     assert upstream_call(fake, "second turn").body["messages"] == [user("first turn"), assistant(ANSWERS["first"]),
                                                                    user("second turn")]
+
+
+def test_a_streamed_tool_call_is_kept_so_its_result_can_follow(stack: Stack, fake: FakeUpstream) -> None:
+    weather = ToolCall("get_weather", {"city": "Paris", "unit": "celsius"}, id="call_w1")
+    fake.script("weather", confident("", tool_calls=(weather,)))
+    api = client(stack)
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    with api.chat.completions.with_streaming_response.create(
+            model="heavyweight", messages=[user("weather in Paris?")], tools=tools, stream=True,
+            extra_body={"session_id": "tools"}) as response:
+        list(response.parse())
+    result = {"role": "tool", "tool_call_id": "call_w1", "content": "18 C"}
+    api.chat.completions.create(model="heavyweight", messages=[result], tools=tools,  # type: ignore[list-item]
+                                extra_body={"session_id": "tools"})
+    seen = fake.wait_for(lambda s: any(x.body["messages"][-1] == result for x in s))
+    (call,) = [x for x in seen if x.body["messages"][-1] == result]
+    assert call.body["messages"] == [
+        user("weather in Paris?"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_w1", "type": "function", "function": {"name": "get_weather", "arguments": weather.json}}]},
+        result]

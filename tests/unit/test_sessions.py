@@ -95,6 +95,21 @@ def test_streamed_chunks_are_marked_and_their_text_collected() -> None:
     assert session.streamed_answer() == msg("assistant", "Hello")
 
 
+def test_a_streamed_tool_call_is_put_back_together() -> None:
+    session = Session("s", "k", [], [])
+    pieces = [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+              {"index": 0, "function": {"arguments": '{"city": '}}, {"index": 0, "function": {"arguments": '"Paris"}'}},
+              {"index": 1, "id": "call_2", "type": "function", "function": {"name": "now", "arguments": "{}"}}]
+    for piece in pieces:
+        session.collect({"choices": [{"index": 0, "delta": {"tool_calls": [piece]}}]})
+    answer = session.streamed_answer()
+    assert answer == {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "now", "arguments": "{}"}}]}
+    # what is stored passes the gateway's own validation as history
+    ChatCompletionRequest.model_validate({"messages": [msg("user", "q"), answer]})
+
+
 def test_a_plain_answer_s_message_is_kept_as_a_request_would_carry_it() -> None:
     completion = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi", "refusal": None,
                                                        "annotations": []}}]}
