@@ -1,6 +1,7 @@
 """`calibrate fit --from-audit` against a real Redis: audited drafts published on the audit's labelled stream
-as the auditor publishes them (msgpack AuditLabel under the message field) are read back page by page, a
-broken entry is skipped and counted, and the step run as a process refits, exports and writes the config."""
+as the auditor publishes them (msgpack AuditLabel under the message field; for the refit, labels made by the
+auditor's own code, services/router/audit/verdicts.py) are read back page by page, a broken entry is skipped
+and counted, and the step run as a process refits, exports and writes the config."""
 
 from __future__ import annotations
 
@@ -13,16 +14,31 @@ import pytest
 import redis
 
 from services.router import calibrate
+from services.router.audit import verdicts
 from services.router.calibration import audit_source
 from services.router.risk import load_policy, risk
 from shared.config import load_config
 from shared.keys import AUDIT_LABELLED_STREAM, MESSAGE_FIELD
-from shared.messages import AuditLabel, encode
+from shared.messages import AuditLabel, AuditSample, encode
 from tests.unit.test_calibration_audit import code_prompt, confidently_wrong_on_code, plain_prompt
 from tests.unit.test_calibration_fit import trace_tokens, write_dataset
 
 pytestmark = pytest.mark.redis_flavours
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def as_the_auditor_labels(labels: list[AuditLabel]) -> list[AuditLabel]:
+    """The same drafts and verdicts, labelled by the auditor's own code from the sample the router queues."""
+    out = []
+    for lab in labels:
+        sample = AuditSample(request_id=lab.request_id, body={"messages": lab.messages, "max_tokens": 32},
+                             text=lab.trace["text"], tokens=lab.trace["tokens"], top_k=lab.trace["top_k"],
+                             model=lab.trace["model"], tenant=lab.tenant, finish_reason="stop")
+        audit = verdicts.Audit(verdict=lab.verdict, method=verdicts.SIMILARITY, similarity=lab.similarity,
+                               heavy_text="the answer", heavy_usage={"prompt_tokens": 12, "completion_tokens": 8},
+                               heavy_model="fake-heavy", detail="cosine")
+        out.append(verdicts.label(sample, audit, now=1.0))
+    return out
 
 
 def publish(url: str, labels: list[AuditLabel], broken: int = 0) -> None:
@@ -51,7 +67,7 @@ def test_fit_from_audit_on_the_redis_stream_refits_exports_and_writes_the_config
     running = tmp_path / "running.json"
     assert calibrate.main(["fit", "--traces", str(traces), "--grades", str(grades), "--prompts", str(prompts),
                            "--out", str(running), "--no-embedding", "--quiet", "--max-escalation", "0.4"]) == 0
-    publish(redis_url, confidently_wrong_on_code(40), broken=1)
+    publish(redis_url, as_the_auditor_labels(confidently_wrong_on_code(40)), broken=1)
     config = tmp_path / "config.yaml"
     config.write_text((ROOT / "config.yaml").read_text())
     out, export, comparison = tmp_path / "new.json", tmp_path / "audit.jsonl", tmp_path / "comparison.json"
