@@ -47,15 +47,16 @@ The policy is written as JSON (no pickles) to --out; set routing.policy: learned
 to it (or run `report --write-config`). The shipped policy for the local SmolLM2 is {SHIPPED}.
 Exit status 1 when --min-accuracy cannot be met (nothing is written then).
 
---from-audit refits the running policy (routing.risk_model, or --policy) on the audited production drafts
-(the audit's Redis stream {AUDIT_LABELLED_STREAM} at the config's redis.url, or --audit-file, a JSONL export
-that --export-audit writes) with the graded drafts above (--traces, --grades: by default their train split)
-as a prior: the same model form, its weights learned again on both, each audited draft weighing
---audit-weight against one shipped draft. It prints how the new policy compares with the running one on the
-audited drafts (AUROC, escalation and wrong drafts caught at each one's threshold and at 30%, with bootstrap
-95% intervals; the new policy's risks out-of-fold) and writes nothing unless --write-config CONFIG is given:
-then the policy goes to --out ({AUDIT_OUT} by default) and CONFIG's routing.policy and routing.risk_model
-point at it. Nothing changes routing without that flag.
+--from-audit fits a new policy on the audited production drafts (the audit's Redis stream
+{AUDIT_LABELLED_STREAM} at the config's redis.url, or --audit-file, a JSONL export that --export-audit
+writes) with the graded drafts above (--traces, --grades: by default their train split) as a prior: the same
+search and threshold rule as above, on both at once, each audited draft weighing --audit-weight against one
+prior draft, folds by template family or by the audited prompt's text. It prints how the new policy
+compares with the running one (routing.risk_model, or --policy) on the audited drafts (AUROC, escalation and
+wrong drafts caught at each one's threshold and at 30%, with bootstrap 95% intervals; the new policy's risks
+out-of-fold) and writes nothing unless --write-config CONFIG is given: then the policy goes to --out
+({AUDIT_OUT} by default) and CONFIG's routing.policy and routing.risk_model point at it. Nothing changes
+routing without that flag.
 """
 
 
@@ -86,8 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     audit = parser.add_argument_group("refit from the audit (--from-audit)")
     audit.add_argument("--from-audit", action="store_true",
-                       help="refit the running policy on the audited production drafts, with the drafts above "
-                            "as a prior, and compare the two")
+                       help="fit a policy on the audited production drafts, with the drafts above as a prior, "
+                            "and compare it with the running one")
     audit.add_argument("--audit-file", type=Path, default=None,
                        help="read the audited drafts from this JSONL export (default: the audit's Redis stream)")
     audit.add_argument("--redis-url", default=None,
