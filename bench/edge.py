@@ -136,6 +136,7 @@ class Target:
     session_turns: int = 0  # 0: no session ids
     ledger_db: Path | None = None
     redis_url: str = ""  # its own Redis server: the commands it ran are this draftgate's alone
+    ledger_unconsumed: bool = False  # --no-ledger-service: records emitted, nobody consuming them
 
     @property
     def endpoint(self) -> str:
@@ -345,6 +346,16 @@ async def ledger_caught_up(database: Path, expected: int, timeout_s: float = LED
     return rows
 
 
+async def stream_caught_up(redis_url: str, expected: int, timeout_s: float = LEDGER_WAIT_S) -> int:
+    """Wait until the ledger stream holds `expected` records (or the deadline); returns its length."""
+    deadline = time.monotonic() + timeout_s
+    length = ledger_stream_length(redis_url)
+    while length < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        length = ledger_stream_length(redis_url)
+    return length
+
+
 async def upstream_counts(session: aiohttp.ClientSession, origin: str) -> dict[str, int]:
     async with session.get(f"{origin}/counts") as response:
         return await response.json()
@@ -434,6 +445,10 @@ async def measure(running: Systems, args: argparse.Namespace) -> dict[str, Any]:
         rows = await ledger_caught_up(on.ledger_db, expected)
         validity["ledger_rows"] = (rows == expected, f"{rows} rows in the ledger for {expected} requests "
                                                      f"({tally.refused} of them refused)")
+    if on.ledger_unconsumed:  # every record on the stream, waiting
+        expected = tally.ledger_rows_expected()
+        emitted = await stream_caught_up(running.redis_urls[ON], expected)
+        validity["ledger_emitted"] = (emitted == expected, f"{emitted} records on the stream for {expected} requests")
     off_stream = ledger_stream_length(running.redis_urls[OFF])
     validity["ledger_off"] = (off_stream == 0, f"off's Redis holds {off_stream} ledger records")
     validity["one_upstream_call"] = one_call(counts_before, counts_after, sum(tally.sent.values()))
@@ -457,7 +472,7 @@ def systems(args: argparse.Namespace, workdir: Path, commit: str) -> Iterator[Sy
     tree = export_tree(commit, workdir / "tree")
     admin_key = secrets.token_hex(16)
     features = args.features
-    database = workdir / "ledger.db" if "ledger" in features else None
+    database = workdir / "ledger.db" if "ledger" in features and not args.no_ledger_service else None
     with redis_server(workdir) as on_redis, redis_server(workdir) as off_redis, \
             fake_upstream(module="bench.peers_upstream") as upstream_url, contextlib.ExitStack() as stack:
         (workdir / ON).mkdir()
@@ -477,7 +492,8 @@ def systems(args: argparse.Namespace, workdir: Path, commit: str) -> Iterator[Sy
         key = uvloop.run(create_key(on.url, admin_key)) if "keys" in features else None
         turns = args.session_turns if "sessions" in features else 0
         targets = [Target(OFF, off.url, off, redis_url=off_redis),
-                   Target(ON, on.url, on, key=key, session_turns=turns, ledger_db=database, redis_url=on_redis)]
+                   Target(ON, on.url, on, key=key, session_turns=turns, ledger_db=database, redis_url=on_redis,
+                          ledger_unconsumed="ledger" in features and args.no_ledger_service)]
         yield Systems(targets, upstream_url.removesuffix("/v1"), {ON: on_redis, OFF: off_redis})
 
 
@@ -494,7 +510,8 @@ def document(args: argparse.Namespace, commit: str, measured: Mapping[str, Any],
                       "on": {"features": list(args.features), **settings(ON, "<admin key>", args.features),
                              **({"key": KEY_LIMITS} if "keys" in args.features else {}),
                              **({"session_turns": args.session_turns} if "sessions" in args.features else {}),
-                             **({"ledger": "python -m services.ledger, SQLite in the run's directory"}
+                             **({"ledger": "records emitted, no ledger service" if args.no_ledger_service
+                                 else "python -m services.ledger, SQLite in the run's directory"}
                                 if "ledger" in args.features else {})},
                       "off": settings(OFF)},
         "load": {"answer_tokens": ANSWER_TOKENS, "messages": MESSAGES, "latency_rounds": args.rounds,
@@ -528,6 +545,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--features", default=",".join(FEATURES),
                         help=f"what the on side turns on, some of {','.join(FEATURES)} (default all; one at a time "
                              "shows what each costs); results of a partial run go to edge-<features>.json")
+    parser.add_argument("--no-ledger-service", action="store_true",
+                        help="the gateway emits ledger records but no ledger service consumes them: what the "
+                             "ledger service costs the others on a shared machine, by difference")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few requests, figures not to be kept")
     args = parser.parse_args(argv)
     if args.session_turns < 1:
@@ -541,19 +561,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def result_name(features: Sequence[str]) -> str:
-    """edge for every feature on; edge-keys, edge-ledger-sessions... for a partial run."""
-    return NAME if set(features) == set(FEATURES) else "-".join([NAME, *sorted(features)])
+def result_name(features: Sequence[str], no_ledger_service: bool = False) -> str:
+    """edge for every feature on; edge-keys, edge-ledger-sessions... for a partial run; -no-ledger-service
+    when nothing consumed the records."""
+    name = NAME if set(features) == set(FEATURES) else "-".join([NAME, *sorted(features)])
+    return f"{name}-no-ledger-service" if no_ledger_service and "ledger" in features else name
 
 
-def save(result: dict[str, Any], features: Sequence[str], quick: bool) -> Path:
-    """bench/results/<result_name>.json; a --quick run's figures go to an ignored .tmp file instead."""
+def save(result: dict[str, Any], name: str, quick: bool) -> Path:
+    """bench/results/<name>.json; a --quick run's figures go to an ignored .tmp file instead."""
     if quick:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        path = RESULTS_DIR / f"{result_name(features)}-quick.json.tmp"
+        path = RESULTS_DIR / f"{name}-quick.json.tmp"
         path.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
         return path
-    return write_result(result_name(features), result)
+    return write_result(name, result)
 
 
 def summary(result: Mapping[str, Any]) -> str:
@@ -581,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise
     shutil.rmtree(workdir)
     result = document(args, commit, measured, load_before)
-    path = save(result, args.features, args.quick)
+    path = save(result, result_name(args.features, args.no_ledger_service), args.quick)
     print(f"{summary(result)} -> {path}", flush=True)
     failed = [f"{name}: {check['detail']}" for name, check in result["checks"].items() if not check["passed"]]
     if failed:

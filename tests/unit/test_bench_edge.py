@@ -41,6 +41,8 @@ def test_one_feature_at_a_time():
             edge.parse_features(bad)
     assert edge.result_name(edge.FEATURES) == "edge"
     assert edge.result_name(("sessions", "keys")) == "edge-keys-sessions"
+    assert edge.result_name(("ledger",), no_ledger_service=True) == "edge-ledger-no-ledger-service"
+    assert edge.result_name(("keys",), no_ledger_service=True) == "edge-keys"
     assert edge.parse_args(["--features", "ledger"]).features == ("ledger",)
     with pytest.raises(SystemExit):
         edge.parse_args(["--features", "cache"])
