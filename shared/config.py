@@ -265,6 +265,10 @@ class LedgerConfig:
     stream_maxlen: int = 1_000_000  # records waiting for the ledger service (database down) before the oldest go
     batch: int = 500  # records written per transaction at most
     gateway_buffer: int = 100_000  # records a gateway holds while Redis is unreachable; beyond it they are dropped
+    # A writer that found fewer than `batch` records lets more gather this long before its next batch (the
+    # gateway's buffer into the stream, the ledger service's reads into SQL): one wake-up and one round trip
+    # or transaction per interval instead of per record at low rates. 0: every record at once.
+    linger_ms: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -567,6 +571,7 @@ def _validate(config: Config) -> None:
          "must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL"),
         ("ledger.stream_maxlen", config.ledger.stream_maxlen >= 1000, "must be >= 1000"),
         ("ledger.batch", config.ledger.batch >= 1, "must be >= 1"),
+        ("ledger.linger_ms", 0 <= config.ledger.linger_ms <= 5000, "must be between 0 and 5000"),
         ("ledger.gateway_buffer", config.ledger.gateway_buffer >= 1, "must be >= 1"),
         ("audit.sample_rate", 0 <= config.audit.sample_rate <= 1, "must be between 0 and 1"),
         ("audit.max_cost_usd_per_day", config.audit.max_cost_usd_per_day >= 0, "must be >= 0"),

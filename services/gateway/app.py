@@ -118,7 +118,8 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     out = app[LEDGER_OUT] = LedgerOut(app[REDIS], app[METRICS].ledger_records, maxlen=config.stream_maxlen,
-                                      batch=config.batch, bound=config.gateway_buffer)
+                                      batch=config.batch, bound=config.gateway_buffer,
+                                      linger_s=config.linger_ms / 1000)
     app[LOOPS].start(LEDGER_LOOP, out.step, essential=False)
     yield
     await app[LOOPS].cancel(LEDGER_LOOP)

@@ -35,6 +35,7 @@ class LedgerOut:
     maxlen: int = 1_000_000  # the stream's approximate MAXLEN (ledger.stream_maxlen)
     batch: int = 500  # records per round trip at most
     bound: int = 100_000  # records held while Redis is unreachable; beyond it new ones are dropped
+    linger_s: float = 0.0  # fewer than `batch` buffered: let more gather this long first (ledger.linger_ms)
     buffer: deque[LedgerRecord] = field(default_factory=deque)  # encoded in the loop, not on the request path
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -56,6 +57,8 @@ class LedgerOut:
                     await self._ready.wait()
             except TimeoutError:
                 return
+        if self.linger_s and len(self.buffer) < self.batch:
+            await asyncio.sleep(self.linger_s)  # cancelled at shutdown: drain() writes what is buffered
         await self.flush_batch()
 
     async def flush_batch(self) -> int:

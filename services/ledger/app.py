@@ -51,7 +51,8 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     schema = app[SCHEMA] = Schema(engine)
     name = f"ledger-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     app[LOOPS] = loops = Loops()
-    members = [writer(redis, engine, schema, sink, name, config.bus, app[METRICS], config.ledger.batch)
+    members = [writer(redis, engine, schema, sink, name, config.bus, app[METRICS], config.ledger.batch,
+                      config.ledger.linger_ms / 1000)
                for sink in (RECORDS, FEEDBACK)]
     for loop, member in zip((RECORDS_LOOP, FEEDBACK_LOOP), members, strict=True):
         loops.start(loop, member.step)

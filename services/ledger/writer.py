@@ -78,6 +78,8 @@ class Writer:
     metrics: LedgerMetrics
     held: list[bus.Entry] = field(default_factory=list)  # read, not yet committed: retried first
     consumer: bus.Consumer | None = None
+    linger_s: float = 0.0  # a batch smaller than the consumer's: let more gather this long (ledger.linger_ms)
+    _read: int = 0  # entries the last read handed over
 
     async def step(self) -> None:
         """One turn of the supervised loop: the schema, then a held batch, else a read from the stream."""
@@ -86,7 +88,11 @@ class Writer:
             await self.flush()
             return
         assert self.consumer is not None
+        self._read = 0
         await self.consumer.step()
+        if self.linger_s and 0 < self._read < self.consumer.batch:
+            # The entries wait in the stream, durable; one transaction per interval instead of per record.
+            await asyncio.sleep(self.linger_s)
 
     async def hand_back(self) -> None:
         """At shutdown: entries read but not committed go back to the group for any live writer."""
@@ -99,6 +105,7 @@ class Writer:
         return self.consumer.name
 
     async def handle(self, entries: list[bus.Entry], reclaimed: bool) -> None:
+        self._read += len(entries)
         self.held.extend(entries)
         await self.flush()
 
@@ -149,9 +156,9 @@ class Writer:
 
 
 def writer(redis: Redis, engine: AsyncEngine, schema: Schema, sink: Sink, name: str, config: BusConfig,
-           metrics: LedgerMetrics, batch: int) -> Writer:
+           metrics: LedgerMetrics, batch: int, linger_s: float = 0.0) -> Writer:
     """A member of the ledger writers' group on the sink's stream, writing what it reads."""
-    member = Writer(redis, engine, schema, sink, metrics)
+    member = Writer(redis, engine, schema, sink, metrics, linger_s=linger_s)
     member.consumer = bus.Consumer(redis, sink.stream, LEDGER_GROUP, name, member.handle,
                                    reclaim_idle_ms=config.reclaim_idle_ms,
                                    reclaim_interval_s=config.reclaim_interval_ms / 1000,
