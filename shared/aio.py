@@ -14,3 +14,11 @@ def being_cancelled() -> bool:
     """
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+async def stop(task: asyncio.Task[object], timeout_s: float) -> bool:
+    """Cancel a background task and wait for it at most timeout_s; False if it is still running
+    (a task that absorbed its cancellation must not hold a shutdown up for ever)."""
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=timeout_s)
+    return bool(done)

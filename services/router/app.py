@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import aiohttp
 import structlog
@@ -29,6 +30,7 @@ from services.router.upstreams.pool import Pool
 from services.router.upstreams.ratelimit import RateLimiter
 from services.router.upstreams.transport import create_session
 from services.router.worker import Worker
+from shared.aio import stop
 from shared.config import Config
 from shared.http import error_middleware
 from shared.metrics import add_metrics_route
@@ -115,13 +117,18 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
         log.info("router started", consumer=worker.consumer, drafter=f"{drafter.model} @ {config.drafter.base_url}",
                  heavyweight=f"{heavyweight.model} @ {config.heavyweight.base_url}")
         yield
-        await worker.shutdown(config.router.shutdown_grace_s)
+        # Each phase is logged with its duration, and the ones after the answers' grace period are
+        # bounded: a router told to stop exits, whatever one of its tasks does.
+        with shutdown_phase("worker"):
+            await worker.shutdown(config.router.shutdown_grace_s)
         if bounds:
-            leasing.cancel()
-            await asyncio.gather(leasing, return_exceptions=True)
-        await auditor.shutdown()
-        publishing.cancel()
-        await asyncio.gather(publishing, return_exceptions=True)
+            with shutdown_phase("leases"):
+                await stop(leasing, SHUTDOWN_STEP_S)
+        with shutdown_phase("auditor"), contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_STEP_S):
+                await auditor.shutdown()
+        with shutdown_phase("status"):
+            await stop(publishing, SHUTDOWN_STEP_S)
         registry.unregister(breakers)
 
     app.cleanup_ctx.extend([redis_ctx, risk_ctx, session_ctx, worker_ctx])
@@ -162,6 +169,18 @@ async def ready(request: web.Request) -> web.Response:
     # The audit's loops are shown but never make a router unready: answering comes first.
     return web.json_response({"status": status, "loops": worker.loops.report(),
                               "audit_loops": request.app[AUDITOR].loops.report()}, status=200 if ok else 503)
+
+
+SHUTDOWN_STEP_S = 5.0  # the most any shutdown step after the worker's may take
+
+
+@contextlib.contextmanager
+def shutdown_phase(name: str) -> Iterator[None]:
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        log.info("shutdown step done", step=name, took_s=round(time.monotonic() - started, 3))
 
 
 def _consumer_name() -> str:

@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 
 from services.router.upstreams.errors import UpstreamError
 from services.router.upstreams.pool import REQUEST_DEADLINE
+from shared.aio import being_cancelled
 from shared.config import Config
 from shared.keys import queue_slots, queue_waiting
 
@@ -195,7 +196,7 @@ def cluster_bounds(config: Config) -> dict[str, Bound]:
 async def keep_leases(queue: ClusterQueue, every_s: float) -> None:
     """The router's leases and waits refreshed every `every_s` for as long as it runs (a Redis error
     is logged and the next turn tries again: the leases outlast a few missed turns)."""
-    while True:
+    while not being_cancelled():  # redis-py may absorb the cancel that lands mid-command (shared/aio.py)
         await asyncio.sleep(every_s)
         try:
             await queue.refresh()

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.router.upstreams.pool import Pool
+from shared.aio import being_cancelled
 from shared.keys import router_status
 
 log = structlog.get_logger(__name__)
@@ -35,7 +36,7 @@ async def publish(redis: Redis, consumer: str, pools: Sequence[Pool], every_s: f
     logged and tried again next time: the status is for operators, never worth stopping for."""
     key, ttl_ms = router_status(consumer), max(1, int(ttl_s * 1000))
     try:
-        while True:
+        while not being_cancelled():  # redis-py may absorb the cancel that lands mid-SET (shared/aio.py)
             try:
                 await redis.set(key, json.dumps(status(consumer, pools)), px=ttl_ms)
             except RedisError as exc:
