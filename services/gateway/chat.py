@@ -152,14 +152,17 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
     try:
         chat = parse_chat_request(await _read_body(request, config.gateway.max_body_bytes))
         tier, deployment = resolve_route(chat, request.match_info.get("deployment"), config)
+        session_id = sessions.session_id_of(chat.session_id, request.headers)
     except ApiError:  # a key that is none is a 401 before a bad request is a 400
         await limits.admit(request.app, found, None, token_given, caller)
         raise
-    # A virtual key: looked up, its models, budget, rpm and tpm checked, the request charged: one round trip.
-    caller.principal = await limits.admit(request.app, found, limits.route_targets(tier, deployment, config),
-                                          token_given, caller)
+    # One round trip: a virtual key looked up, its models, budget, rpm and tpm checked and the request
+    # charged; the session's stored turns read; the charges of answers finished before sent first.
+    key = sessions.caller_session_key(found, session_id) if session_id is not None else None
+    admitted = await limits.admit_call(request.app, found, limits.route_targets(tier, deployment, config),
+                                       token_given, caller, session_key=key)
+    caller.principal = admitted.principal
     outcome.deployment = deployment
-    session_id = sessions.session_id_of(chat.session_id, request.headers)
     call = Call(request=request, request_id=request_id, routing_id=routing_id, started=started, chat=chat,
                 body=chat.upstream_body(), tier=tier, tenant=caller.tenant,
                 directives=cache_client.cache_directives(request.headers.get("Cache-Control")), deployment=deployment,
@@ -167,8 +170,9 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
                 principal=caller.principal)
     if chat.template_id is not None or chat.variables is not None:
         call.body["messages"] = await conversation.with_template(request.app, chat, call.body["messages"])
-    if session_id is not None:
-        call.session = await conversation.open_session(request.app, caller.key_id, caller.tenant, session_id)
+    if session_id is not None and key is not None:
+        call.session = sessions.opened(session_id, key, admitted.session_turns or [],
+                                       config.gateway.session_max_tokens)
         call.body["messages"] = call.session.compose(call.body["messages"])
     return call
 

@@ -42,15 +42,6 @@ async def with_template(app: web.Application, chat: ChatCompletionRequest,
     return [{"role": "system", "content": system}, *messages]
 
 
-async def open_session(app: web.Application, key_id: str, tenant: str, session_id: str) -> Session:
-    """The caller's session (empty when new, or another key's): compose() puts its history in the messages."""
-    try:
-        return await sessions.load(app[REDIS], key_id, tenant, session_id, app[CONFIG].gateway.session_max_tokens)
-    except RedisError as exc:
-        raise Unavailable("Sessions cannot be read right now (Redis is unavailable); try again shortly.",
-                          code="sessions_unavailable") from exc
-
-
 async def save_turn(app: web.Application, session: Session, answer: dict[str, Any] | None, request_id: str) -> None:
     """Called before the answer's last byte, so that the client's next turn sees this one. A failure
     loses the turn (logged, counted), never the answer."""

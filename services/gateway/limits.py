@@ -32,6 +32,7 @@ from services.gateway.auth import KeyLookup, Principal, bearer_token, identify
 from services.gateway.keys.model import period_ends, periods
 from services.gateway.limits_reply import Refused, admitted
 from services.gateway.outcome import Outcome
+from services.gateway.sessions import MAX_STORED_TURNS
 from services.gateway.state import ACCESS, CONFIG, METRICS, REDIS
 from shared.config import Config
 from shared.errors import ApiError, Unavailable
@@ -72,40 +73,79 @@ class KeyLimiter:
                     now: float | None = None) -> Principal | Refused:
         """`targets`: the names the request goes by, checked against the key's models and charged one
         request; None: only authenticate (nothing charged)."""
+        return (await self.admit_along(lookup, targets, token_given, now=now)).verdict
+
+    async def admit_along(self, lookup: KeyLookup, targets: Sequence[str] | None, token_given: bool, *,
+                          charges: Sequence[Charge] = (), session_key: str | None = None,
+                          now: float | None = None) -> Admission:
+        """admit(), with what else the request needs from Redis in the same round trip: the charges of
+        answers finished before it (sent first, so a budget they exhaust refuses this request) and its
+        session's stored turns. Raises RedisError when the admission itself failed; a lost charge is
+        logged (never retried: a retry could charge twice)."""
         if lookup.open and not lookup.virtual and time.monotonic() < self._believed_until:
             count = b"1" if self._keys_exist else b"0"
-            return admitted(lookup, token_given, [b"unknown", count])
+            verdict = admitted(lookup, token_given, [b"unknown", count])
+            if not charges and session_key is None:
+                return Admission(verdict)
+            settled, _, turns = await self._round_trip(charges, None, session_key, now)
+            return Admission(verdict, turns, settled)
         op, args = ("auth", []) if targets is None else ("admit", list(targets))
-        reply = await self._script(keys=_keys(lookup.digest, lookup.key_id, self._now_s(now)),
-                                   args=[op, self._now_ms(), *args])
+        command = [*_keys(lookup.digest, lookup.key_id, self._now_s(now)), op, self._now_ms(), *args]
+        settled, reply, turns = await self._round_trip(charges, command, session_key, now)
+        assert reply is not None
         if lookup.open and _text(reply[0]) == "unknown":
             self._keys_exist = int(_text(reply[1]) or 0) > 0
             self._believed_until = time.monotonic() + OPEN_MODE_RECHECK_S
-        return admitted(lookup, token_given, reply)
+        return Admission(admitted(lookup, token_given, reply), turns, settled)
 
     async def settle(self, principal: Principal, tokens: int, cost_usd: float, now: float | None = None) -> None:
         await self.settle_many([Charge(principal, tokens, cost_usd)], now)
 
     async def settle_many(self, charges: Sequence[Charge], now: float | None = None) -> None:
-        """Answers' charges in one round trip: the script once per charge, in one pipeline."""
-        when = self._now_s(now)
-        day_end, month_end = period_ends(when)
-        keep_day, keep_month = math.ceil(day_end - when) + PERIOD_GRACE_S, math.ceil(month_end - when) + PERIOD_GRACE_S
-        commands = [[*_keys("", charge.principal.key_id, when), "settle", self._now_ms(),
-                     charge.principal.limits.rpm or 0, charge.principal.limits.tpm or 0, charge.tokens,
-                     repr(charge.cost_usd), keep_day, keep_month] for charge in charges]
+        """Answers' charges in one round trip: the script once per charge, in one pipeline. Charges
+        Redis failed are logged and lost (never retried: a retry could charge twice)."""
+        await self._round_trip(charges, None, None, now)
+
+    async def _round_trip(self, charges: Sequence[Charge], command: list[object] | None, session_key: str | None,
+                          now: float | None) -> tuple[bool, list[bytes] | None, list[bytes] | None]:
+        """One pipeline: the charges, then the key's admission (`command`), then the session's turns.
+        Returns whether the charges were made, the admission's reply and the turns; raises RedisError
+        when the admission or the session's read failed."""
+        settles = self._settle_commands(charges, now) if charges else []
         for attempt in range(2):
             # EVALSHA by hand: a pipeline given the Script object asks SCRIPT EXISTS first, every time.
             async with self._redis.pipeline(transaction=False) as pipe:
-                for command in commands:
+                for settle in settles:
+                    pipe.evalsha(self._script.sha, KEY_COUNT, *settle)
+                if command is not None:
                     pipe.evalsha(self._script.sha, KEY_COUNT, *command)
-                try:
-                    await pipe.execute()
-                    return
-                except NoScriptError:  # a restarted Redis: no script ran; load it and send them again
-                    if attempt:
-                        raise
-                    await self.prepare()
+                if session_key is not None:
+                    pipe.lrange(session_key, -MAX_STORED_TURNS, -1)
+                results = await pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(result, NoScriptError) for result in results):
+                await self.prepare()  # a restarted Redis: no script ran; load it and send them again
+                continue
+            break
+        charged = results[:len(settles)]
+        failed = next((result for result in charged if isinstance(result, Exception)), None)
+        if failed is not None:
+            log.warning("key usage not charged: Redis failed", charges=len(settles), error=repr(failed))
+        rest = results[len(settles):]
+        reply = rest.pop(0) if command is not None else None
+        turns = rest.pop(0) if session_key is not None else None
+        if isinstance(reply, Exception):
+            raise reply if isinstance(reply, RedisError) else RedisError(repr(reply))
+        if isinstance(turns, Exception):
+            raise SessionReadFailed(repr(turns))
+        return failed is None, reply, turns
+
+    def _settle_commands(self, charges: Sequence[Charge], now: float | None) -> list[list[object]]:
+        when = self._now_s(now)
+        day_end, month_end = period_ends(when)
+        keep_day, keep_month = math.ceil(day_end - when) + PERIOD_GRACE_S, math.ceil(month_end - when) + PERIOD_GRACE_S
+        return [[*_keys("", charge.principal.key_id, when), "settle", self._now_ms(),
+                 charge.principal.limits.rpm or 0, charge.principal.limits.tpm or 0, charge.tokens,
+                 repr(charge.cost_usd), keep_day, keep_month] for charge in charges]
 
     def _now_ms(self) -> str:
         return "" if self._clock is None else repr(self._clock() * 1000)
@@ -117,6 +157,19 @@ class KeyLimiter:
 
 
 KEY_COUNT = 5  # the script's KEYS: record, ids, buckets, day's spend, month's spend
+
+
+class SessionReadFailed(RedisError):
+    """The session's read failed in an admission's round trip that otherwise succeeded."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the admission's round trip brought back."""
+
+    verdict: Principal | Refused
+    session_turns: list[bytes] | None = None  # the session's stored turns (LRANGE), when asked for
+    charged: bool = True  # the charges sent along were made
 
 
 def _keys(digest: str, key_id: str, now: float) -> list[str]:
@@ -134,6 +187,9 @@ def route_targets(tier: str, deployment: str, config: Config) -> tuple[str, ...]
 
 SETTLE_BOUND = 10_000  # charges waiting before the next waits for a batch to go
 SETTLE_DRAIN_S = 5.0  # at shutdown, the charges in flight get this long
+# How long a charge waits for a request's admission to take it along before it goes on its own: the
+# longest another gateway may admit a key without seeing it.
+SETTLE_LINGER_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -146,15 +202,17 @@ class Charge:
 
 
 class Settlements:
-    """Charges on their way to Redis, off the request: the finish step returns at once (the next request
-    on a keep-alive connection does not wait for the charge of the last), and one task sends whatever
-    charges have gathered in one pipeline: one round trip per turn, however many answers finished. A
-    charge leaves on the next turn of the event loop, before the client can have read its answer and
-    asked again. Past `bound` charges waiting, the next one waits for a batch to go (back-pressure)."""
+    """Charges on their way to Redis, off the request: the finish step returns at once, and the charges
+    that gathered go together: with the next request's admission (limits.admit takes them into its
+    round trip, before the admission itself), or after `linger_s` by a task of their own, whichever
+    comes first. A busy gateway so charges no answer with a round trip of its own, and its next request
+    still sees the charges of the answers before it; another gateway sees them within `linger_s`. Past
+    `bound` charges waiting, the next one waits for a batch to go (back-pressure)."""
 
-    def __init__(self, limiter: KeyLimiter, bound: int = SETTLE_BOUND) -> None:
+    def __init__(self, limiter: KeyLimiter, bound: int = SETTLE_BOUND, linger_s: float = SETTLE_LINGER_S) -> None:
         self._limiter = limiter
         self._bound = bound
+        self._linger_s = linger_s
         self._waiting: list[Charge] = []
         self._wake = asyncio.Event()
         self._sent = asyncio.Event()  # set after each batch: back-pressure waits for it
@@ -171,15 +229,24 @@ class Settlements:
         self._waiting.append(charge)
         self._wake.set()
 
+    def take(self) -> list[Charge]:
+        """The charges waiting, for a round trip that goes now (an admission's): they are its to send."""
+        batch, self._waiting = self._waiting, []
+        if batch:
+            self._sent.set()
+        return batch
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._linger_s > 0 and len(self._waiting) < self._bound:
+                await asyncio.sleep(self._linger_s)
             self._sending = asyncio.ensure_future(self._send())
             await asyncio.shield(self._sending)  # stopping the task never cuts a batch short
 
     async def _send(self) -> None:
-        batch, self._waiting = self._waiting, []
+        batch = self.take()
         if batch:
             try:
                 await self._limiter.settle_many(batch)
@@ -243,15 +310,38 @@ async def admit(app: web.Application, found: Principal | KeyLookup, targets: Seq
     refusing it (401, 403, 429, with its headers). `targets` None: authenticate only, nothing
     checked against limits, nothing charged. `caller` learns the key's id and tenant once the key
     is found, refused or not."""
+    return (await admit_call(app, found, targets, token_given, caller)).principal
+
+
+@dataclass(frozen=True)
+class Admitted:
+    principal: Principal
+    session_turns: list[bytes] | None  # the session's stored turns, when a session_key was given
+
+
+async def admit_call(app: web.Application, found: Principal | KeyLookup, targets: Sequence[str] | None,
+                     token_given: bool, caller: Named | None = None, session_key: str | None = None) -> Admitted:
+    """admit(), and the request's session read in the same round trip (sessions.session_key: known
+    before the key is, see sessions.owner). The charges of answers finished before go along first."""
     if isinstance(found, Principal):
         if caller is not None:
             caller.key_id, caller.tenant = found.key_id, found.tenant
-        return found
+        if session_key is None:
+            return Admitted(found, None)
+        try:
+            return Admitted(found, await app[REDIS].lrange(session_key, -MAX_STORED_TURNS, -1))
+        except RedisError as exc:
+            raise sessions_unavailable() from exc
+    charges = app[SETTLING].take() if SETTLING in app else []
     try:
-        result = await app[LIMITER].admit(found, targets, token_given)
+        admission = await app[LIMITER].admit_along(found, targets, token_given, charges=charges,
+                                                   session_key=session_key)
+    except SessionReadFailed as exc:
+        raise sessions_unavailable() from exc
     except RedisError as exc:
         raise Unavailable("The gateway cannot check API keys right now (Redis is unavailable); try again shortly.",
                           code="keys_unavailable") from exc
+    result = admission.verdict
     if isinstance(result, Refused):
         app[METRICS].refused.labels(result.reason).inc()
         if caller is not None and result.principal is not None:
@@ -259,7 +349,12 @@ async def admit(app: web.Application, found: Principal | KeyLookup, targets: Seq
         raise result.error
     if caller is not None:
         caller.key_id, caller.tenant = result.key_id, result.tenant
-    return result
+    return Admitted(result, admission.session_turns)
+
+
+def sessions_unavailable() -> Unavailable:
+    return Unavailable("Sessions cannot be read right now (Redis is unavailable); try again shortly.",
+                       code="sessions_unavailable")
 
 
 async def authenticate(request: web.Request) -> Principal:

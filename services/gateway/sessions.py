@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from services.gateway.auth import KeyLookup, Principal
 from shared.chat_request import SESSION_ID_PATTERN
 from shared.errors import InvalidRequest
 from shared.keys import SESSION_PREFIX
@@ -59,6 +60,15 @@ def session_key(key_id: str, tenant: str, session_id: str) -> str:
     """The Redis list of one session, private to the key and tenant that own it."""
     owner = hashlib.sha256(f"{key_id}\x00{tenant}".encode()).hexdigest()[:24]
     return f"{SESSION_PREFIX}{owner}:{session_id}"
+
+
+def caller_session_key(found: Principal | KeyLookup, session_id: str) -> str:
+    """The session's key as known before the caller is admitted, so its read can go in the admission's
+    round trip: a static key or an anonymous caller by its key and tenant; a token Redis must judge by
+    the key id its hash names (a virtual key's tenant is the key's own) and the X-Tenant-ID it sent."""
+    if isinstance(found, Principal):
+        return session_key(found.key_id, found.tenant, session_id)
+    return session_key(found.key_id, f":{found.sub_tenant}", session_id)
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -178,10 +188,9 @@ def answer_message(completion: dict[str, Any]) -> dict[str, Any] | None:
     return kept
 
 
-async def load(redis: Redis, key_id: str, tenant: str, session_id: str, max_tokens: int) -> Session:
-    key = session_key(key_id, tenant, session_id)
-    raw = await redis.lrange(key, -MAX_STORED_TURNS, -1)
-    turns = [turn for turn in map(Turn.decode, raw) if turn is not None]
+def opened(session_id: str, key: str, stored: list[bytes], max_tokens: int) -> Session:
+    """A session from its stored turns (as read by limits.admit_call): the newest that fit max_tokens."""
+    turns = [turn for turn in map(Turn.decode, stored) if turn is not None]
     return Session(session_id, key, fit(turns, max_tokens), [])
 
 

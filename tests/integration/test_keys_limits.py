@@ -231,3 +231,31 @@ async def test_admission_is_one_round_trip_and_the_keys_expire(gateways: Gateway
         if name.startswith(("draftgate:keylimit:", "draftgate:spend:")):
             assert await redis.ttl(name) > 0, name  # state that would otherwise pile up expires
     assert key_id in (await redis.keys("draftgate:keylimit:*"))[0].decode()
+
+
+async def test_the_charges_waiting_and_the_session_ride_in_the_admissions_round_trip(gateways: Gateways) -> None:
+    """A request's admission takes the answers' charges waiting in its gateway along (sent before it, so a
+    budget they exhaust refuses it) and reads the session's turns: one pipeline, no round trip of their own."""
+    first, _, redis = gateways
+    key, key_id = await make(redis, limits=KeyLimits(tpm=10_000, budget_usd_day=0.01))
+    principal = admitted(await first.admit(key, TARGETS, True))
+    await redis.rpush("draftgate:session:test", b"turn-1", b"turn-2")
+    settlements = Settlements(first, linger_s=600)  # its own task would wait ten minutes: only the admission sends
+    settlements.start()
+    try:
+        await settlements.add(Charge(principal, 300, 0.004))
+        await redis.config_resetstat()
+        admission = await first.admit_along(key, TARGETS, True, charges=settlements.take(),
+                                            session_key="draftgate:session:test")
+        assert admission.session_turns == [b"turn-1", b"turn-2"] and admission.charged
+        assert isinstance(admission.verdict, Principal)
+        calls = await script_calls(redis)
+        assert calls.get("evalsha") == 2 and calls.get("lrange") == 1, calls  # the charge, the admission
+        assert float(await redis.hget(key_limit(key_id), "k")) == pytest.approx(300)
+        assert settlements.take() == []
+
+        await settlements.add(Charge(principal, 10, 0.007))  # the budget is spent: the next request sees it
+        refusal = refused((await first.admit_along(key, TARGETS, True, charges=settlements.take())).verdict)
+        assert isinstance(refusal.error, QuotaExceeded)
+    finally:
+        await settlements.drain(5)
