@@ -11,9 +11,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from shared.keys import MESSAGE_FIELD
@@ -36,6 +38,13 @@ class Ack:
     entry_id: bytes
 
 
+class SideWrite(Protocol):
+    """A best-effort write that rides along with the replies: queue() adds its commands to the
+    replies' pipeline and says how many."""
+
+    def queue(self, pipe: Pipeline) -> int: ...
+
+
 @dataclass(frozen=True)
 class Publication:
     """A best-effort append to another stream that rides along with the replies."""
@@ -44,6 +53,10 @@ class Publication:
     payload: bytes
     maxlen: int
 
+    def queue(self, pipe: Pipeline) -> int:
+        pipe.xadd(self.stream, {MESSAGE_FIELD: self.payload}, maxlen=self.maxlen, approximate=True)
+        return 1
+
 
 @dataclass(frozen=True)
 class Written:
@@ -51,6 +64,7 @@ class Written:
 
     failures: list[RedisError]
     length: int
+    sides: list[RedisError | None] = field(default_factory=list)  # each side write's first error, in order
 
 
 class StreamGone(Exception):
@@ -78,7 +92,7 @@ async def publish(redis: Redis, stream: str, payload: bytes, maxlen: int) -> byt
 
 
 async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], ttl_s: int,
-                ack: Ack | None = None, also: Sequence[Publication] = ()) -> Written:
+                ack: Ack | None = None, also: Sequence[SideWrite] = ()) -> Written:
     """Append replies to a gateway's stream and push back its expiry, in one round trip; with
     `ack`, acknowledge the request they finish, and append `also` to their streams, in it too.
 
@@ -96,9 +110,7 @@ async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], ttl_s: int
         pipe.xlen(stream)
         if ack is not None:
             pipe.xack(ack.stream, ack.group, ack.entry_id)
-        for publication in also:
-            pipe.xadd(publication.stream, {MESSAGE_FIELD: publication.payload}, maxlen=publication.maxlen,
-                      approximate=True)
+        counts = [side.queue(pipe) for side in also]
         results = await pipe.execute(raise_on_error=False)
     required = len(payloads) + 2 + (ack is not None)
     for result in results[:required]:
@@ -106,8 +118,11 @@ async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], ttl_s: int
             raise result
     if any(result is None for result in results[:len(payloads)]):
         raise StreamGone(stream)
-    return Written([result for result in results[required:] if isinstance(result, RedisError)],
-                   results[len(payloads) + 1])
+    sides, start = [], required
+    for count in counts:
+        sides.append(next((r for r in results[start:start + count] if isinstance(r, RedisError)), None))
+        start += count
+    return Written([error for error in sides if error is not None], results[len(payloads) + 1], sides)
 
 
 async def read_group(redis: Redis, stream: str, group: str, consumer: str, count: int,

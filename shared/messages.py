@@ -54,6 +54,9 @@ class ChatRequest:
     # The X-Request-ID the client sees (the ledger's and feedback's request_id); request_id is unique per
     # call (a client may reuse its own ids). "": the same as request_id.
     client_request_id: str = ""
+    # A session's request: how its answerer stores the turn (shared/sessions.SessionSave.to_wire()), in
+    # the round trip of the answer's last replies. None: no session.
+    session: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

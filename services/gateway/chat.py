@@ -32,6 +32,7 @@ from shared.errors import ApiError, InvalidRequest, NotFound, PayloadTooLarge, T
 from shared.http import error_response, json_response
 from shared.keys import CANCEL_CHANNEL, REQUEST_STREAM, cancelled
 from shared.messages import DECISION_FIELD, Cancel, ChatRequest, Reply, ReplyKind, Tier, encode
+from shared.sessions import answer_message
 
 log = structlog.get_logger(__name__)
 
@@ -131,7 +132,7 @@ async def finish(app: web.Application, call: Call | None, caller: Caller, outcom
                  arrived: float, started: float) -> None:
     """The end of every request, answered, refused or failed, after its answer has gone out."""
     outcome.status = outcome.status or CLIENT_CLOSED_REQUEST  # no answer was made: the client left
-    # (the session turn is saved earlier, before the answer's last byte: see _save_turn's callers)
+    # (a session's turn is saved before the answer's last byte: by the router, or by _save_turn for the cache)
     out = app.get(LEDGER_OUT)
     if out is not None:  # first: a buffer append that cannot fail, whatever settling does
         chat = call.chat if call is not None else None
@@ -178,8 +179,9 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
 
 
 async def _save_turn(call: Call, answer: dict[str, Any] | None) -> None:
+    """An answer from the cache: the gateway stores its turn (a router stores the turns it answers)."""
     if call.session is not None:
-        await conversation.save_turn(call.request.app, call.session, answer, call.request_id)
+        await conversation.save_turn(call.request.app, call.session, call.body["messages"], answer, call.request_id)
 
 
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
@@ -265,7 +267,7 @@ async def _answer_from_cache(call: Call) -> web.StreamResponse | None:
         headers.update(rate_limit_headers(call.principal))
     if call.session is not None:
         headers[sessions.HEADER] = call.session.id
-        await _save_turn(call, sessions.answer_message(completion))
+        await _save_turn(call, answer_message(completion))
     if not call.stream:
         return json_response(_with_session(call, completion), headers=headers)
     response = web.StreamResponse(headers={**headers, **SSE_HEADERS})
@@ -300,7 +302,10 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
                           cache_store=cache_store, deployment=call.deployment,
                           # Cache-Control: no-store: nothing of it is kept, so it is never audited either.
                           auditable=cache_client.CACHE_CONTROL_NO_STORE not in call.directives,
-                          client_request_id=call.request_id if call.request_id != call.routing_id else "")
+                          client_request_id=call.request_id if call.request_id != call.routing_id else "",
+                          session=call.session.saving(config.gateway.session_max_tokens,
+                                                      config.gateway.session_ttl_s).to_wire()
+                          if call.session is not None else None)
     payload = _encode_request(message)
     waiter = replies.expect(call.routing_id)
     try:
@@ -353,9 +358,7 @@ async def _plain(call: Call, waiter: Waiter, deadline: float) -> web.Response:
     reply = await _next(waiter, deadline - time.monotonic())
     if reply.kind != ReplyKind.COMPLETION:
         return _router_error(call, reply)
-    call.outcome.last(reply)
-    if call.session is not None and reply.data is not None:
-        await _save_turn(call, sessions.answer_message(reply.data))
+    call.outcome.last(reply)  # a session's turn: stored by the router with this reply
     return json_response(_with_session(call, reply.data), headers=_head_headers(call, head))
 
 
@@ -408,12 +411,7 @@ async def _relay(call: Call, response: web.StreamResponse, waiter: Waiter, idle_
         while not waiter.queue.empty():
             replies.append(waiter.queue.get_nowait())
         payload, finished = _sse_payload(replies, call.outcome, call.session)
-        if finished and call.session is not None and payload.endswith(DONE):
-            # The turn is saved before the stream ends, so the client's next turn sees it.
-            await response.write(payload[:-len(DONE)])
-            await _save_turn(call, call.session.streamed_answer())
-            payload = DONE
-        await response.write(payload)
+        await response.write(payload)  # a session's turn: stored by the router with its END
         if call.outcome.ttft_ms is None and _has_content(replies):
             call.outcome.ttft_ms = round((time.monotonic() - call.started) * 1000, 3)
     await response.write_eof()
@@ -427,12 +425,12 @@ def _has_content(replies: list[Reply]) -> bool:
 
 def _sse_payload(replies: list[Reply], outcome: Outcome, session: Session | None = None) -> tuple[bytes, bool]:
     """Frame a batch of replies; True once the stream is over (END or ERROR). A session's chunks are
-    marked with its id, and their text kept for the turn."""
+    marked with its id."""
     parts = []
     for reply in replies:
         if reply.kind == ReplyKind.CHUNK and reply.data is not None:
             if session is not None:
-                session.collect(reply.data)
+                session.mark(reply.data)
             final = reply.data.get(DECISION_FIELD)
             if isinstance(final, dict):
                 outcome.decided(final)

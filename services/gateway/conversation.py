@@ -1,5 +1,5 @@
-"""The request path's side of templates and sessions: render a request's template, open its session,
-save its turn — the HTTP errors and the Redis calls around the pure parts (templates.py, sessions.py)."""
+"""The request path's side of templates and sessions: render a request's template, save the turn of an
+answer from the cache — the HTTP errors and the Redis calls around the pure parts (templates.py, sessions.py)."""
 
 from __future__ import annotations
 
@@ -42,14 +42,16 @@ async def with_template(app: web.Application, chat: ChatCompletionRequest,
     return [{"role": "system", "content": system}, *messages]
 
 
-async def save_turn(app: web.Application, session: Session, answer: dict[str, Any] | None, request_id: str) -> None:
-    """Called before the answer's last byte, so that the client's next turn sees this one. A failure
-    loses the turn (logged, counted), never the answer."""
+async def save_turn(app: web.Application, session: Session, messages: list[dict[str, Any]],
+                    answer: dict[str, Any] | None, request_id: str) -> None:
+    """An answer the gateway made itself (from the cache): its turn saved before the answer's last byte,
+    so that the client's next turn sees it (a router's answer is saved by the router). A failure loses
+    the turn (logged, counted), never the answer."""
     if answer is None:
         return
     config = app[CONFIG].gateway
     try:
-        await sessions.save(app[REDIS], session, answer, config.session_ttl_s, config.session_max_tokens)
+        await sessions.save(app[REDIS], session, messages, answer, config.session_ttl_s, config.session_max_tokens)
         app[METRICS].session_turns.labels("saved").inc()
     except RedisError as exc:
         app[METRICS].session_turns.labels("failed").inc()

@@ -32,13 +32,13 @@ from services.gateway.auth import KeyLookup, Principal, bearer_token, identify
 from services.gateway.keys.model import period_ends, periods
 from services.gateway.limits_reply import Refused, admitted
 from services.gateway.outcome import Outcome
-from services.gateway.sessions import MAX_STORED_TURNS
 from services.gateway.state import ACCESS, CONFIG, METRICS, REDIS
 from shared.config import Config
 from shared.errors import ApiError, Unavailable
 from shared.gcra import with_gcra
 from shared.keys import VIRTUAL_KEY_IDS, key_limit, key_spend, virtual_key
 from shared.messages import Account, Tier
+from shared.sessions import MAX_STORED_TURNS
 
 log = structlog.get_logger(__name__)
 

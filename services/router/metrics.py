@@ -48,6 +48,7 @@ class RouterMetrics:
     degraded: Counter
     degraded_rejected: Counter
     deployment_cost: Counter
+    session_turns: Counter
 
 
 def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
@@ -131,6 +132,10 @@ def create_metrics(registry: CollectorRegistry) -> RouterMetrics:
                                 "by the tier the call was made for (priced calls only; deployment \"\" for a "
                                 "speculation cancelled before its stream opened)", ["tier", "deployment"],
                                 registry=registry),
+        # The gateway counts the same for the answers it makes itself (from the cache): one name, summed.
+        session_turns=Counter("draftgate_session_turns_total",
+                              "Session turns saved for the next request (saved), or lost because Redis failed "
+                              "(failed: the answer still went out)", ["result"], registry=registry),
     )
 
 

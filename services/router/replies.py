@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from shared import bus
 from shared.messages import Account, Reply, ReplyBatch, ReplyKind, encode
+from shared.sessions import SessionSave, StreamedAnswer, TurnSave, answer_message
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,16 @@ class ReplyWriter:
     _writing: bool = False
     _last_write: float = -1e9
     _failure: BaseException | None = None  # what a coalesced write raised, for the flow to meet
+    # A session's request (ChatRequest.session): its turn is stored in the round trip of the last replies,
+    # from the answer as written here (the chunks of a stream, or the completion); `turn_saved` hears
+    # whether it was ("saved" / "failed").
+    session: SessionSave | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the request's, for the turn's own messages
+    turn_saved: Callable[[str], None] | None = None
+    _streamed: StreamedAnswer = field(default_factory=StreamedAnswer)
+    _plain: bool = False  # a plain answer was written: its message (or None: nothing to store) is _answer
+    _answer: dict[str, Any] | None = None
+    _failed: bool = False  # an error ended the answer: no turn is stored
 
     def head(self, decision: str, entropy: float | None, speculation: str, tier: str,
              reason: str | None = None, cost_usd: float | None = None, risk: float | None = None,
@@ -59,15 +70,20 @@ class ReplyWriter:
                            tier=tier, reason=reason, cost_usd=cost_usd, draft_risk=risk, degraded=degraded)
 
     def chunk(self, chunk: dict[str, Any]) -> bytes:
+        if self.session is not None:
+            self._streamed.add(chunk)
         return self._reply(ReplyKind.CHUNK, data=chunk)
 
     def completion(self, completion: dict[str, Any], account: Account | None = None, degraded: bool = False) -> bytes:
         """A plain answer; `account` (what it cost, call by call) travels on it."""
+        if self.session is not None:
+            self._plain, self._answer = True, answer_message(completion)
         return self._reply(ReplyKind.COMPLETION, data=completion, account=_wire(account), degraded=degraded)
 
     def error(self, status: int, body: dict[str, Any], retry_after_s: float | None = None,
               account: Account | None = None) -> bytes:
         """An error ends the answer; `account`: what the calls made before it cost (a draft, a stream cut)."""
+        self._failed = True
         return self._reply(ReplyKind.ERROR, status=status, data=body, retry_after_s=retry_after_s,
                            account=_wire(account))
 
@@ -86,7 +102,7 @@ class ReplyWriter:
         else:
             self._flusher = asyncio.create_task(self._flush_after(wait))
 
-    async def finish(self, *payloads: bytes, also: Sequence[bus.Publication] = (), account: Account | None = None,
+    async def finish(self, *payloads: bytes, also: Sequence[bus.SideWrite] = (), account: Account | None = None,
                      degraded: bool = False) -> None:
         """What is still pending, the last replies and END, the request's ack and any side writes:
         one round trip, because the router's cost per request is mostly round trips. A stream's
@@ -96,10 +112,23 @@ class ReplyWriter:
         payloads = (*self._pending, *payloads)
         self._pending = []
         end = self._reply(ReplyKind.END, account=_wire(account), degraded=degraded)
-        written = await self._write([_batch((*payloads, end))], ack=self.ack, also=also)
+        turn = self._turn()
+        written = await self._write([_batch((*payloads, end))], ack=self.ack,
+                                    also=(*also, turn) if turn is not None else also)
         self.acked = self.ack is not None
         for error in written.failures:
             log.warning("side write not queued", error=str(error))
+        if turn is not None and self.turn_saved is not None:
+            self.turn_saved("failed" if written.sides[-1] is not None else "saved")
+
+    def _turn(self) -> TurnSave | None:
+        """The session's turn to store with the last replies: an answer that ended well, as written."""
+        if self.session is None or self._failed:
+            return None
+        answer = self._answer if self._plain else self._streamed.message()
+        if answer is None:
+            return None
+        return TurnSave(self.session, self.session.turn(self.messages, answer))
 
     def abandon(self) -> None:
         """The answer stops here (cancelled, failed): no coalesced write goes out after it."""
@@ -149,7 +178,7 @@ class ReplyWriter:
             raise failure
 
     async def _write(self, payloads: list[bytes], ack: bus.Ack | None = None,
-                     also: Sequence[bus.Publication] = ()) -> bus.Written:
+                     also: Sequence[bus.SideWrite] = ()) -> bus.Written:
         """bus.reply, waiting (with backoff) for a reply stream that is missing to be recreated by
         its gateway; StreamGone if it is not within STREAM_WAIT_S."""
         delay, waited = 0.05, 0.0

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
@@ -23,6 +24,7 @@ from shared.config import BusConfig
 from shared.errors import Unavailable, error_body
 from shared.keys import REQUEST_STREAM, ROUTER_GROUP, ROUTERS_ALIVE
 from shared.messages import ChatRequest, WireError, decode
+from shared.sessions import SessionSave
 from shared.supervise import Loops
 
 log = structlog.get_logger(__name__)
@@ -134,7 +136,7 @@ class Worker:
         REQUEST_DEADLINE.set(request.deadline)  # upstream retries stop there (this task's context only)
         out = ReplyWriter(self.redis, request.reply_to, request.request_id, self.config.reply_stream_maxlen,
                           self.config.reply_stream_ttl_s, ack=bus.Ack(REQUEST_STREAM, ROUTER_GROUP, entry_id),
-                          coalesce_s=self.config.reply_coalesce_ms / 1000)
+                          coalesce_s=self.config.reply_coalesce_ms / 1000, **self._session_of(request))
         structlog.contextvars.bind_contextvars(request_id=request.request_id)
         try:
             await answer(self.ctx, request, out)
@@ -168,6 +170,19 @@ class Worker:
         if not out.acked:
             with contextlib.suppress(RedisError):
                 await bus.ack(self.redis, REQUEST_STREAM, ROUTER_GROUP, entry_id)
+
+    def _session_of(self, request: ChatRequest) -> dict[str, Any]:
+        """A session's request: the ReplyWriter stores its turn with the answer's last replies."""
+        if request.session is None:
+            return {}
+        try:
+            saving = SessionSave.from_wire(request.session)
+        except ValueError as exc:
+            log.warning("the request's session cannot be stored", error=str(exc))
+            return {}
+        messages = request.body.get("messages")
+        return {"session": saving, "messages": messages if isinstance(messages, list) else [],
+                "turn_saved": lambda result: self.ctx.metrics.session_turns.labels(result).inc()}
 
     async def _finish_with(self, out: ReplyWriter, error: Unavailable | None) -> None:
         """End the answer with an error the gateway passes on; None: the router's own failure."""

@@ -6,18 +6,10 @@ from __future__ import annotations
 import pytest
 
 from services.cache.keys import request_keys
-from services.gateway.sessions import (
-    Session,
-    Turn,
-    answer_message,
-    estimate_tokens,
-    fit,
-    session_id_of,
-    session_key,
-    split_preamble,
-)
+from services.gateway.sessions import Session, session_id_of, session_key, split_preamble
 from shared.chat_request import ChatCompletionRequest
 from shared.errors import InvalidRequest
+from shared.sessions import SessionSave, StreamedAnswer, Turn, answer_message, estimate_tokens, fit
 
 
 def msg(role: str, content: str) -> dict[str, str]:
@@ -64,19 +56,37 @@ def test_the_newest_turns_that_fit_are_kept_oldest_dropped_first() -> None:
 
 def test_history_goes_between_the_preamble_and_the_request_s_own_messages() -> None:
     history = [Turn([msg("user", "earlier"), msg("assistant", "reply")], 10)]
-    session = Session("s", "k", history, [])
+    session = Session("s", "k", history)
     messages = [msg("system", "be brief"), msg("developer", "rules"), msg("user", "now")]
-    assert session.compose(messages) == [msg("system", "be brief"), msg("developer", "rules"), msg("user", "earlier"),
-                                         msg("assistant", "reply"), msg("user", "now")]
-    assert session.own == [msg("user", "now")]
+    composed = session.compose(messages)
+    assert composed == [msg("system", "be brief"), msg("developer", "rules"), msg("user", "earlier"),
+                        msg("assistant", "reply"), msg("user", "now")]
+    assert composed[session.own_from:] == [msg("user", "now")]
 
 
-def test_a_turn_stores_the_request_s_own_messages_and_the_answer_not_the_preamble() -> None:
-    session = Session("s", "k", [], [])
-    session.compose([msg("system", "sys"), msg("user", "q")])
-    turn = session.turn(msg("assistant", "a"))
+def test_a_turn_stores_the_request_s_own_messages_and_the_answer_not_the_preamble_nor_the_history() -> None:
+    session = Session("s", "k", [Turn([msg("user", "old"), msg("assistant", "old answer")], 12)])
+    composed = session.compose([msg("system", "sys"), msg("user", "q")])
+    saving = SessionSave.from_wire(session.saving(max_tokens=100, ttl_s=60).to_wire())  # as the router gets it
+    turn = saving.turn(composed, msg("assistant", "a"))
     assert turn.messages == [msg("user", "q"), msg("assistant", "a")]
     assert Turn.decode(turn.encode()) == turn
+    assert saving.history_tokens == (12,) and saving.keep(turn) == 2
+
+
+def test_a_save_keeps_the_turns_the_next_request_can_use_and_at_least_its_own() -> None:
+    saving = SessionSave("k", 0, (30, 30, 30), max_tokens=70, ttl_s=60)
+    assert saving.keep(Turn([], 10)) == 3  # 10 + 30 + 30 fit in 70; a third 30 does not
+    assert saving.keep(Turn([], 70)) == 1
+    assert saving.keep(Turn([], 500)) == 1  # too long for any next request, still stored alone
+    assert [len(fit([Turn([], 30)] * 3 + [Turn([], 10)], 70))] == [saving.keep(Turn([], 10))]  # as fit() reads
+
+
+@pytest.mark.parametrize("bad", [{}, {"key": "k"}, {"key": "k", "own_from": "x", "history_tokens": [],
+                                                    "max_tokens": 1, "ttl_s": 1}])
+def test_a_session_save_that_is_none_is_refused(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        SessionSave.from_wire(bad)
 
 
 def test_split_preamble_stops_at_the_first_other_message() -> None:
@@ -84,25 +94,27 @@ def test_split_preamble_stops_at_the_first_other_message() -> None:
 
 
 def test_streamed_chunks_are_marked_and_their_text_collected() -> None:
-    session = Session("s9", "k", [], [])
+    session, answer = Session("s9", "k", []), StreamedAnswer()
     chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]},
               {"choices": [{"index": 0, "delta": {"content": "lo"}}]},
+              {"choices": [{"index": 1, "delta": {"content": "another choice"}}]},
               {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
               {"choices": [], "usage": {"prompt_tokens": 1}}]
     for chunk in chunks:
-        session.collect(chunk)
+        answer.add(chunk)
+        session.mark(chunk)
     assert all(chunk["session_id"] == "s9" for chunk in chunks)
-    assert session.streamed_answer() == msg("assistant", "Hello")
+    assert answer.message() == msg("assistant", "Hello")
 
 
 def test_a_streamed_tool_call_is_put_back_together() -> None:
-    session = Session("s", "k", [], [])
+    collected = StreamedAnswer()
     pieces = [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
               {"index": 0, "function": {"arguments": '{"city": '}}, {"index": 0, "function": {"arguments": '"Paris"}'}},
               {"index": 1, "id": "call_2", "type": "function", "function": {"name": "now", "arguments": "{}"}}]
     for piece in pieces:
-        session.collect({"choices": [{"index": 0, "delta": {"tool_calls": [piece]}}]})
-    answer = session.streamed_answer()
+        collected.add({"choices": [{"index": 0, "delta": {"tool_calls": [piece]}}]})
+    answer = collected.message()
     assert answer == {"role": "assistant", "content": None, "tool_calls": [
         {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
         {"id": "call_2", "type": "function", "function": {"name": "now", "arguments": "{}"}}]}

@@ -1,0 +1,180 @@
+"""A session's turns, as the gateway reads them and whoever answers stores them (the router, in the
+round trip of the answer's last replies; the gateway for an answer from the cache). Pure, but for
+`queue_save`, which adds the save's commands to a pipeline the caller sends.
+
+- Stored per turn, as one list entry: the request's own messages (after its leading system and
+  developer messages, which are the request's preamble and are never stored) and the answer.
+- The history prepended to the next request is the newest stored turns whose estimated tokens fit
+  gateway.session_max_tokens; older turns are dropped first (and trimmed from Redis as turns are saved).
+- Tokens are estimated as OpenAI's rule of thumb has it: about 4 characters a token, plus 4 tokens
+  per message for its role and framing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio.client import Pipeline
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+MAX_STORED_TURNS = 1000  # read at most this many turns back, whatever their size
+# What an answer's message keeps when stored as the next request's history (a request's assistant message).
+_ASSISTANT_KEYS = ("role", "content", "refusal", "tool_calls", "function_call")
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    total = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            chars = len(content)
+        elif content is None:
+            chars = 0
+        else:  # content parts, tool calls: their JSON's size
+            chars = len(orjson.dumps(content))
+        if message.get("tool_calls"):
+            chars += len(orjson.dumps(message["tool_calls"]))
+        total += TOKENS_PER_MESSAGE + math.ceil(chars / CHARS_PER_TOKEN)
+    return total
+
+
+@dataclass(frozen=True)
+class Turn:
+    messages: list[dict[str, Any]]
+    tokens: int
+
+    @classmethod
+    def of(cls, messages: list[dict[str, Any]]) -> Turn:
+        return cls(messages, estimate_tokens(messages))
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"messages": self.messages, "tokens": self.tokens})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Turn | None:
+        try:
+            data = orjson.loads(raw)
+            return cls(list(data["messages"]), int(data["tokens"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+
+def fit(turns: list[Turn], max_tokens: int) -> list[Turn]:
+    """The newest turns whose tokens add up to at most max_tokens, oldest first."""
+    kept: list[Turn] = []
+    total = 0
+    for turn in reversed(turns):
+        if total + turn.tokens > max_tokens:
+            break
+        kept.append(turn)
+        total += turn.tokens
+    kept.reverse()
+    return kept
+
+
+def answer_message(completion: dict[str, Any]) -> dict[str, Any] | None:
+    """The assistant message of a plain answer, as a request may carry it."""
+    choices = completion.get("choices") or ()
+    message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+    if not isinstance(message, dict):
+        return None
+    kept = {key: message[key] for key in _ASSISTANT_KEYS if message.get(key) is not None}
+    kept["role"] = "assistant"
+    return kept
+
+
+@dataclass
+class StreamedAnswer:
+    """A streamed answer's first choice, put back together from its chunks: its text and tool calls."""
+
+    text: list[str] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # by index
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if isinstance(text, str):
+                self.text.append(text)
+            for call in delta.get("tool_calls") or ():
+                self._tool_call(call)
+
+    def _tool_call(self, piece: dict[str, Any]) -> None:
+        """A streamed tool call comes in pieces: its id and name first, its arguments in parts."""
+        call = self.tool_calls.setdefault(piece.get("index", 0), {"id": "", "type": "function",
+                                                                  "function": {"name": "", "arguments": ""}})
+        call["id"] = piece.get("id") or call["id"]
+        function = piece.get("function") or {}
+        call["function"]["name"] += function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""
+
+    def message(self) -> dict[str, Any]:
+        """The answer as an assistant message: its text, and its tool calls if it made any."""
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text)}
+        if self.tool_calls:
+            message["tool_calls"] = [self.tool_calls[index] for index in sorted(self.tool_calls)]
+            message["content"] = message["content"] or None
+        return message
+
+
+@dataclass(frozen=True)
+class SessionSave:
+    """What the answerer needs to store a request's turn (ChatRequest.session, as to_wire() makes it):
+    the session's Redis list, where the request's own messages start in its body, the tokens of the
+    history it was sent with, and the session's limits."""
+
+    key: str
+    own_from: int  # index in body["messages"] of the first of the request's own messages
+    history_tokens: tuple[int, ...]
+    max_tokens: int
+    ttl_s: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"key": self.key, "own_from": self.own_from, "history_tokens": list(self.history_tokens),
+                "max_tokens": self.max_tokens, "ttl_s": self.ttl_s}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> SessionSave:
+        """Raises ValueError for a map that is not one."""
+        try:
+            return cls(str(data["key"]), int(data["own_from"]), tuple(int(t) for t in data["history_tokens"]),
+                       int(data["max_tokens"]), int(data["ttl_s"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a session save: {exc!r}") from None
+
+    def turn(self, messages: list[dict[str, Any]], answer: dict[str, Any]) -> Turn:
+        """This turn: the request's own messages (from the body it was answered for) and the answer."""
+        return Turn.of([*messages[self.own_from:], answer])
+
+    def keep(self, turn: Turn) -> int:
+        """How many stored turns to keep after this one: those the next request can use (at least this one)."""
+        kept, total = 1, turn.tokens
+        for tokens in reversed(self.history_tokens):
+            if total + tokens > self.max_tokens:
+                break
+            kept, total = kept + 1, total + tokens
+        return kept if turn.tokens <= self.max_tokens else 1
+
+    def queue_save(self, pipe: Pipeline, turn: Turn) -> int:
+        """Append the turn and trim the list to what the next request can use; the commands queued."""
+        pipe.rpush(self.key, turn.encode())
+        pipe.ltrim(self.key, -self.keep(turn), -1)
+        pipe.expire(self.key, self.ttl_s)
+        return 3
+
+
+@dataclass(frozen=True)
+class TurnSave:
+    """A turn's save as a side write of the answer's last replies (shared/bus.SideWrite)."""
+
+    saving: SessionSave
+    turn: Turn
+
+    def queue(self, pipe: Pipeline) -> int:
+        return self.saving.queue_save(pipe, self.turn)
