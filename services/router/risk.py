@@ -10,14 +10,17 @@ embedding, reduced by PCA to a few components. The router uses `with_embedding` 
 arrived before the draft ended, else `trace_only`, so a slow or absent embedder never delays an answer.
 A draft is accepted when its risk is at or below the variant's threshold.
 
-File (version 1):
-    {"kind": "draftgate-risk-policy", "version": 1, "top_k": 5, "threshold": 0.35,
+File (version 2; version 1 files, which name only version 1's signals, are still read):
+    {"kind": "draftgate-risk-policy", "version": 2, "top_k": 5, "threshold": 0.35,
      "trained_on": {...}, "metrics": {...},
      "variants": {"trace_only": {"features": [...], "mean": [...], "scale": [...], "coef": [...],
                                  "intercept": -0.2, "threshold": 0.35},
                   "with_embedding": {... the same, features ending in "emb_0".."emb_{k-1}", and
                                      "embedding": {"components": [[...384 floats], ...k rows],
                                                    "center": [...384 floats], "model": "all-MiniLM-L6-v2"}}}}
+Version 2 added signals (services/router/signals.py: the spread of the entropies and log-probs, their
+tail, the first token, the draft's shape, and cues of the prompt); a stacked embedding is a projection of
+one component (the embedding's own logistic regression), so the file's layout is unchanged.
 `top_k` is the number of alternatives per token the entropy signals were computed from: the router
 must ask its drafter for at least that many. A variant's own threshold, when given, overrides the
 top-level one (each is chosen for the same target escalation rate).
@@ -42,7 +45,13 @@ from services.router.signals import (
 )
 
 KIND = "draftgate-risk-policy"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)  # the versions this draftgate reads
+# Version 1's signals: a version 1 file naming any other is not one fit wrote.
+V1_FEATURES = frozenset({
+    "max_entropy", "mean_entropy", "head_mean_entropy", "frac_uncertain", "max_window_mean", "max_neglogprob",
+    "q80_neglogprob", "mean_neglogprob", "head_mean_neglogprob", "log_length", "prompt_log_chars",
+    "prompt_digits", "prompt_code", "prompt_open", "prompt_steps"})
 TRACE_ONLY, WITH_EMBEDDING = "trace_only", "with_embedding"
 VARIANTS = (TRACE_ONLY, WITH_EMBEDDING)
 EMBEDDING_PREFIX = "emb_"
@@ -190,14 +199,17 @@ def parse_policy(data: Any, source: str = "<policy>") -> RiskPolicy:
         return _parse(data)
     except (KeyError, TypeError, ValueError) as exc:
         what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise PolicyError(f"the risk policy {source} is not a valid {KIND} (version {VERSION}): {what}") from None
+        raise PolicyError(f"the risk policy {source} is not a valid {KIND} (version "
+                          f"{' or '.join(map(str, READS))}): {what}") from None
 
 
 def _parse(data: Any) -> RiskPolicy:
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise ValueError(f"'kind' must be {KIND!r}")
-    if data.get("version") != VERSION:
-        raise ValueError(f"version {data.get('version')!r} (this draftgate reads {VERSION})")
+    version = data.get("version")
+    if version not in READS or isinstance(version, bool):
+        raise ValueError(f"version {version!r} is unknown (this draftgate reads versions "
+                         f"{', '.join(map(str, READS))}; a newer draftgate wrote it, or refit with `calibrate fit`)")
     threshold = _probability(data["threshold"], "threshold")
     top_k = data["top_k"]
     if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= 20:
@@ -208,12 +220,13 @@ def _parse(data: Any) -> RiskPolicy:
     unknown = set(raw) - set(VARIANTS)
     if unknown:
         raise ValueError(f"unknown variant {sorted(unknown)[0]!r} (known: {', '.join(VARIANTS)})")
-    variants = {name: _variant(name, raw[name]) for name in VARIANTS if name in raw}
+    known = V1_FEATURES if version == 1 else TRACE_FEATURES
+    variants = {name: _variant(name, raw[name], known) for name in VARIANTS if name in raw}
     return RiskPolicy(threshold=threshold, top_k=top_k, variants=variants,
                       trained_on=dict(data.get("trained_on") or {}), metrics=dict(data.get("metrics") or {}))
 
 
-def _variant(name: str, data: Any) -> Variant:
+def _variant(name: str, data: Any, known: frozenset[str] = TRACE_FEATURES) -> Variant:
     if not isinstance(data, dict):
         raise ValueError(f"variant {name!r} must be an object")
     features = tuple(str(f) for f in _list(data["features"], f"{name}.features"))
@@ -232,7 +245,7 @@ def _variant(name: str, data: Any) -> Variant:
     dims = len(embedding.components) if embedding else 0
     expected_embedding = {f"{EMBEDDING_PREFIX}{i}" for i in range(dims)}
     for feature in features:
-        if feature not in TRACE_FEATURES and feature not in expected_embedding:
+        if feature not in known and feature not in expected_embedding:
             raise ValueError(f"{name}: unknown feature {feature!r}" + (
                 f" (its projection has {dims} components)" if feature.startswith(EMBEDDING_PREFIX) else ""))
     if name == WITH_EMBEDDING and not expected_embedding <= set(features):

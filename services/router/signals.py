@@ -92,16 +92,26 @@ class TraceStats:
         self._uncertain = 0
         self._window: deque[float] = deque(maxlen=WINDOW_TOKENS)
         self._max_window_mean: float | None = None
-        self._neglogprobs: list[float] = []  # sorted, for the quantile
+        self._neglogprobs: list[float] = []  # sorted, for the quantiles
         self._neglogprob_sum = 0.0
+        self._neglogprob_squares = 0.0
         self._head_neglogprobs: list[float] = []
+        self._bits_squares = 0.0
+        self._first_bits: float | None = None
+        self._distinct: set[str] = set()
+        self._newlines = 0
+        self._digits = False
 
     def add(self, token: TokenTrace) -> None:
         self.tokens += 1
+        self._distinct.add(token.token)
+        self._newlines += token.token.count("\n")
+        self._digits = self._digits or _NUMBER.search(token.token) is not None
         if token.logprob is not None and math.isfinite(token.logprob):
             value = -token.logprob
             bisect.insort(self._neglogprobs, value)
             self._neglogprob_sum += value
+            self._neglogprob_squares += value * value
             if self.tokens <= HEAD_TOKENS:
                 self._head_neglogprobs.append(value)
         bits = token_entropy_bits(token.top_logprobs)
@@ -109,6 +119,9 @@ class TraceStats:
             return
         self._bits_count += 1
         self._bits_sum += bits
+        self._bits_squares += bits * bits
+        if self._first_bits is None:
+            self._first_bits = bits
         self._bits_max = max(self._bits_max, bits)
         self._uncertain += bits > UNCERTAIN_BITS
         if len(self._bits) < HEAD_TOKENS:
@@ -141,7 +154,23 @@ class TraceStats:
             "head_mean_neglogprob": (sum(self._head_neglogprobs) / len(self._head_neglogprobs)
                                      if self._head_neglogprobs else 0.0),
             "log_length": math.log1p(self.tokens),
+            # Policy version 2: the spread of the draft's confidence, its tail, its first token, its shape.
+            "std_entropy": _std(self._bits_sum, self._bits_squares, count),
+            "q95_neglogprob": _sorted_quantile(neglogprobs, 0.95),
+            "std_neglogprob": _std(self._neglogprob_sum, self._neglogprob_squares, len(neglogprobs)),
+            "log_sum_neglogprob": math.log1p(self._neglogprob_sum),  # the draft's surprisal, in nats
+            "first_entropy": self._first_bits or 0.0,
+            "first_neglogprob": self._head_neglogprobs[0] if self._head_neglogprobs else 0.0,
+            "log_uncertain": math.log1p(self._uncertain),  # how many tokens above 1 bit
+            "repeat_share": 1.0 - len(self._distinct) / self.tokens if self.tokens else 0.0,  # tokens seen before
+            "draft_log_lines": math.log1p(self._newlines),
+            "draft_digits": float(self._digits),
         }
+
+
+def _std(total: float, squares: float, count: int) -> float:
+    """Population standard deviation from a running sum and sum of squares."""
+    return math.sqrt(max(squares / count - (total / count) ** 2, 0.0)) if count else 0.0
 
 
 def draft_signals(tokens: Iterable[TokenTrace]) -> dict[str, float]:
@@ -156,6 +185,10 @@ _CODE = re.compile(r"```|\b(def|function|class|return|python|javascript|code|imp
 _NUMBER = re.compile(r"\d")
 _OPEN = re.compile(r"\b(write|describe|imagine|story|poem|haiku|creative|opinion|why|explain|ideas?)\b",
                    re.IGNORECASE)
+_NUMBERS = re.compile(r"\d+")
+_ASKS_NUMBER = re.compile(r"\b(how many|how much|what is \d|calculate|compute)\b", re.IGNORECASE)
+_ASKS_LIST = re.compile(r"\b(list|name (two|three|four|five)|\d+ (items|ideas|things|ways))\b", re.IGNORECASE)
+_CONSTRAINED = re.compile(r"\b(only|exactly|just)\b", re.IGNORECASE)
 _STEPS = re.compile(r"\b(how many|how much|total|each|per|left|remain|times|sum|average|if)\b", re.IGNORECASE)
 
 
@@ -179,6 +212,14 @@ def prompt_signals(messages: Sequence[dict[str, Any]]) -> dict[str, float]:
         "prompt_code": float(_CODE.search(text) is not None),
         "prompt_open": float(_OPEN.search(text) is not None),
         "prompt_steps": float(len(_STEPS.findall(text))),
+        # Policy version 2: how long in words, how many numbers and how long the longest (7 times 8 against
+        # 67 times 89), and what it asks for: a number, a list, a constrained form.
+        "prompt_log_words": math.log1p(len(text.split())),
+        "prompt_numbers": float(len(numbers := _NUMBERS.findall(text))),
+        "prompt_max_digits": float(max((len(n) for n in numbers), default=0)),
+        "prompt_asks_number": float(_ASKS_NUMBER.search(text) is not None),
+        "prompt_asks_list": float(_ASKS_LIST.search(text) is not None),
+        "prompt_constrained": float(_CONSTRAINED.search(text) is not None),
     }
 
 

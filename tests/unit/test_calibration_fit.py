@@ -78,6 +78,35 @@ def test_the_embedding_variant_learns_from_the_projected_prompt() -> None:
         model.risks(rows.where(np.arange(len(rows)) < 10)).tolist())
 
 
+def test_the_stacked_embedding_is_one_projection_the_file_scores_as_scikit_learn_does() -> None:
+    rows = synthetic_rows(embeddings=True)
+    rows = Rows(**{**rows.__dict__, "signals": {name: np.zeros(len(rows)) for name in SIGNALS}})  # no trace signal
+    candidate = Candidate(WITH_EMBEDDING, "entropy", 1.0, components=learn.STACKED)
+    [scored] = learn.search(rows, [candidate])
+    assert scored.cv_auroc is not None and scored.cv_auroc > 0.95
+    assert candidate.to_json()["embedding"] == "stacked"
+    model = learn.fit_model(rows, candidate)
+    variant = model.variant(0.5, "test-model")
+    assert variant.embedding is not None and len(variant.embedding.components) == 1
+    assert variant.features[-1] == "emb_0" and "emb_1" not in variant.features
+    signals = {name: 0.0 for name in SIGNALS}
+    assert [variant.risk(signals, v.tolist()) for v in rows.embeddings[:10]] == pytest.approx(
+        model.risks(rows.where(np.arange(len(rows)) < 10)).tolist())
+
+
+def test_a_stacked_candidate_that_cannot_be_cross_validated_inside_its_folds_scores_none() -> None:
+    rows = synthetic_rows(n=40, families=2, embeddings=True)  # each fold's part is one family: no inner folds
+    [scored] = learn.search(rows, [Candidate(WITH_EMBEDDING, "entropy", 1.0, components=learn.STACKED)])
+    assert scored.cv_auroc is None
+
+
+def test_the_all_set_reads_every_signal_and_the_v1_sets_only_version_1_signals() -> None:
+    from services.router.risk import V1_FEATURES
+
+    assert set(learn.TRACE_SETS["all"]) == set(SIGNALS)
+    assert all(set(learn.TRACE_SETS[name]) <= V1_FEATURES for name in ("entropy", "logprob", "trace", "trace+prompt"))
+
+
 def test_folds_hold_out_whole_families() -> None:
     rows = synthetic_rows()
     for train, held in learn.folds(rows):

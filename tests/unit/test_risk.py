@@ -119,7 +119,9 @@ def broken(change: str) -> dict[str, Any]:
         case "kind":
             data["kind"] = "draftgate.logistic/1"
         case "version":
-            data["version"] = 2
+            data["version"] = 3
+        case "v1_names_a_v2_signal":
+            trace["features"] = ["max_entropy", "std_entropy"]
         case "threshold":
             data["threshold"] = 1.5
         case "top_k":
@@ -154,7 +156,8 @@ def broken(change: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("change", "says"), [
-    ("kind", "'kind' must be"), ("version", "version 2"), ("threshold", "threshold must be between 0 and 1"),
+    ("kind", "'kind' must be"), ("version", "version 3 is unknown (this draftgate reads versions 1, 2"),
+    ("v1_names_a_v2_signal", "unknown feature 'std_entropy'"), ("threshold", "threshold must be between 0 and 1"),
     ("top_k", "top_k must be an integer from 1 to 20"), ("no_trace_only", "at least 'trace_only'"),
     ("unknown_variant", "unknown variant 'fancy'"), ("length", "one equal, non-zero length"),
     ("scale", "every scale must be > 0"), ("nan", "finite number"), ("unknown_feature", "unknown feature 'vibes'"),
@@ -170,6 +173,19 @@ def test_a_malformed_policy_is_an_error_naming_the_file_and_the_field(change: st
         load_policy(path)
     assert str(path) in str(raised.value)
     assert says in str(raised.value)
+
+
+def test_a_version_2_policy_reads_the_signals_version_2_added() -> None:
+    data = policy_json()
+    data["version"] = 2
+    data["variants"]["trace_only"].update(features=["max_entropy", "std_entropy"])
+    policy = parse_policy(data)
+    assert policy.risk({"max_entropy": 1.0, "std_entropy": 1.0}).value == pytest.approx(sigmoid(0.25 - 1.0))
+
+
+def test_the_shipped_policy_loads() -> None:
+    policy = load_policy(resolve("services/router/policies/smollm2.json"))
+    assert policy.with_embedding is not None and policy.trace_only.features
 
 
 def test_a_recorded_draft_is_scored_at_the_policys_k() -> None:

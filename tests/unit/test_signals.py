@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from services.router.entropy import EntropyWindow, token_entropy_bits
@@ -119,3 +120,30 @@ def test_prompt_signals_name_the_properties_of_the_last_user_message() -> None:
     assert signals["prompt_code"] == 1.0 and signals["prompt_digits"] == 1.0 and signals["prompt_open"] == 1.0
     assert signals["prompt_log_chars"] == pytest.approx(math.log1p(len("Write a python function that adds 2 and 3")))
     assert prompt_signals([])["prompt_log_chars"] == 0.0
+
+
+def test_version_2_signals_of_a_small_trace_match_hand_computed_values() -> None:
+    tokens = [TokenTrace("12", LN(0.5), (LN(0.5), LN(0.5))),  # 1 bit
+              TokenTrace("\n", 0.0, (0.0,)),  # 0 bits
+              TokenTrace("12", LN(0.25), (LN(0.25),) * 4)]  # 2 bits
+    signals = draft_signals(tokens)
+    assert signals["std_entropy"] == pytest.approx(np.std([1.0, 0.0, 2.0]))
+    assert signals["std_neglogprob"] == pytest.approx(np.std([LN(2), 0.0, LN(4)]))
+    assert signals["q95_neglogprob"] == pytest.approx(np.quantile([LN(2), 0.0, LN(4)], 0.95))
+    assert signals["log_sum_neglogprob"] == pytest.approx(math.log1p(LN(2) + LN(4)))
+    assert signals["first_entropy"] == pytest.approx(1.0)
+    assert signals["first_neglogprob"] == pytest.approx(LN(2))
+    assert signals["log_uncertain"] == pytest.approx(math.log1p(1))  # one token above 1 bit
+    assert signals["repeat_share"] == pytest.approx(1 / 3)  # "12" drafted twice
+    assert signals["draft_log_lines"] == pytest.approx(math.log1p(1))
+    assert signals["draft_digits"] == 1.0
+
+
+def test_version_2_prompt_signals_read_numbers_and_what_is_asked() -> None:
+    question = "How many apples are 67 times 8? Reply with only the number."
+    signals = prompt_signals([{"role": "user", "content": question}])
+    assert signals["prompt_numbers"] == 2.0 and signals["prompt_max_digits"] == 2.0
+    assert signals["prompt_asks_number"] == 1.0 and signals["prompt_constrained"] == 1.0
+    assert signals["prompt_asks_list"] == 0.0
+    assert signals["prompt_log_words"] == pytest.approx(math.log1p(12))
+    assert prompt_signals([{"role": "user", "content": "List three fruits."}])["prompt_asks_list"] == 1.0

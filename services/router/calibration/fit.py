@@ -28,20 +28,24 @@ MAX_ESCALATION = 0.3
 HELP = "learn a routing policy: P(draft is wrong) from its trace and its prompt"
 DESCRIPTION = f"""\
 Learn which drafts to send to the heavyweight. Each graded draft (from `collect` and `grade`) becomes a
-row of signals the router can compute when the draft ends: its token entropies (largest, mean, opening,
-share above 1 bit, largest 10-token window mean), its log-probs (minimum, 0.8-quantile, mean, opening),
-its length, properties of the prompt (length, digits, code, open-ended, steps), and the prompt's MiniLM
-embedding reduced by PCA. A logistic regression learns P(draft is wrong) from them on the train split.
+row of signals the router can compute when the draft ends: its token entropies (largest, mean, spread,
+opening, first token, share and count above 1 bit, largest 10-token window mean), its log-probs (minimum,
+0.8- and 0.95-quantiles, mean, spread, sum, opening, first token), its length and shape (repeated tokens,
+lines, digits), properties of the prompt (length in characters and words, digits, how many numbers and
+the longest, code, open-ended, steps, asks for a number or a list, constrained wording), and the prompt's
+MiniLM embedding, reduced by PCA or stacked (a logistic regression on the whole embedding, its score one
+more feature). A logistic regression learns P(draft is wrong) from them on the train split.
 
 Two variants are fitted: trace_only, and with_embedding, which the router uses when the embedder
 answered before the draft ended. For each, a few feature sets and regularisation strengths are tried
 and the one with the best cross-validated AUROC is kept (folds by template family, so no family is
-scored by a model that saw it). The threshold (risk at or below: accept) is the lowest whose escalation
-rate, counting the drafts the entropy window aborts anyway, stays at or below --max-escalation
-(default {MAX_ESCALATION:.0%}) on the train split's out-of-fold risks; or, with --min-accuracy, the highest
-whose overall accuracy reaches it. The test split is then scored: AUROC of the policy and of every
-single signal with bootstrap 95% intervals, the share of wrong drafts caught at a 30% escalation
-rate, and the escalation rate and accuracy at the threshold.
+scored by a model that saw it; the PCA and the stacked regression are fitted inside each fold). The
+threshold (risk at or below: accept) is the lowest whose escalation rate, counting the drafts the entropy
+window aborts anyway, stays at or below --max-escalation (default {MAX_ESCALATION:.0%}) on the train
+split's out-of-fold risks; or, with --min-accuracy, the highest whose overall accuracy reaches it. The
+test split is then scored: AUROC of the policy and of every single signal with bootstrap 95% intervals,
+the share of wrong drafts caught at a 30% escalation rate (and the most a perfect ranking could catch
+there), and the escalation rate and accuracy at the threshold.
 
 The policy is written as JSON (no pickles) to --out; set routing.policy: learned and routing.risk_model
 to it (or run `report --write-config`). The shipped policy for the local SmolLM2 is {SHIPPED}.
@@ -164,8 +168,10 @@ def _variant_line(m: dict[str, Any], threshold: float) -> str:
     caught = m["caught_at_30"]
     return (f"{m['chosen']['features']} (C={m['chosen']['C']}"
             + (f", {m['chosen']['components']} PCA components" if m["chosen"]["components"] else "")
+            + (", the embedding stacked" if m["chosen"].get("embedding") == "stacked" else "")
             + f"): CV AUROC {_auroc(m['cv'])}, test AUROC {_auroc(m['test'])}, wrong caught at 30% escalation "
             + ("n/a" if caught["value"] is None else f"{caught['value']:.0%}")
+            + ("" if caught.get("best") is None else f" (a perfect ranking: {caught['best']:.0%})")
             + f"; threshold {threshold:.3f}: test escalation {at['escalation_rate']:.0%}, "
             f"accuracy {at['accuracy']:.3f}")
 

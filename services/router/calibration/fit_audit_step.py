@@ -101,7 +101,8 @@ def _chosen(metrics: dict[str, Any]) -> str:
     for name, entry in metrics.get("variants", {}).items():
         chosen = entry["chosen"]
         parts.append(f"{name} {chosen['features']} C={chosen['C']}"
-                     + (f" {chosen['components']} PCA components" if chosen.get("components") else ""))
+                     + (f" {chosen['components']} PCA components" if chosen.get("components") else "")
+                     + (" the embedding stacked" if chosen.get("embedding") == "stacked" else ""))
     return "; ".join(parts)
 
 

@@ -190,7 +190,10 @@ def caught(risks: NDArray[np.float64], wrong: NDArray[np.float64], name: str,
     """The share of wrong drafts among the `rate` riskiest, with a bootstrap 95% interval."""
     value = learn.caught_at(risks, wrong, rate)
     if value is None:
-        return {"rate": rate, "value": None, "ci": None}
+        return {"rate": rate, "value": None, "ci": None, "best": None}
+    # At most round(rate * n) drafts escalate: with more wrong drafts than that, even a perfect ranking
+    # catches only that many (with 70% wrong, 30% escalated catches at most 43%).
+    best = min(1.0, round(rate * len(risks)) / float(wrong.sum()))
     counts = resamples(len(risks), name).counts.astype(int)
     spread = []
     for row in counts:
@@ -198,7 +201,8 @@ def caught(risks: NDArray[np.float64], wrong: NDArray[np.float64], name: str,
         spread.append(learn.caught_at(risks[drawn], wrong[drawn], rate))
     values = np.asarray([np.nan if v is None else v for v in spread])
     low, high = interval(values[:, None])[:, 0]
-    return {"rate": rate, "value": round(value, 4), "ci": [round(float(low), 4), round(float(high), 4)]}
+    return {"rate": rate, "value": round(value, 4), "ci": [round(float(low), 4), round(float(high), 4)],
+            "best": round(best, 4)}
 
 
 def _auroc(wrong: NDArray[np.float64], scores: NDArray[np.float64], name: str) -> dict[str, Any]:
