@@ -254,9 +254,12 @@ def _signals(view: View) -> list[str]:
         ci = "" if s.ci is None else f" ({s.ci[0]:.3f} to {s.ci[1]:.3f})"
         name = f"**{s.name}**" if s.name.startswith(POLICY) else s.name
         lines.append(f"| {name} | {_num(s.auroc, 3)}{ci} | {_pct(s.caught)} |")
+    wrong = sum(view.wrong)
+    best = f" A perfect ranking catches {min(1.0, CAUGHT_AT * len(view.items) / wrong):.1%} here ({wrong} of " \
+        f"{len(view.items)} drafts wrong)." if wrong else ""
     lines += ["", "Higher scores mean more likely wrong. window_mean_wN is the router's own rule as one score "
               "(the draft's largest mean entropy over N tokens); caught: the share of wrong drafts among the "
-              f"{CAUGHT_AT:.0%} of drafts the signal scores highest (ties split)."]
+              f"{CAUGHT_AT:.0%} of drafts the signal scores highest (ties split).{best}"]
     if view.policy is not None:
         metrics = view.policy.metrics
         thresholds = ", ".join(f"{name} {value:.3f}" for name, value in view.policy.thresholds.items())
