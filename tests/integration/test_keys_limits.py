@@ -234,8 +234,8 @@ async def test_admission_is_one_round_trip_and_the_keys_expire(gateways: Gateway
 
 
 async def test_the_charges_waiting_and_the_session_ride_in_the_admissions_round_trip(gateways: Gateways) -> None:
-    """A request's admission takes the answers' charges waiting in its gateway along (sent before it, so a
-    budget they exhaust refuses it) and reads the session's turns: one pipeline, no round trip of their own."""
+    """A request's admission takes the answers' charges waiting in its gateway along (made before it, so a
+    budget they exhaust refuses it) and reads the session's turns: one command, no round trip of their own."""
     first, _, redis = gateways
     key, key_id = await make(redis, limits=KeyLimits(tpm=10_000, budget_usd_day=0.01))
     principal = admitted(await first.admit(key, TARGETS, True))
@@ -247,10 +247,10 @@ async def test_the_charges_waiting_and_the_session_ride_in_the_admissions_round_
         await redis.config_resetstat()
         admission = await first.admit_along(key, TARGETS, True, charges=settlements.take(),
                                             session_key="draftgate:session:test")
-        assert admission.session_turns == [b"turn-1", b"turn-2"] and admission.charged
+        assert admission.session_turns == [b"turn-1", b"turn-2"]
         assert isinstance(admission.verdict, Principal)
         calls = await script_calls(redis)
-        assert calls.get("evalsha") == 2 and calls.get("lrange") == 1, calls  # the charge, the admission
+        assert calls.get("evalsha") == 1 and calls.get("lrange") == 1, calls  # one command: charge, admit, read
         assert float(await redis.hget(key_limit(key_id), "k")) == pytest.approx(300)
         assert settlements.take() == []
 

@@ -7,6 +7,7 @@ never stored, it is shown once when made. Every field is a string there; "" mean
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import secrets
 from collections.abc import Collection, Mapping
@@ -26,16 +27,30 @@ UNITS_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def periods(now: float) -> tuple[str, str]:
     """The UTC day (YYYY-MM-DD) and month (YYYY-MM) a moment falls in: the budgets' periods."""
-    moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
-    return moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m")
+    return _day_periods(int(now // DAY_S))
 
 
 def period_ends(now: float) -> tuple[float, float]:
     """When the UTC day and month of `now` end (Unix seconds)."""
-    moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    next_month = (day.replace(day=1) + datetime.timedelta(days=32)).replace(day=1)
-    return (day + datetime.timedelta(days=1)).timestamp(), next_month.timestamp()
+    return _day_ends(int(now // DAY_S))
+
+
+DAY_S = 86400  # a UTC day in Unix time (which has no leap seconds): the day of `now` is now // DAY_S
+
+
+# Every admission and charge asks for its day: worked out once a day, not per request (strftime
+# was 2% of a keyed gateway's CPU).
+@functools.lru_cache(maxsize=4)
+def _day_periods(day: int) -> tuple[str, str]:
+    moment = datetime.datetime.fromtimestamp(day * DAY_S, datetime.UTC)
+    return moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m")
+
+
+@functools.lru_cache(maxsize=4)
+def _day_ends(day: int) -> tuple[float, float]:
+    start = datetime.datetime.fromtimestamp(day * DAY_S, datetime.UTC)
+    next_month = (start.replace(day=1) + datetime.timedelta(days=32)).replace(day=1)
+    return (start + datetime.timedelta(days=1)).timestamp(), next_month.timestamp()
 
 
 def new_secret() -> str:
