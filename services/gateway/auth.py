@@ -166,6 +166,7 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+@functools.lru_cache(maxsize=4096)
 def key_hash(token: str) -> str:
     """What identifies a key wherever it must be named (tenants, logs): never the key itself."""
     return hashlib.sha256(token.encode()).hexdigest()[:16]
