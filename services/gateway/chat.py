@@ -160,9 +160,8 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
     # One round trip: a virtual key looked up, its models, budget, rpm and tpm checked and the request
     # charged; the session's stored turns read; the charges of answers finished before sent first.
     key = sessions.caller_session_key(found, session_id) if session_id is not None else None
-    admitted = await limits.admit_call(request.app, found, limits.route_targets(tier, deployment, config),
-                                       token_given, caller, session_key=key)
-    caller.principal = admitted.principal
+    caller.principal, stored_turns = await limits.admit_call(
+        request.app, found, limits.route_targets(tier, deployment, config), token_given, caller, session_key=key)
     outcome.deployment = deployment
     call = Call(request=request, request_id=request_id, routing_id=routing_id, started=started, chat=chat,
                 body=chat.upstream_body(), tier=tier, tenant=caller.tenant,
@@ -172,7 +171,7 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
     if chat.template_id is not None or chat.variables is not None:
         call.body["messages"] = await conversation.with_template(request.app, chat, call.body["messages"])
     if session_id is not None and key is not None:
-        call.session = sessions.opened(session_id, key, admitted.session_turns or [],
+        call.session = sessions.opened(session_id, key, stored_turns or [],
                                        config.gateway.session_max_tokens)
         call.body["messages"] = call.session.compose(call.body["messages"])
     return call

@@ -297,26 +297,23 @@ async def admit(app: web.Application, found: Principal | KeyLookup, targets: Seq
     refusing it (401, 403, 429, with its headers). `targets` None: authenticate only, nothing
     checked against limits, nothing charged. `caller` learns the key's id and tenant once the key
     is found, refused or not."""
-    return (await admit_call(app, found, targets, token_given, caller)).principal
-
-
-@dataclass(frozen=True)
-class Admitted:
-    principal: Principal
-    session_turns: list[bytes] | None  # the session's stored turns, when a session_key was given
+    principal, _ = await admit_call(app, found, targets, token_given, caller)
+    return principal
 
 
 async def admit_call(app: web.Application, found: Principal | KeyLookup, targets: Sequence[str] | None,
-                     token_given: bool, caller: Named | None = None, session_key: str | None = None) -> Admitted:
+                     token_given: bool, caller: Named | None = None,
+                     session_key: str | None = None) -> tuple[Principal, list[bytes] | None]:
     """admit(), and the request's session read in the same round trip (sessions.caller_session_key: known
-    before the key is). The charges of answers finished before go along first."""
+    before the key is): the caller and the session's stored turns (None without a session_key). The
+    charges of answers finished before go along first."""
     if isinstance(found, Principal):
         if caller is not None:
             caller.key_id, caller.tenant = found.key_id, found.tenant
         if session_key is None:
-            return Admitted(found, None)
+            return found, None
         try:
-            return Admitted(found, await app[REDIS].lrange(session_key, -MAX_STORED_TURNS, -1))
+            return found, await app[REDIS].lrange(session_key, -MAX_STORED_TURNS, -1)
         except RedisError as exc:
             raise sessions_unavailable() from exc
     charges = app[SETTLING].take() if SETTLING in app else []
@@ -338,7 +335,7 @@ async def admit_call(app: web.Application, found: Principal | KeyLookup, targets
         raise result.error
     if caller is not None:
         caller.key_id, caller.tenant = result.key_id, result.tenant
-    return Admitted(result, admission.session_turns)
+    return result, admission.session_turns
 
 
 def sessions_unavailable() -> Unavailable:
