@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.router.calibration.dataset import DATASET, Item, load_items
+from services.router.calibration.interrupt import run_interruptibly
 from services.router.calibration.jsonl import Appender
 from services.router.calibration.traces import DEFAULT_TRACES, TIERS, Trace, Usage, done_keys
 from shared.config import UpstreamConfig, load_config
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     tiers = {name: getattr(config, name) for name in args.tiers}
     tally = Tally()
     try:
-        asyncio.run(collect(jobs, tiers, args, tally))
+        run_interruptibly(collect(jobs, tiers, args, tally))
     except KeyboardInterrupt:
         print(f"\ninterrupted: {tally.written} records written to {args.out}; "
               "run the same command again to do the rest", file=sys.stderr)

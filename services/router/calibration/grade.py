@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from services.router.calibration.dataset import DATASET, Item, load_items
 from services.router.calibration.graders import REFERENCE_KINDS, Verdict, grade_reference
+from services.router.calibration.interrupt import run_interruptibly
 from services.router.calibration.jsonl import Appender, read_jsonl
 from services.router.calibration.sandbox import DEFAULT_LIMITS, Limits, extract_code, run_tests
 from services.router.calibration.traces import DEFAULT_TRACES, Key, Trace, load_traces
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
           + "".join(f", {n} {why}" for why, n in sorted(skipped.items())) + f" -> {args.out}")
     tally = Tally()
     try:
-        asyncio.run(grade_all(todo, items, args, tally))
+        run_interruptibly(grade_all(todo, items, args, tally))
     except KeyboardInterrupt:
         print(f"\ninterrupted: {sum(tally.graded.values())} grades written to {args.out}; run again to do the rest",
               file=sys.stderr)
