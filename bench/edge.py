@@ -50,7 +50,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -363,22 +363,22 @@ def ledger_rows(database: Path) -> int:
 
 async def ledger_caught_up(database: Path, expected: int, timeout_s: float = LEDGER_WAIT_S) -> int:
     """Wait until the ledger's database holds `expected` rows (or the deadline); returns the count."""
-    deadline = time.monotonic() + timeout_s
-    rows = ledger_rows(database)
-    while rows < expected and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-        rows = ledger_rows(database)
-    return rows
+    return await caught_up(lambda: ledger_rows(database), expected, timeout_s)
 
 
 async def stream_caught_up(redis_url: str, expected: int, timeout_s: float = LEDGER_WAIT_S) -> int:
     """Wait until the ledger stream holds `expected` records (or the deadline); returns its length."""
+    return await caught_up(lambda: ledger_stream_length(redis_url), expected, timeout_s)
+
+
+async def caught_up(count: Callable[[], int], expected: int, timeout_s: float) -> int:
+    """Poll `count` until it reaches `expected` or timeout_s has passed; returns the last count."""
     deadline = time.monotonic() + timeout_s
-    length = ledger_stream_length(redis_url)
-    while length < expected and time.monotonic() < deadline:
+    found = count()
+    while found < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-        length = ledger_stream_length(redis_url)
-    return length
+        found = count()
+    return found
 
 
 async def upstream_counts(session: aiohttp.ClientSession, origin: str) -> dict[str, int]:

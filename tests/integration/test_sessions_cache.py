@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import openai
 import pytest
 import redis
 
@@ -52,14 +53,20 @@ def ledger_record(stack: Stack, request_id: str, timeout_s: float = 20) -> Ledge
         time.sleep(0.05)
 
 
-def test_a_session_turn_from_the_cache_is_saved_and_recorded(cached_stack: tuple[Stack, Service],
-                                                              fake: FakeUpstream) -> None:
-    stack, _ = cached_stack
+def cached_question(stack: Stack, fake: FakeUpstream) -> openai.OpenAI:
+    """QUESTION asked once without a session and its answer in the cache; the client that asked it."""
     fake.script("capital", confident(ANSWER))
-    fake.script("population", confident("About two million."))
     client = stack.client()
     client.chat.completions.create(model="auto", messages=[user(QUESTION)])  # no session: cached
     wait_for_an_entry(stack)
+    return client
+
+
+def test_a_session_turn_from_the_cache_is_saved_and_recorded(cached_stack: tuple[Stack, Service],
+                                                              fake: FakeUpstream) -> None:
+    stack, _ = cached_stack
+    fake.script("population", confident("About two million."))
+    client = cached_question(stack, fake)
 
     # A new session's first turn is the same request: served from the cache, and still a turn of the session.
     hit = client.chat.completions.with_raw_response.create(model="auto", messages=[user(QUESTION)],
@@ -87,11 +94,8 @@ def test_a_session_turn_from_the_cache_is_saved_and_recorded(cached_stack: tuple
 def test_a_question_inside_a_conversation_is_not_served_from_a_bare_entry(cached_stack: tuple[Stack, Service],
                                                                           fake: FakeUpstream) -> None:
     stack, _ = cached_stack
-    fake.script("capital", confident(ANSWER))
     fake.script("Japan", confident("Japan is an island nation."))
-    client = stack.client()
-    client.chat.completions.create(model="auto", messages=[user(QUESTION)])
-    wait_for_an_entry(stack)
+    client = cached_question(stack, fake)
     client.chat.completions.create(model="auto", messages=[user("Tell me about Japan")],
                                    extra_body={"session_id": "about-japan"})
     inside = client.chat.completions.with_raw_response.create(model="auto", messages=[user(QUESTION)],
