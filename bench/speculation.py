@@ -77,6 +77,10 @@ async def router_metrics(router_url: str) -> str:
 
 def describe(results: list[dict[str, Any]], metrics: str) -> dict[str, Any]:
     escalated = [r for r in results if r["decision"] == "escalate"]
+    decisions = {r["decision"] for r in results}
+    if not escalated or "accept" not in decisions:
+        raise RuntimeError("INVALID run: the workload needs accepted and escalated answers, got "
+                           f"{sorted(map(str, decisions))}")
     served = router_counter(metrics, "draftgate_upstream_completion_tokens_total", 'tier="heavyweight"')
     wasted = router_counter(metrics, "draftgate_speculation_wasted_tokens_total")
     return {
@@ -106,9 +110,11 @@ def main() -> dict[str, Any]:
         with redis_server(workdir) as redis_url, \
                 fake_upstream("drafter", module="bench.speculation_upstream") as drafter_url, \
                 fake_upstream("heavyweight", module="bench.speculation_upstream") as heavy_url:
-            serial = run_mode(redis_url, drafter_url, heavy_url, workdir,
+            # Buffered streams: what this compares is escalation (serial or speculative); progressive
+            # streaming, the default since #16, decides in the last chunk and is bench/progressive.py's.
+            serial = run_mode(redis_url, drafter_url, heavy_url, workdir, DRAFTGATE_ROUTING_STREAM_MODE="buffered",
                               DRAFTGATE_ROUTING_SPECULATION_THRESHOLD="null")
-            speculative = run_mode(redis_url, drafter_url, heavy_url, workdir)
+            speculative = run_mode(redis_url, drafter_url, heavy_url, workdir, DRAFTGATE_ROUTING_STREAM_MODE="buffered")
     serial_p50 = serial["escalated_total"]["p50_ms"]
     result = {
         "serial": serial,
