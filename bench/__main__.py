@@ -27,6 +27,7 @@ def main() -> None:
         if options:
             module.main(options)
         else:
+            sys.argv = sys.argv[:1]  # a benchmark that parses sys.argv itself must not see the names
             module.main()
 
 
