@@ -208,6 +208,9 @@ class CacheConfig:
     port: int = 8083
     embedder_url: str = "http://127.0.0.1:8084"
     embedder_timeout_s: float = 1.0
+    # Storing an answer waits longer: no request waits on it, and a busy embedder (a burst of lookups
+    # ahead of the write's 64 texts) would otherwise keep whole batches out of the semantic tier.
+    embedder_write_timeout_s: float = 5.0
     # Semantic tier: the nearest `candidates` entries at or above `similarity_floor` (cosine) are
     # retrieved, then each must pass the verifier (services/cache/verify.py) to be served.
     similarity_floor: float = 0.85
@@ -603,6 +606,9 @@ def _validate(config: Config) -> None:
         ("cache.verify_drafter_timeout_s", config.cache.verify_drafter_timeout_s > 0, "must be > 0"),
         ("cache.ttl_s", config.cache.ttl_s >= 1, "must be >= 1"),
         ("cache.embedder_timeout_s", config.cache.embedder_timeout_s > 0, "must be > 0"),
+        ("cache.embedder_write_timeout_s",
+         0 < config.cache.embedder_write_timeout_s * 1000 < config.bus.reclaim_idle_ms,
+         "must be > 0 and below bus.reclaim_idle_ms (a write still embedding would be reclaimed and stored twice)"),
         ("embedder.backend", config.embedder.backend != "local",
          "'local' was split in two: 'onnx' (the default: MiniLM on ONNX Runtime, the same vectors for less CPU) "
          "or 'torch' (sentence-transformers, as 'local' was)"),

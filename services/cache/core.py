@@ -143,13 +143,14 @@ class Cache:
                 "completion": served.candidate.completion, "partition": keys.partition,
                 "verified": served.verified}
 
-    async def _vectors(self, texts: list[str]) -> list[list[float]]:
+    async def _vectors(self, texts: list[str], timeout_s: float | None = None) -> list[list[float]]:
         """One vector per text: those this process computed lately from the memo, the rest in one
-        embedder call (each distinct text once), remembered for the write that follows a miss."""
+        embedder call (each distinct text once, waiting up to timeout_s, if not the lookups' time),
+        remembered for the write that follows a miss."""
         known = {text: vector for text in texts if (vector := self.memo.get(text)) is not None}
         missing = list(dict.fromkeys(text for text in texts if text not in known))
         if missing:
-            for text, vector in zip(missing, await self.embedder.embed(missing), strict=True):
+            for text, vector in zip(missing, await self.embedder.embed(missing, timeout_s), strict=True):
                 self.memo.put(text, vector)
                 known[text] = vector
         self.record.vectors("memo", len(texts) - len(missing))
@@ -175,8 +176,12 @@ class Cache:
         return Pending(keys, write.completion, expires_at)
 
     async def _store_semantic(self, pending: list[Pending]) -> None:
+        """The texts a lookup embedded come from the memo; the rest (a lookup that ran out of time
+        before its vector came back, a memo that dropped it) are embedded with the writes' patience:
+        with the lookups' one second, a write stuck behind a burst lost all its 64 entries at once."""
         try:
-            vectors = await self._vectors([p.keys.semantic_text or "" for p in pending])
+            vectors = await self._vectors([p.keys.semantic_text or "" for p in pending],
+                                          self.config.embedder_write_timeout_s)
             await self.semantic.put([SemanticEntry(p.keys, v, p.completion, p.expires_at)
                                      for p, v in zip(pending, vectors, strict=True)])
         except (EmbedderUnavailable, *STORE_ERRORS) as exc:

@@ -23,10 +23,12 @@ class EmbedderClient:
         self._model = model
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
+    async def embed(self, texts: list[str], timeout_s: float | None = None) -> list[list[float]]:
+        """timeout_s: this call's, if not the client's (a write can wait longer than a lookup)."""
         payload = {"model": self._model, "input": texts, "encoding_format": "base64"}
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
-            async with self._session.post(self._url, json=payload, timeout=self._timeout) as response:
+            async with self._session.post(self._url, json=payload, timeout=timeout) as response:
                 if response.status != 200:
                     raise EmbedderUnavailable(f"embedder answered {response.status}: {await response.text()}")
                 body = await response.json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from services.embedder.app import create_app as create_embedder
+from shared.config import load_config
+from tests.fakes.embedding_backend import CountingBackend
 from tests.integration.cache_helpers import PARAPHRASE, PARIS, cache_app, chat, remember, written
 from tests.integration.minilm import embedder_app
 from tests.support import Service, free_port
@@ -46,6 +50,31 @@ async def test_embedder_down_semantic_misses_while_the_exact_tier_still_works(
     metrics = await (await cache.get("/metrics")).text()
     assert 'draftgate_cache_writes_total{result="semantic_error"} 1.0' in metrics
     assert 'draftgate_cache_lookups_total{result="error",tier="semantic"} 1.0' in metrics
+
+
+async def test_a_write_waits_for_a_busy_embedder_longer_than_a_lookup_would(
+        aiohttp_client, aiohttp_server, redis_url: str, redis_client: Redis, tmp_path: Path) -> None:
+    """The soak's 2,294 semantic_error writes: a batch of 64 texts behind a burst of lookups took
+    longer than the lookups' embedder timeout, and the whole batch went to the exact tier only."""
+    config = load_config(env={})
+    backend = CountingBackend()
+    backend.model = config.embedder.model
+    embedder = await aiohttp_server(create_embedder(config, backend=backend))
+    cache = await aiohttp_client(cache_app(redis_url, embedder_url=str(embedder.make_url("")).rstrip("/"),
+                                           embedder_timeout_s=0.2, embedder_write_timeout_s=5.0,
+                                           qdrant_path=str(tmp_path / "q")))
+    backend.hold()
+    await remember(redis_client, chat(PARIS), "Paris.")
+    await asyncio.wait_for(backend.started.wait(), 10)
+    await asyncio.sleep(0.5)  # busy for longer than a lookup waits
+    backend.release()
+    await written(redis_client)
+
+    stats = await (await cache.get("/cache/stats")).json()
+    assert (stats["exact"]["entries"], stats["semantic"]["entries"]) == (1, 1)
+    metrics = await (await cache.get("/metrics")).text()
+    assert "semantic_error" not in metrics
+    assert backend.call_sizes == [1]  # one embedding, for the write
 
 
 async def test_qdrant_down_semantic_misses_while_the_exact_tier_still_works(

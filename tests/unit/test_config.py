@@ -89,6 +89,7 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
     ("gateway:\n  api_keys_env: 'my keys'\n", {}, "gateway.api_keys_env: must be the name of an environment"),
     ("gateway:\n  admin_keys_env: ''\n", {}, "gateway.admin_keys_env: must be the name of an environment"),
     ("gateway:\n  allow_anonymous: maybe\n", {}, "gateway.allow_anonymous: expected bool, got 'maybe'"),
+    ("cache:\n  embedder_write_timeout_s: 20\n", {}, "cache.embedder_write_timeout_s: must be > 0 and below"),
 ])
 def test_invalid_values_name_the_key(tmp_path: Path, yaml_text: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
