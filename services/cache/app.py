@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import uuid
@@ -27,7 +28,7 @@ from services.cache.vectors.base import VectorStore
 from services.cache.vectors.edge import EdgeStore
 from services.cache.vectors.migrate import set_aside_local_mode
 from services.cache.vectors.server import ServerStore
-from shared.config import Config
+from shared.config import Config, cache_write_timeout_s
 from shared.http import error_middleware
 from shared.metrics import add_metrics_route
 from shared.redis_client import connect
@@ -76,7 +77,8 @@ async def _cache_ctx(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session, open_chain(config, os.environ) as chain:
             embedder = EmbedderClient(session, config.cache.embedder_url, config.embedder.model,
                                       config.cache.embedder_timeout_s)
-            cache = Cache(config.cache, ExactTier(redis), semantic, embedder, Recorder(CacheStats(), app[METRICS]),
+            cache_config = dataclasses.replace(config.cache, embedder_write_timeout_s=cache_write_timeout_s(config))
+            cache = Cache(cache_config, ExactTier(redis), semantic, embedder, Recorder(CacheStats(), app[METRICS]),
                           chain)
             app[CACHE] = cache
             name = f"cache-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import DEFAULT_CONFIG_PATH, LOCAL_MODEL_URL, OPENAI_URL, ConfigError, load_config
+from shared.config import (
+    DEFAULT_CONFIG_PATH,
+    LOCAL_MODEL_URL,
+    OPENAI_URL,
+    ConfigError,
+    cache_write_timeout_s,
+    load_config,
+)
 
 REPO_CONFIG = DEFAULT_CONFIG_PATH
 
@@ -89,7 +96,7 @@ def test_config_file_from_the_environment(tmp_path: Path) -> None:
     ("gateway:\n  api_keys_env: 'my keys'\n", {}, "gateway.api_keys_env: must be the name of an environment"),
     ("gateway:\n  admin_keys_env: ''\n", {}, "gateway.admin_keys_env: must be the name of an environment"),
     ("gateway:\n  allow_anonymous: maybe\n", {}, "gateway.allow_anonymous: expected bool, got 'maybe'"),
-    ("cache:\n  embedder_write_timeout_s: 20\n", {}, "cache.embedder_write_timeout_s: must be > 0 and below"),
+    ("cache:\n  embedder_write_timeout_s: 0\n", {}, "cache.embedder_write_timeout_s: must be > 0"),
 ])
 def test_invalid_values_name_the_key(tmp_path: Path, yaml_text: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -103,3 +110,10 @@ def test_a_tier_url_with_credentials_and_an_api_key_is_refused(tmp_path: Path) -
         load_config(write(tmp_path, ""), env=env)
     env.pop("DRAFTGATE_DRAFTER_API_KEY_ENV")
     assert load_config(write(tmp_path, ""), env=env).drafter.base_url == "https://user:pw@llm.example/v1"
+
+
+def test_a_cache_write_waits_at_most_half_the_reclaim_idle_time(tmp_path: Path) -> None:
+    """A write still embedding must not be reclaimed by another cache replica and stored twice."""
+    assert cache_write_timeout_s(load_config(tmp_path / "missing.yaml", env={})) == 5.0
+    fast = load_config(tmp_path / "missing.yaml", env={"DRAFTGATE_BUS_RECLAIM_IDLE_MS": "2000"})
+    assert cache_write_timeout_s(fast) == 1.0
