@@ -129,6 +129,10 @@ def create_app(config: Config, env: Mapping[str, str] | None = None) -> web.Appl
                 await auditor.shutdown()
         with shutdown_phase("status"):
             await stop(publishing, SHUTDOWN_STEP_S)
+        if limiter is not None:  # the rate-limit shares this router holds go back to the other routers
+            with shutdown_phase("rate limits"), contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHUTDOWN_STEP_S):
+                    await limiter.close()
         registry.unregister(breakers)
 
     app.cleanup_ctx.extend([redis_ctx, risk_ctx, session_ctx, worker_ctx])

@@ -1,7 +1,8 @@
 """Upstream rate limits shared by routers through a real Redis, 7.x and 6.2: two clients stand for two
 routers. rpm and tpm admit exactly their limit however the calls interleave, a refusal charges nothing
-and says when the call would fit, tpm reservations are settled to the actual usage, every check is one
-round trip, and admit() moves on to the next deployment when one is at its limit."""
+and says when the call would fit, tpm reservations are settled to the actual usage, a check is at most one
+round trip (none while the router's share holds the call: test_ratelimit_shares.py), and admit() moves on to
+the next deployment when one is at its limit."""
 
 from __future__ import annotations
 
@@ -155,25 +156,37 @@ async def test_a_request_larger_than_the_whole_tpm_waits_for_an_empty_bucket_not
     assert huge == Verdict(True, reserved_tokens=1000)
 
 
-async def test_every_check_is_one_round_trip_and_unlimited_deployments_none(
+async def test_a_share_holds_the_next_checks_and_unlimited_deployments_cost_no_round_trip(
     routers: tuple[Redis, Redis], clock: FrozenClock
 ) -> None:
     redis = routers[0]
     limiter = RateLimiter(redis, clock)
     await limiter.prepare()
     await redis.config_resetstat()
-    for _ in range(10):
-        await limiter.acquire(limited(rpm=1000, tpm=100_000), 10)
+    for _ in range(10):  # the first call takes a 16th of the room left: 62 requests and 6,249 tokens
+        assert (await limiter.acquire(limited(rpm=1000, tpm=100_000), 10)).allowed
     for _ in range(10):
         assert (await limiter.acquire(limited("free"), 10)).allowed
     await limiter.settle(limited(rpm=1000), 10, 20)  # no tpm: nothing to settle
-    assert await script_calls(redis) == 10
+    assert await script_calls(redis) == 1
     # Commands a script runs are counted too: besides the script's own (once per run), only the test's.
     stats = await redis.info("commandstats")
     assert {name for name in stats if not name.startswith(("cmdstat_config", "cmdstat_info"))} == {
         "cmdstat_evalsha", "cmdstat_hmget", "cmdstat_hset", "cmdstat_pexpire"
     }
-    assert int(stats["cmdstat_hmget"]["calls"]) == 10
+    assert int(stats["cmdstat_hmget"]["calls"]) == 1
+    assert await routers[0].hget(ratelimit("gpt"), "r") == b"63", "the call and its share, charged in Redis"
+
+
+async def test_without_shares_every_check_is_one_round_trip(routers: tuple[Redis, Redis], clock: FrozenClock) -> None:
+    redis = routers[0]
+    limiter = RateLimiter(redis, clock, share_divisor=0)
+    await limiter.prepare()
+    await redis.config_resetstat()
+    for _ in range(10):
+        assert (await limiter.acquire(limited(rpm=1000, tpm=100_000), 10)).allowed
+    assert await script_calls(redis) == 10
+    assert await routers[0].hget(ratelimit("gpt"), "r") == b"10"
 
 
 async def test_a_server_that_lost_its_scripts_gets_the_script_again(

@@ -34,7 +34,6 @@ import asyncio
 import contextvars
 import random
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -48,7 +47,6 @@ from services.router.upstreams.deployment import Call, Deployment
 from services.router.upstreams.errors import UpstreamError, UpstreamStatusError
 from services.router.upstreams.hedge import HedgePolicy
 from services.router.upstreams.ratelimit import RateLimiter, admit, estimate_tokens, prompt_tokens
-from services.router.upstreams.settlement import Settlements
 from services.router.upstreams.transport import open_stream
 
 REQUEST_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("request_deadline", default=0.0)
@@ -56,8 +54,6 @@ DEFAULT_BUDGET_S = 30.0  # no request deadline known: retries stop this long aft
 MAX_BACKOFF_S = 5.0
 THROTTLE_DEFAULT_S = 1.0  # a 429 without Retry-After skips the deployment this long
 HEALTHY_4XX = frozenset(range(400, 500)) - {401, 403, 408, 409, 429}  # the request's fault, not the deployment's
-# tpm settlements waiting to go to Redis together (settlement.py), one batch per limiter (router process)
-_SETTLEMENTS: weakref.WeakKeyDictionary[RateLimiter, Settlements] = weakref.WeakKeyDictionary()
 
 Chunks = AsyncIterator[dict[str, Any]]
 # (tier, deployment, outcome): metrics. Outcomes of a call: succeeded, failed, failed_mid_stream,
@@ -451,21 +447,12 @@ def _preamble(chunk: dict[str, Any]) -> bool:
     return True
 
 
-def settlements(limiter: RateLimiter) -> Settlements:
-    """The limiter's settlements waiting to be sent (one batch per limiter)."""
-    found = _SETTLEMENTS.get(limiter)
-    if found is None:
-        found = _SETTLEMENTS[limiter] = Settlements(limiter)
-    return found
-
-
 def _settle(pool: Pool, call: Call, reserved: int, actual: int) -> None:
-    """Give the tpm bucket back what the estimate reserved beyond what the call used (or charge the
-    overrun): in the background, so no caller waits a Redis round trip for it, and with the other
-    calls' of the next few milliseconds (settlement.py)."""
+    """Replace the tpm estimate the call reserved by what it used (or charge the overrun), in the
+    router's share of the deployment (ratelimit.py): no caller waits a Redis round trip for it."""
     if pool.limiter is None or not reserved or reserved == actual:
         return
-    settlements(pool.limiter).add(call.deployment, actual - reserved)
+    pool.limiter.correct(call.deployment, reserved, actual)
 
 
 def _verdict(call: Call, exc: UpstreamError) -> None:
