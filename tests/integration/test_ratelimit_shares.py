@@ -75,7 +75,7 @@ async def test_a_hundred_calls_from_a_share_cost_one_round_trip_and_leave_the_bu
             verdict = await limiter.acquire(deployment, 600)
             assert verdict.reserved_tokens == 600
             limiter.correct(deployment, verdict.reserved_tokens, 30)  # used 30 of the 600 reserved
-    await exact.drain()
+    await exact.close()
     # the share (624 requests, 62,462 tokens, refilled by the refunds) held every call after the first;
     # without shares each call asked, taking the last one's correction along, and the last went alone
     assert await script_calls(redis) == 1 + 100 + 1
@@ -143,3 +143,12 @@ async def test_nothing_is_sent_without_tpm_or_when_corrections_cancel_out(router
     await limiter.drain()
     await limiter.close()
     assert await script_calls(redis) == 0
+
+
+async def test_a_small_correction_without_a_share_goes_on_its_own_within_the_share_time(
+        routers: tuple[Redis, Redis]) -> None:
+    limiter = RateLimiter(routers[0], FrozenClock(), share_s=0.05)
+    deployment = limited(tpm=1000)
+    reserved = (await limiter.acquire(deployment, 900)).reserved_tokens  # too near the limit for a share
+    limiter.correct(deployment, reserved, 895)  # 5 back: below 1% of the tpm, so it waits
+    await until_level(routers[0], deployment.name, "k", 895)

@@ -32,8 +32,9 @@ at the prompt against tpm when a request arrives), at most tpm, so that a reques
 whole bucket waits for an empty bucket rather than forever. After the call, `correct` replaces the
 estimate by the actual usage (prompt + completion tokens; 0 for a call that failed before producing
 anything) in the router's share: a refund is room the router's next calls use, an overrun a debt
-they pay, and both reach Redis with the share. A correction of REFUND_AT_ONCE of the tpm or more is
-given back at once (in the background), so a refund that matters to another router is not held.
+they pay, and both reach Redis with the share (without a current share: with the router's next call
+to Redis, or on their own within SHARE_S). A correction of REFUND_AT_ONCE of the tpm or more is given
+back at once (in the background), so a refund that matters to another router is not held.
 
 If Redis fails, the check lets the call through (logged): an outage of the limiter must not stop
 traffic that the bus, which needs Redis too, has already delivered. What a share would have given
@@ -174,16 +175,18 @@ class RateLimiter:
 
     def correct(self, deployment: Deployment, reserved: int, actual: int) -> None:
         """Replace a call's reserved tokens by the `actual` ones it used, in the router's share (a
-        refund its next calls may use, an overrun they pay); at once in the background when the
-        correction is REFUND_AT_ONCE of the tpm or more, or when the share is no longer current.
-        No-op without tpm."""
+        refund its next calls may use, an overrun they pay), given back with it; at once in the
+        background when the correction is REFUND_AT_ONCE of the tpm or more. Without a current share it
+        goes with the router's next call to Redis, or on its own within SHARE_S. No-op without tpm."""
         tpm = deployment.limits.tpm
         if not tpm or actual == reserved:
             return
         share = self._share(deployment)
         share.tokens += reserved - actual
-        if abs(reserved - actual) >= tpm * REFUND_AT_ONCE or time.monotonic() >= share.until:
+        if abs(reserved - actual) >= tpm * REFUND_AT_ONCE:
             self._release_soon(deployment, share)
+        elif share.timer is None:  # no share to take it along: with the next call to Redis, or on its own
+            self._arm(deployment, share, self._share_s)
 
     async def settle(self, deployment: Deployment, reserved: int, actual: int) -> None:
         """correct(), then wait until what it sends to Redis (if anything) is there."""
@@ -192,9 +195,9 @@ class RateLimiter:
 
     async def release(self, deployment: Deployment) -> None:
         """Give back what the router's share of the deployment holds, now."""
-        share = self._share(deployment)
-        share.until = -math.inf
-        given = share.empty()
+        await self._give_back(deployment, self._share(deployment).empty())
+
+    async def _give_back(self, deployment: Deployment, given: tuple[int, int]) -> None:
         if given == (0, 0):
             return
         try:
@@ -228,17 +231,27 @@ class RateLimiter:
         """Give the share back when it expires, unless it has been renewed by then."""
         if share.timer is not None:
             share.timer.cancel()
-        share.timer = asyncio.get_running_loop().call_later(self._share_s, self._on_expiry, deployment, share)
+        self._arm(deployment, share, self._share_s)
+
+    def _arm(self, deployment: Deployment, share: Share, delay_s: float) -> None:
+        share.timer = asyncio.get_running_loop().call_later(delay_s, self._on_expiry, deployment, share)
 
     def _on_expiry(self, deployment: Deployment, share: Share) -> None:
         share.timer = None
-        if time.monotonic() >= share.until and not share.lock.locked():
+        left = share.until - time.monotonic()
+        if left > 0:  # renewed meanwhile, or the loop's clock fired a hair early
+            self._arm(deployment, share, left)
+        elif share.lock.locked():  # a call out to Redis: it gives back what the share held; look again later
+            self._arm(deployment, share, self._share_s)
+        else:
             self._release_soon(deployment, share)
 
     def _release_soon(self, deployment: Deployment, share: Share) -> None:
-        if share.requests == 0 and share.tokens == 0:
+        """What the share holds now leaves it at once, and goes to Redis in the background."""
+        given = share.empty()
+        if given == (0, 0):
             return
-        task = asyncio.ensure_future(self.release(deployment))
+        task = asyncio.ensure_future(self._give_back(deployment, given))
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
 
