@@ -4,6 +4,7 @@ the policy file it writes is one the router's risk.py loads and scores the same 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from services.router import calibrate
 from services.router.calibration import learn
@@ -98,6 +100,23 @@ def test_a_stacked_candidate_that_cannot_be_cross_validated_inside_its_folds_sco
     rows = synthetic_rows(n=40, families=2, embeddings=True)  # each fold's part is one family: no inner folds
     [scored] = learn.search(rows, [Candidate(WITH_EMBEDDING, "entropy", 1.0, components=learn.STACKED)])
     assert scored.cv_auroc is None
+
+
+def test_nested_cv_does_not_flatter_the_winner_of_a_search_among_noise() -> None:
+    """Labels that no signal predicts: the best of the candidates' CV AUROCs is above its honest value,
+    the AUROC with the choice made inside each fold is not; a real signal survives nesting."""
+    tried = learn.candidates(TRACE_ONLY)
+
+    def choose(inner: Rows) -> dict[str, Candidate]:
+        return {TRACE_ONLY: learn.best(learn.search(inner, tried)).candidate}
+
+    rows = synthetic_rows(n=120)
+    noise = dataclasses.replace(rows, wrong=np.random.default_rng(11).permutation(rows.wrong))
+    winner = learn.best(learn.search(noise, tried))
+    nested = learn.nested_out_of_fold(noise, choose)[TRACE_ONLY]
+    assert winner.cv_auroc is not None and roc_auc_score(noise.wrong, nested) < winner.cv_auroc
+    separable = learn.nested_out_of_fold(rows, choose)[TRACE_ONLY]
+    assert roc_auc_score(rows.wrong, separable) == pytest.approx(1.0, abs=0.01)
 
 
 def test_the_all_set_reads_every_signal_and_the_v1_sets_only_version_1_signals() -> None:
@@ -196,6 +215,18 @@ def test_the_fit_step_writes_a_policy_the_router_loads_and_it_separates_the_test
     assert risk(policy, trace_tokens([0.1] * 12), messages).accept
     printed = capsys.readouterr().out
     assert f"policy written to {out}" in printed and "trace_only:" in printed
+    assert "nested_cv" not in metrics["variants"][TRACE_ONLY], "only with --nested-cv"
+
+
+def test_fit_with_nested_cv_reports_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts, traces, grades = write_dataset(tmp_path)
+    out = tmp_path / "policy.json"
+    status = calibrate.main(["fit", "--traces", str(traces), "--grades", str(grades), "--prompts", str(prompts),
+                             "--out", str(out), "--no-embedding", "--quiet", "--nested-cv"])
+    assert status == 0
+    nested = load_policy(out).metrics["variants"][TRACE_ONLY]["nested_cv"]
+    assert nested["auroc"] == pytest.approx(1.0, abs=0.01) and len(nested["ci"]) == 2
+    assert "nested CV AUROC 1.000" in capsys.readouterr().out
 
 
 def test_fit_says_so_when_the_accuracy_target_cannot_be_met(tmp_path: Path,

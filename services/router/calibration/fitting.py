@@ -47,6 +47,7 @@ def fit_policy(options: Options) -> RiskPolicy:
         vectors, embedder_model = embed_texts(rows.texts, config.embedder, options.progress)
         train, test = train.with_embeddings(vectors), test.with_embeddings(vectors)
     chosen, tried = _search(train, options)
+    nested = _nested_cv(train, options) if options.nested_cv else {}
     variants, thresholds = {}, {}
     for name, scored in chosen.items():
         thresholds[name] = _threshold(scored.oof, train, options)
@@ -54,7 +55,7 @@ def fit_policy(options: Options) -> RiskPolicy:
     primary = WITH_EMBEDDING if WITH_EMBEDDING in variants else TRACE_ONLY
     policy = RiskPolicy(threshold=thresholds[primary], top_k=top_k, variants=variants,
                         trained_on=_trained_on(options, train, model, top_k, config.routing, embedder_model))
-    return dataclasses.replace(policy, metrics=evaluate(policy, chosen, tried, train, test))
+    return dataclasses.replace(policy, metrics=evaluate(policy, chosen, tried, train, test, nested))
 
 
 def write(policy: RiskPolicy, out: Path) -> None:
@@ -87,6 +88,19 @@ def embed_texts(texts: Sequence[str], embedder: EmbedderConfig, progress: bool
         raise FitError(f"cannot embed the prompts with the {embedder.backend} embedder ({exc}); "
                        "--no-embedding fits the trace_only variant alone") from exc
     return {text: np.asarray(vector, dtype=float) for text, vector in vectors.items()}, embedder.model
+
+
+def _nested_cv(train: Rows, options: Options) -> dict[str, NDArray[np.float64]]:
+    """Each variant's out-of-fold risks with the whole search (_search) run inside each fold."""
+    quiet = dataclasses.replace(options, progress=False)
+    with tqdm(total=learn.FOLDS, desc="fit: nested cross-validation", unit="fold",
+              disable=not options.progress) as bar:
+        def choose(inner: Rows) -> dict[str, learn.Candidate]:
+            chosen, _ = _search(inner, quiet)
+            bar.update(1)
+            return {name: scored.candidate for name, scored in chosen.items()}
+
+        return learn.nested_out_of_fold(train, choose)
 
 
 def _search(train: Rows, options: Options) -> tuple[dict[str, Scored], list[Scored]]:
@@ -135,9 +149,10 @@ def _trained_on(options: Options, train: Rows, model: str | None, top_k: int, ro
 
 
 def evaluate(policy: RiskPolicy, chosen: Mapping[str, Scored], tried: Sequence[Scored], train: Rows,
-             test: Rows) -> dict[str, Any]:
-    """Cross-validated and test AUROC of each variant and of every single signal, with intervals; the
-    share of wrong drafts caught at a 30% escalation rate; escalation and accuracy at the threshold."""
+             test: Rows, nested: Mapping[str, NDArray[np.float64]] | None = None) -> dict[str, Any]:
+    """Cross-validated and test AUROC of each variant and of every single signal, with intervals (and the
+    nested CV AUROC when `nested` has the variant's risks); the share of wrong drafts caught at a 30%
+    escalation rate; escalation and accuracy at the threshold."""
     variants = {}
     for name, variant in policy.variants.items():
         threshold = policy.threshold_of(variant)
@@ -150,6 +165,8 @@ def evaluate(policy: RiskPolicy, chosen: Mapping[str, Scored], tried: Sequence[S
             "train_at_threshold": at_threshold(chosen[name].oof, train, threshold),
             "test_at_threshold": at_threshold(risks, test, threshold),
         }
+        if nested and name in nested:
+            variants[name]["nested_cv"] = _auroc(train.wrong, nested[name], f"nested-{name}")
     primary = variants[WITH_EMBEDDING if WITH_EMBEDDING in variants else TRACE_ONLY]
     signals = {name: {"cv": _auroc(train.wrong, _signal(train, name), f"cv-{name}"),
                       "test": _auroc(test.wrong, _signal(test, name), f"test-{name}")}

@@ -15,7 +15,7 @@ wrong) and one threshold means about the same for both variants.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,6 +216,20 @@ def search(rows: Rows, tried: Sequence[Candidate], step: Callable[[], None] = la
         out.append(Scored(candidate, score, np.zeros(len(rows)) if risks is None else risks))
         step()
     return out
+
+
+def nested_out_of_fold(rows: Rows, choose: Callable[[Rows], Mapping[str, Candidate]]) -> dict[str, NDArray[np.float64]]:
+    """Nested cross-validation: each row's risk from a model whose candidate was chosen (by `choose`, the
+    whole search) and fitted without the row's family, per variant `choose` returns. The best candidate's
+    own CV AUROC flatters (it won among many); the AUROC of these risks is what the search achieves on
+    families it has not seen."""
+    risks: dict[str, NDArray[np.float64]] = {}
+    for train, held in folds(rows):
+        inner, outer = rows.where(_mask(len(rows), train)), rows.where(_mask(len(rows), held))
+        held = np.sort(held)  # where() keeps index order
+        for name, candidate in choose(inner).items():
+            risks.setdefault(name, np.zeros(len(rows)))[held] = fit_model(inner, candidate).risks(outer)
+    return risks
 
 
 def best(scored: Sequence[Scored]) -> Scored:
