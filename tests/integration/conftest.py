@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from redis.asyncio import Redis
 
 from tests.fakes.scripts import confident
 from tests.fakes.upstream import FakeUpstream
@@ -24,6 +25,15 @@ def stack(redis_server: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPa
     running = start_stack(redis_server, tmp_path_factory.mktemp("stack"), fake)
     yield running
     running.stop()
+
+
+@pytest.fixture
+async def routers(redis_url: str) -> AsyncIterator[tuple[Redis, Redis]]:
+    """Two Redis connections, as two router processes have (the rate-limit tests)."""
+    first, second = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    yield first, second
+    await first.aclose()
+    await second.aclose()
 
 
 @pytest.fixture(autouse=True)

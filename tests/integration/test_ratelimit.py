@@ -7,7 +7,6 @@ the next deployment when one is at its limit."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -36,15 +35,6 @@ class FrozenClock:
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock()
-
-
-@pytest.fixture
-async def routers(redis_url: str) -> AsyncIterator[tuple[Redis, Redis]]:
-    """Two connections, as two router processes have."""
-    first, second = Redis.from_url(redis_url), Redis.from_url(redis_url)
-    yield first, second
-    await first.aclose()
-    await second.aclose()
 
 
 def limited(name: str = "gpt", rpm: int | None = None, tpm: int | None = None, **options: object) -> Deployment:

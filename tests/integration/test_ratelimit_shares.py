@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -18,14 +17,6 @@ from shared.keys import ratelimit
 from tests.integration.test_ratelimit import FrozenClock, limited, script_calls
 
 pytestmark = pytest.mark.redis_flavours
-
-
-@pytest.fixture
-async def routers(redis_url: str) -> AsyncIterator[tuple[Redis, Redis]]:
-    first, second = Redis.from_url(redis_url), Redis.from_url(redis_url)
-    yield first, second
-    await first.aclose()
-    await second.aclose()
 
 
 async def bucket(redis: Redis, name: str) -> dict[bytes, bytes]:
