@@ -57,6 +57,11 @@ class ChatRequest:
     # A session's request: how its answerer stores the turn (shared/sessions.SessionSave.to_wire()), in
     # the round trip of the answer's last replies. None: no session.
     session: dict[str, Any] | None = None
+    # The session's stored turns (shared/sessions.Turn, encoded), not yet prepended to the body: put here by
+    # the key script (services/gateway/limits.lua) that read them and published the request in one round
+    # trip; the router prepends them (shared/sessions.with_history). Always the LAST field: encoded as nil,
+    # msgpack's last byte, which the script replaces by the turns. None: the body is already whole.
+    history: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

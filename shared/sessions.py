@@ -12,6 +12,7 @@ round trip of the answer's last replies; the gateway for an answer from the cach
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +20,14 @@ from typing import Any
 import orjson
 from redis.asyncio.client import Pipeline
 
+from shared.messages import ChatRequest
+
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
 MAX_STORED_TURNS = 1000  # read at most this many turns back, whatever their size
 # What an answer's message keeps when stored as the next request's history (a request's assistant message).
 _ASSISTANT_KEYS = ("role", "content", "refusal", "tool_calls", "function_call")
+_PREAMBLE_ROLES = frozenset({"system", "developer"})
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -74,6 +78,41 @@ def fit(turns: list[Turn], max_tokens: int) -> list[Turn]:
         total += turn.tokens
     kept.reverse()
     return kept
+
+
+def split_preamble(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The leading system and developer messages, and the rest (this turn's own messages)."""
+    index = 0
+    while index < len(messages) and messages[index].get("role") in _PREAMBLE_ROLES:
+        index += 1
+    return messages[:index], messages[index:]
+
+
+def compose(messages: list[dict[str, Any]], history: list[Turn]) -> tuple[list[dict[str, Any]], int]:
+    """The upstream's messages: the request's preamble, the history, the request's own messages; and the
+    index of the first of its own."""
+    preamble, own = split_preamble(messages)
+    earlier = [message for turn in history for message in turn.messages]
+    return [*preamble, *earlier, *own], len(preamble) + len(earlier)
+
+
+def with_history(request: ChatRequest) -> ChatRequest:
+    """A request published with its session's stored turns (ChatRequest.history, put there by the key
+    script that read them): its body with the newest turns that fit prepended, and its session's save
+    counting them, as the gateway composes a request whose turns it read itself. Any other request as it is."""
+    if request.history is None:
+        return request
+    try:
+        saving = SessionSave.from_wire(request.session or {})
+    except ValueError:  # no session to fit the turns to: the request as it was sent (the router logs it)
+        return dataclasses.replace(request, history=None)
+    stored = (Turn.decode(raw.encode() if isinstance(raw, str) else raw) for raw in request.history
+              if isinstance(raw, str | bytes))
+    history = fit([turn for turn in stored if turn is not None], saving.max_tokens)
+    messages, own_from = compose(request.body.get("messages") or [], history)
+    saving = dataclasses.replace(saving, own_from=own_from, history_tokens=tuple(turn.tokens for turn in history))
+    return dataclasses.replace(request, body={**request.body, "messages": messages}, session=saving.to_wire(),
+                               history=None)
 
 
 def answer_message(completion: dict[str, Any]) -> dict[str, Any] | None:

@@ -77,6 +77,10 @@ class KeyLookup:
     anonymous_tenant: str  # the tenant it is served as then (tenant_of the token)
     virtual: bool = True  # the token looks like a virtual key (sk-dg-...); else only open mode asks
 
+    def tenant_of_key(self, record_tenant: str) -> str:
+        """The tenant the key's requests go by: its record's, with the X-Tenant-ID sent appended."""
+        return f"{record_tenant}:{self.sub_tenant}" if self.sub_tenant else record_tenant
+
 
 @functools.lru_cache(maxsize=4096)  # the tokens a gateway sees again and again: one hash each
 def key_digest(token: str) -> str:

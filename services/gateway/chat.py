@@ -72,6 +72,9 @@ class Call:
     outcome: Outcome = field(default_factory=Outcome)
     principal: Principal | None = None  # the key's limits: x-ratelimit-* headers on the answer
     session: Session | None = None  # the conversation this request continues (sessions.py)
+    # The admission, left to the round trip that publishes the request (its session's turns read into it
+    # there, for the router to prepend): None once admitted.
+    pending: limits.PendingAdmission | None = None
 
     @property
     def stream(self) -> bool:
@@ -158,16 +161,26 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
         await limits.admit(request.app, found, None, token_given, caller)
         raise
     # One round trip: a virtual key looked up, its models, budget, rpm and tpm checked and the request
-    # charged; the session's stored turns read; the charges of answers finished before sent first.
+    # charged; the session's stored turns read; the charges of answers finished before sent first. When
+    # nothing between admission and publication needs Redis's answer (no cache, no template), that round
+    # trip publishes the request too: the admission waits for it (Call.pending).
     key = sessions.caller_session_key(found, session_id) if session_id is not None else None
-    caller.principal, stored_turns = await limits.admit_call(
-        request.app, found, limits.route_targets(tier, deployment, config), token_given, caller, session_key=key)
+    targets = limits.route_targets(tier, deployment, config)
     outcome.deployment = deployment
+    pending = (limits.pending_admission(request.app, found, targets, token_given, caller, key)
+               if _publishes_unchanged(config, chat, deployment) else None)
+    stored_turns: list[bytes] | None = None
+    if pending is None:
+        admitted = await limits.admit_call(request.app, found, targets, token_given, caller, session_key=key)
+        stored_turns = admitted.session_turns
+        waiting, tenant, key_id = None, caller.tenant, caller.key_id
+    else:
+        (waiting, tenant), key_id = pending, found.key_id
     call = Call(request=request, request_id=request_id, routing_id=routing_id, started=started, chat=chat,
-                body=chat.upstream_body(), tier=tier, tenant=caller.tenant,
+                body=chat.upstream_body(), tier=tier, tenant=tenant,
                 directives=cache_client.cache_directives(request.headers.get("Cache-Control")), deployment=deployment,
-                key_id=caller.key_id, template_id=chat.template_id or "", session_id=session_id or "", outcome=outcome,
-                principal=caller.principal)
+                key_id=key_id, template_id=chat.template_id or "", session_id=session_id or "", outcome=outcome,
+                principal=caller.principal, pending=waiting)
     if chat.template_id is not None or chat.variables is not None:
         call.body["messages"] = await conversation.with_template(request.app, chat, call.body["messages"])
     if session_id is not None and key is not None:
@@ -175,6 +188,12 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
                                        config.gateway.session_max_tokens)
         call.body["messages"] = call.session.compose(call.body["messages"])
     return call
+
+
+def _publishes_unchanged(config: Config, chat: ChatCompletionRequest, deployment: str) -> bool:
+    """Whether the request goes to the routers as it is when admitted: no cache to look in or to store
+    into, no template to render; only then can the admission's round trip publish it."""
+    return (not config.gateway.cache_url or bool(deployment)) and chat.template_id is None and chat.variables is None
 
 
 async def _save_turn(call: Call, answer: dict[str, Any] | None) -> None:
@@ -293,24 +312,16 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
     config = app[CONFIG]
     replies = app[REPLIES]
     deadline = time.monotonic() + config.gateway.request_timeout_s
-    # A gateway that never looks answers up has no use for them being stored.
-    cache_store = (bool(config.gateway.cache_url) and cache_client.CACHE_CONTROL_NO_STORE not in call.directives
-                   and not call.deployment)
-    message = ChatRequest(request_id=call.routing_id, reply_to=replies.stream, body=call.body, tier=call.tier,
-                          deadline=time.time() + config.gateway.request_timeout_s, tenant=call.tenant,
-                          cache_store=cache_store, deployment=call.deployment,
-                          # Cache-Control: no-store: nothing of it is kept, so it is never audited either.
-                          auditable=cache_client.CACHE_CONTROL_NO_STORE not in call.directives,
-                          client_request_id=call.request_id if call.request_id != call.routing_id else "",
-                          session=call.session.saving(config.gateway.session_max_tokens,
-                                                      config.gateway.session_ttl_s).to_wire()
-                          if call.session is not None else None)
-    payload = _encode_request(message)
+    try:
+        payload = _encode_request(_message(call))
+    except ApiError:
+        if call.pending is not None:  # a token that is no key is a 401 before a bad request is a 400
+            await call.pending.authenticate(app)
+        raise
     waiter = replies.expect(call.routing_id)
     try:
         try:
-            replies.published(waiter, await bus.publish(app[REDIS], REQUEST_STREAM, payload,
-                                                        config.bus.request_stream_maxlen))
+            replies.published(waiter, await _publish(call, payload))
         except RedisError as exc:
             replies.trouble(exc)
             raise Unavailable("The gateway cannot reach its message bus; try again shortly.",
@@ -327,6 +338,44 @@ async def _answer_from_router(call: Call) -> web.StreamResponse:
         raise
     finally:
         replies.forget(call.routing_id)
+
+
+def _message(call: Call) -> ChatRequest:
+    config = call.request.app[CONFIG]
+    # A gateway that never looks answers up has no use for them being stored.
+    cache_store = (bool(config.gateway.cache_url) and cache_client.CACHE_CONTROL_NO_STORE not in call.directives
+                   and not call.deployment)
+    return ChatRequest(request_id=call.routing_id, reply_to=call.request.app[REPLIES].stream, body=call.body,
+                       tier=call.tier, deadline=time.time() + config.gateway.request_timeout_s, tenant=call.tenant,
+                       cache_store=cache_store, deployment=call.deployment,
+                       # Cache-Control: no-store: nothing of it is kept, so it is never audited either.
+                       auditable=cache_client.CACHE_CONTROL_NO_STORE not in call.directives,
+                       client_request_id=call.request_id if call.request_id != call.routing_id else "",
+                       session=call.session.saving(config.gateway.session_max_tokens,
+                                                   config.gateway.session_ttl_s).to_wire()
+                       if call.session is not None else None)
+
+
+async def _publish(call: Call, payload: bytes) -> bytes:
+    """Put the request on the routers' stream: with its admission when that was left to this round trip
+    (Call.pending), else on its own. The entry's id."""
+    app = call.request.app
+    config = app[CONFIG]
+    publication = bus.Publication(REQUEST_STREAM, payload, config.bus.request_stream_maxlen)
+    if call.pending is None:
+        return await bus.publish(app[REDIS], publication.stream, publication.payload, publication.maxlen)
+    admitted = await call.pending.publishing(app, publication)
+    call.pending, call.principal = None, admitted.principal
+    if admitted.entry_id is not None:
+        return admitted.entry_id
+    # Admitted, not published: the key's tenant is no longer the one this gateway remembered. The
+    # request goes as it would have without the wait: the key's tenant, the session's turns composed here.
+    call.tenant = admitted.principal.tenant
+    if call.session is not None:
+        call.session = sessions.opened(call.session.id, call.session.key, admitted.session_turns or [],
+                                       config.gateway.session_max_tokens)
+        call.body["messages"] = call.session.compose(call.body["messages"])
+    return await bus.publish(app[REDIS], publication.stream, _encode_request(_message(call)), publication.maxlen)
 
 
 def _encode_request(message: ChatRequest) -> bytes:

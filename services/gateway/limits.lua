@@ -1,26 +1,36 @@
 -- A virtual key's admission and the charges of answers, shared by every gateway: the key's record, its
 -- models, its budget and its rpm / tpm buckets (the GCRA functions of shared/gcra.lua, prepended to
--- this script), and the request's session, all in one command: one round trip per request.
+-- this script), the request's session, and the request's publication, all in one command: one round
+-- trip per request.
 --
 -- KEYS[1] the key's record (shared/keys.virtual_key: by the SHA-256 of the key)
 -- KEYS[2] the ids of all keys (VIRTUAL_KEY_IDS: its size says whether any key exists)
 -- KEYS[3] the key's buckets (key_limit); KEYS[4], KEYS[5] its spend this UTC day and month (key_spend)
 -- KEYS[6] the request's session (its stored turns are returned when it is admitted), or "" for none
--- KEYS[7..] per charge: the charged key's buckets, its day's and its month's spend
+-- KEYS[7] the request stream to publish the admitted request on, or "" to publish nothing
+-- KEYS[8..] per charge: the charged key's buckets, its day's and its month's spend
 -- ARGV[1] "admit": check everything and charge one request; "auth": the key alone, nothing charged;
---         "settle": only the charges (KEYS[1..6] unused)
+--         "settle": only the charges (KEYS[1..7] unused); "publish": no key, only the session's read and
+--         the publication (a caller the gateway admitted itself: a static key, or anonymous)
 -- ARGV[2] now in ms, or "" for the server's clock
--- ARGV[3] how many charges; then per charge: rpm, tpm, tokens, cost in USD, and how long the day's and
+-- ARGV[3] the request to publish (shared.messages.encode_for_admission: a ChatRequest whose last value,
+--         `history`, is nil), ARGV[4] the request stream's MAXLEN (approximate), ARGV[5] the tenant the
+--         gateway encoded it for: it is published only if that is the key's (a virtual key's tenant is
+--         the gateway's guess from an earlier admission; a wrong guess publishes nothing)
+-- ARGV[6] how many charges; then per charge: rpm, tpm, tokens, cost in USD, and how long the day's and
 --         the month's counters are kept (s: until their period ends, and a little)
 -- admit: the ARGV after the charges: the names the request goes by (tier, the tier's model, a
 --        deployment): one must be among the key's models, when it names any
 --
 -- The charges are made first, so a budget they exhaust refuses the request that carries them.
 -- admit / auth return {verdict, detail, tenant, rpm, tpm, budget day, budget month, requests in the
--- bucket, tokens in the bucket, spent today, spent this month, wait ms, the session's turns}, numbers as
--- strings; verdict: ok | unknown (detail: how many keys exist; none: {'unknown', '0', turns}) | revoked |
--- expired | forbidden (detail: the key's models) | budget (detail: day | month) | rate (detail: rpm | tpm).
--- The session's turns, when asked for and the caller is served, are the reply's last element (a list).
+-- bucket, tokens in the bucket, spent today, spent this month, wait ms, the session's turns, the
+-- published entry's id}, numbers as strings; verdict: ok | unknown (detail: how many keys exist; none:
+-- {'unknown', '0', turns}) | revoked | expired | forbidden (detail: the key's models) | budget (detail:
+-- day | month) | rate (detail: rpm | tpm). The session's turns, when asked for and the caller is served,
+-- are the reply's 13th element (a list); when the request was published they went with it (the router
+-- prepends them: its `history`), and the list is empty. The 14th, the entry's id, only when published.
+-- publish returns {'published', id}.
 local MAX_STORED_TURNS = 1000  -- shared/sessions.py's: the turns read back, whatever their size
 local op = ARGV[1]
 local now = gcra_now(ARGV[2])
@@ -40,21 +50,30 @@ local function charge(bucket, day, month, rpm, tpm, tokens, cost, keep_day, keep
   end
 end
 
-local charges = tonumber(ARGV[3])
-local at = 4
+local charges = tonumber(ARGV[6])
+local at = 7
 for i = 1, charges do
-  local k = 6 + (i - 1) * 3
+  local k = 7 + (i - 1) * 3
   charge(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], tonumber(ARGV[at]), tonumber(ARGV[at + 1]),
     tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), ARGV[at + 4], ARGV[at + 5])
   at = at + 6
 end
 if op == 'settle' then return {'ok'} end
 
-local key = redis.call('HMGET', KEYS[1], 'tenant', 'models', 'rpm', 'tpm', 'budget_usd_day', 'budget_usd_month',
-  'expires_at', 'revoked', 'id')
 local function turns()
   return KEYS[6] ~= '' and redis.call('LRANGE', KEYS[6], -MAX_STORED_TURNS, -1) or {}
 end
+-- The request on the stream, the session's turns in its last value (msgpack nil, one byte, replaced by
+-- the turns as a msgpack array): the router finds them as the request's `history`.
+local function publish(stored)
+  local request = ARGV[3]
+  if #stored > 0 then request = string.sub(request, 1, -2) .. cmsgpack.pack(stored) end
+  return redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[4], '*', 'm', request)
+end
+if op == 'publish' then return {'published', publish(turns())} end
+
+local key = redis.call('HMGET', KEYS[1], 'tenant', 'models', 'rpm', 'tpm', 'budget_usd_day', 'budget_usd_month',
+  'expires_at', 'revoked', 'id')
 if not key[9] then
   local count = redis.call('HLEN', KEYS[2])
   -- No key at all (open mode): the caller may be served anonymously, with its session.
@@ -80,10 +99,16 @@ local function reply(verdict, detail, wait)
     string.format('%.17g', spent_month), tostring(wait)}
 end
 
--- Admitted: the answer, with the session's stored turns last (none asked for: an empty list).
+-- Admitted: the answer, with the session's stored turns (none asked for: an empty list), or with the
+-- request published (its turns in it) and the entry's id.
 local function admitted()
   local answer = reply('ok', '', 0)
-  answer[13] = turns()
+  if op == 'admit' and KEYS[7] ~= '' and ARGV[5] == tenant then
+    answer[13] = {}
+    answer[14] = publish(turns())
+  else
+    answer[13] = turns()
+  end
   return answer
 end
 

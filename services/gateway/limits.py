@@ -2,6 +2,13 @@
 request looks the key up and checks its models, budget, rpm and tpm (charging the request), and one
 after the answer, in the background, charges its tokens (tpm) and cost (the day's and month's spend).
 
+The admission's command can also publish the request it admits (`publish`: when nothing the gateway
+does between admitting and publishing needs Redis's answer), with its session's stored turns read into
+it: a request with a virtual key or a session then costs the gateway one round trip, as one without
+does. A virtual key's request carries its tenant, which only Redis knows: the gateway encodes it with the
+tenant an earlier admission of the key gave (KeyLimiter.tenant_of), and the script publishes only if that
+is still the key's; else nothing is published and the gateway publishes itself.
+
 Static keys and anonymous callers cost nothing here: auth.identify settles them without Redis (in open
 mode, a gateway asks whether any virtual key exists at most once a second).
 
@@ -33,6 +40,7 @@ from services.gateway.keys.model import period_ends, periods
 from services.gateway.limits_reply import Refused, admitted
 from services.gateway.outcome import Outcome
 from services.gateway.state import ACCESS, CONFIG, METRICS, REDIS
+from shared.bus import Publication
 from shared.config import Config
 from shared.errors import ApiError, Unavailable
 from shared.gcra import with_gcra
@@ -47,6 +55,7 @@ PERIOD_GRACE_S = 3600  # a period's spend is kept this long past its end (gatewa
 # Open mode: how long a gateway trusts what it last learned about whether any virtual key exists. For
 # at most this long after the first key is made, a gateway may still serve a token that is no key.
 OPEN_MODE_RECHECK_S = 1.0
+KNOWN_TENANTS = 100_000  # the virtual keys whose tenant a gateway remembers (then it forgets them all)
 
 
 def _text(value: bytes | str) -> str:
@@ -64,6 +73,11 @@ class KeyLimiter:
         # believed (time.monotonic()). A token that is no virtual key then costs no round trip.
         self._keys_exist = False
         self._believed_until = -math.inf
+        self._tenants: dict[str, str] = {}  # a virtual key's id -> its record's tenant, as admissions said
+
+    def tenant_of(self, key_id: str) -> str | None:
+        """The tenant of a virtual key this gateway admitted before (None: not known here yet)."""
+        return self._tenants.get(key_id)
 
     async def prepare(self) -> None:
         """Load the script at start-up, so the first request is one round trip too."""
@@ -77,11 +91,13 @@ class KeyLimiter:
 
     async def admit_along(self, lookup: KeyLookup, targets: Sequence[str] | None, token_given: bool, *,
                           charges: Sequence[Charge] = (), session_key: str | None = None,
+                          publish: Publication | None = None, tenant: str = "",
                           now: float | None = None) -> Admission:
         """admit(), with what else the request needs from Redis in the same command: the charges of
-        answers finished before it (made first, so a budget they exhaust refuses this request) and its
-        session's stored turns. Raises RedisError when Redis failed (the charges are then lost, never
-        retried: a retry could charge twice)."""
+        answers finished before it (made first, so a budget they exhaust refuses this request), its
+        session's stored turns, and, with `publish`, the request published once admitted (its turns in
+        it, not returned), if the key's tenant is `tenant` (the record's, without X-Tenant-ID). Raises
+        RedisError when Redis failed (the charges are then lost, never retried: a retry could charge twice)."""
         when = self._now_s(now)
         if lookup.open and not lookup.virtual and time.monotonic() < self._believed_until:
             count = b"1" if self._keys_exist else b"0"
@@ -98,13 +114,28 @@ class KeyLimiter:
             except RedisError as exc:
                 raise SessionReadFailed(repr(exc)) from exc
         op, args = ("auth", []) if targets is None else ("admit", list(targets))
-        keys = [*_keys(lookup.digest, lookup.key_id, when), session_key or ""]
-        reply = await self._evalsha(keys, [op, self._now_ms()], charges, when, args)
-        if lookup.open and _text(reply[0]) == "unknown":
+        if targets is None:
+            publish = None
+        keys = [*_keys(lookup.digest, lookup.key_id, when), session_key or "", _stream(publish)]
+        reply = await self._evalsha(keys, [op, self._now_ms(), *_publication(publish, tenant)], charges, when, args)
+        verdict = _text(reply[0])
+        if lookup.open and verdict == "unknown":
             self._keys_exist = int(_text(reply[1]) or 0) > 0
             self._believed_until = time.monotonic() + OPEN_MODE_RECHECK_S
-        turns = reply[-1] if session_key is not None and isinstance(reply[-1], list) else None
-        return Admission(admitted(lookup, token_given, reply), turns)
+        elif len(reply) > 3 and verdict not in ("forbidden", "unknown"):  # the record was read: its tenant
+            if len(self._tenants) >= KNOWN_TENANTS:
+                self._tenants.clear()
+            self._tenants[lookup.key_id] = _text(reply[2])
+        turns = reply[12] if session_key is not None and len(reply) > 12 and isinstance(reply[12], list) else None
+        entry_id = reply[13] if len(reply) > 13 else None
+        return Admission(admitted(lookup, token_given, reply), turns, entry_id)
+
+    async def publish_session(self, session_key: str, publish: Publication) -> bytes:
+        """For a caller admitted without Redis (a static key, anonymous): its session's stored turns read
+        into the request and the request published, in one command; the entry's id."""
+        keys = ["", "", "", "", "", session_key, publish.stream]
+        reply = await self._evalsha(keys, ["publish", self._now_ms(), *_publication(publish, "")], (), time.time(), [])
+        return reply[1]
 
     async def settle(self, principal: Principal, tokens: int, cost_usd: float, now: float | None = None) -> None:
         await self.settle_many([Charge(principal, tokens, cost_usd)], now)
@@ -113,13 +144,14 @@ class KeyLimiter:
         """Answers' charges in one round trip: one command, SETTLE_CHUNK charges at most (then the next)."""
         when = self._now_s(now)
         for start in range(0, len(charges), SETTLE_CHUNK):
-            await self._evalsha(["", "", "", "", "", ""], ["settle", self._now_ms()],
+            await self._evalsha(["", "", "", "", "", "", ""], ["settle", self._now_ms(), "", "", ""],
                                 charges[start:start + SETTLE_CHUNK], when, [])
 
     async def _evalsha(self, keys: list[str], head: list[str], charges: Sequence[Charge], when: float,
                        tail: list[str]) -> list[Any]:
         """The script, by its SHA (loaded again if a restarted Redis lost it), as one command: `keys`
-        (the admission's six), ARGV `head` (op, now), the charges (their keys after `keys`), `tail`."""
+        (the admission's seven), ARGV `head` (op, now, and the publication's three), the charges (their
+        keys after `keys`), `tail`."""
         day_end, month_end = period_ends(when)
         keep_day, keep_month = math.ceil(day_end - when) + PERIOD_GRACE_S, math.ceil(month_end - when) + PERIOD_GRACE_S
         day, month = periods(when)
@@ -155,7 +187,22 @@ class Admission:
     """What the admission's round trip brought back."""
 
     verdict: Principal | Refused
-    session_turns: list[bytes] | None = None  # the session's stored turns, when asked for and served
+    session_turns: list[bytes] | None = None  # the session's stored turns, when asked for, served and not published
+    entry_id: bytes | None = None  # the request's entry on the stream, when the admission published it
+
+
+def _stream(publish: Publication | None) -> str:
+    return publish.stream if publish is not None else ""
+
+
+def _publication(publish: Publication | None, tenant: str) -> list[bytes | str | int]:
+    """ARGV[3..5] of the script: the request (its last msgpack value nil: the history's place), the
+    stream's MAXLEN, the tenant it was encoded for."""
+    if publish is None:
+        return ["", "", ""]
+    if publish.payload[-1:] != b"\xc0":
+        raise ValueError("a request published by the key script must end in its nil `history`")
+    return [publish.payload, publish.maxlen, tenant]
 
 
 def _keys(digest: str, key_id: str, now: float) -> list[str]:
@@ -275,10 +322,12 @@ async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 class Named(Protocol):
-    """Whoever records who called (chat.py's Caller): filled in as soon as the key is known."""
+    """Whoever records who called (chat.py's Caller): filled in as soon as the key is known, and with
+    the Principal once admitted."""
 
     key_id: str
     tenant: str
+    principal: Principal | None
 
 
 def identify_request(app: web.Application, headers: Mapping[str, str]) -> Principal | KeyLookup:
@@ -297,29 +346,40 @@ async def admit(app: web.Application, found: Principal | KeyLookup, targets: Seq
     refusing it (401, 403, 429, with its headers). `targets` None: authenticate only, nothing
     checked against limits, nothing charged. `caller` learns the key's id and tenant once the key
     is found, refused or not."""
-    principal, _ = await admit_call(app, found, targets, token_given, caller)
-    return principal
+    return (await admit_call(app, found, targets, token_given, caller)).principal
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A caller admitted, and what else its round trip did."""
+
+    principal: Principal
+    session_turns: list[bytes] | None = None  # read for the gateway to compose (None: none asked, or published)
+    entry_id: bytes | None = None  # the request's entry, when the round trip published it
 
 
 async def admit_call(app: web.Application, found: Principal | KeyLookup, targets: Sequence[str] | None,
-                     token_given: bool, caller: Named | None = None,
-                     session_key: str | None = None) -> tuple[Principal, list[bytes] | None]:
-    """admit(), and the request's session read in the same round trip (sessions.caller_session_key: known
-    before the key is): the caller and the session's stored turns (None without a session_key). The
-    charges of answers finished before go along first."""
+                     token_given: bool, caller: Named | None = None, session_key: str | None = None,
+                     publish: Publication | None = None, tenant: str = "") -> Admitted:
+    """admit(), with the request's session read in the same round trip (sessions.caller_session_key: known
+    before the key is) and, with `publish`, the request published by it (KeyLimiter.admit_along; a static
+    key's or an anonymous caller's only with a session to read: else there is no round trip to ride). The
+    charges of answers finished before go along first. Without entry_id the gateway publishes itself."""
     if isinstance(found, Principal):
         if caller is not None:
-            caller.key_id, caller.tenant = found.key_id, found.tenant
+            caller.key_id, caller.tenant, caller.principal = found.key_id, found.tenant, found
         if session_key is None:
-            return found, None
+            return Admitted(found)
         try:
-            return found, await app[REDIS].lrange(session_key, -MAX_STORED_TURNS, -1)
+            if publish is not None:
+                return Admitted(found, entry_id=await app[LIMITER].publish_session(session_key, publish))
+            return Admitted(found, await app[REDIS].lrange(session_key, -MAX_STORED_TURNS, -1))
         except RedisError as exc:
             raise sessions_unavailable() from exc
     charges = app[SETTLING].take() if SETTLING in app else []
     try:
         admission = await app[LIMITER].admit_along(found, targets, token_given, charges=charges,
-                                                   session_key=session_key)
+                                                   session_key=session_key, publish=publish, tenant=tenant)
     except SessionReadFailed as exc:
         raise sessions_unavailable() from exc
     except RedisError as exc:
@@ -334,8 +394,45 @@ async def admit_call(app: web.Application, found: Principal | KeyLookup, targets
             caller.key_id, caller.tenant = result.principal.key_id, result.principal.tenant
         raise result.error
     if caller is not None:
-        caller.key_id, caller.tenant = result.key_id, result.tenant
-    return result, admission.session_turns
+        caller.key_id, caller.tenant, caller.principal = result.key_id, result.tenant, result
+    return Admitted(result, admission.session_turns, admission.entry_id)
+
+
+@dataclass(frozen=True)
+class PendingAdmission:
+    """An admission left to the round trip that publishes the request (admit_call with `publish`)."""
+
+    found: Principal | KeyLookup
+    targets: tuple[str, ...]
+    token_given: bool
+    caller: Named
+    session_key: str | None
+    record_tenant: str  # a virtual key's record's tenant the request was encoded for ("" for the rest)
+
+    async def publishing(self, app: web.Application, publish: Publication) -> Admitted:
+        return await admit_call(app, self.found, self.targets, self.token_given, self.caller, self.session_key,
+                                publish, self.record_tenant)
+
+    async def authenticate(self, app: web.Application) -> None:
+        """For a request refused before its publication: a token that is no key is a 401 first (ApiError)."""
+        await admit_call(app, self.found, None, self.token_given, self.caller)
+
+
+def pending_admission(app: web.Application, found: Principal | KeyLookup, targets: tuple[str, ...],
+                      token_given: bool, caller: Named, session_key: str | None) -> tuple[PendingAdmission, str] | None:
+    """The admission to leave to the request's publication, and the tenant the request goes by; None when
+    there is nothing to leave (a static key or an anonymous caller without a session: no round trip at
+    all), or the tenant is not known before the admission (a virtual key this gateway has not admitted yet,
+    or a token only open mode asks about)."""
+    if isinstance(found, Principal):
+        if session_key is None:
+            return None
+        return PendingAdmission(found, targets, token_given, caller, session_key, ""), found.tenant
+    record_tenant = app[LIMITER].tenant_of(found.key_id) if found.virtual else None
+    if record_tenant is None:
+        return None
+    return (PendingAdmission(found, targets, token_given, caller, session_key, record_tenant),
+            found.tenant_of_key(record_tenant))
 
 
 def sessions_unavailable() -> Unavailable:

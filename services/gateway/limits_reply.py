@@ -40,7 +40,7 @@ def admitted(lookup: KeyLookup, token_given: bool, reply: Sequence[bytes | str])
         _str(value) for value in reply[2:12])
     limits = KeyLimits(rpm=int(rpm) or None, tpm=int(tpm) or None, budget_usd_day=_float(budget_day),
                        budget_usd_month=_float(budget_month))
-    principal = Principal(key_id=lookup.key_id, tenant=f"{tenant}:{lookup.sub_tenant}" if lookup.sub_tenant else tenant,
+    principal = Principal(key_id=lookup.key_id, tenant=lookup.tenant_of_key(tenant),
                           virtual=True, limits=limits, used_requests=float(used_r), used_tokens=float(used_k))
     if verdict == "budget":
         budget, spent = (limits.budget_usd_day, spent_day) if detail == "day" else (limits.budget_usd_month,

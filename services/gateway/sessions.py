@@ -26,11 +26,10 @@ from services.gateway.auth import KeyLookup, Principal
 from shared.chat_request import SESSION_ID_PATTERN
 from shared.errors import InvalidRequest
 from shared.keys import SESSION_PREFIX
-from shared.sessions import SessionSave, Turn, fit
+from shared.sessions import SessionSave, Turn, compose, fit
 
 HEADER = "X-Session-Id"
 FIELD = "session_id"  # in the request body, and in the answer (every chunk of a stream)
-_PREAMBLE_ROLES = frozenset({"system", "developer"})
 _SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 
@@ -63,14 +62,6 @@ def caller_session_key(found: Principal | KeyLookup, session_id: str) -> str:
     return session_key(found.key_id, f":{found.sub_tenant}", session_id)
 
 
-def split_preamble(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The leading system and developer messages, and the rest (this turn's own messages)."""
-    index = 0
-    while index < len(messages) and messages[index].get("role") in _PREAMBLE_ROLES:
-        index += 1
-    return messages[:index], messages[index:]
-
-
 @dataclass
 class Session:
     """One request's view of its session: the history prepended, and where the request's own messages start."""
@@ -82,10 +73,8 @@ class Session:
 
     def compose(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The upstream's messages: the request's preamble, the history, the request's own messages."""
-        preamble, own = split_preamble(messages)
-        history = [message for turn in self.history for message in turn.messages]
-        self.own_from = len(preamble) + len(history)
-        return [*preamble, *history, *own]
+        composed, self.own_from = compose(messages, self.history)
+        return composed
 
     def mark(self, chunk: dict[str, Any]) -> None:
         """A streamed chunk on its way to the client names its session."""
@@ -99,7 +88,7 @@ class Session:
 def opened(session_id: str, key: str, stored: list[bytes], max_tokens: int) -> Session:
     """A session from its stored turns (as read by limits.admit_call): the newest that fit max_tokens."""
     turns = [turn for turn in map(Turn.decode, stored) if turn is not None]
-    return Session(session_id, key, fit(turns, max_tokens), [])
+    return Session(session_id, key, fit(turns, max_tokens))
 
 
 async def save(redis: Redis, session: Session, messages: list[dict[str, Any]], answer: dict[str, Any], ttl_s: int,

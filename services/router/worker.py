@@ -24,7 +24,7 @@ from shared.config import BusConfig
 from shared.errors import Unavailable, error_body
 from shared.keys import REQUEST_STREAM, ROUTER_GROUP, ROUTERS_ALIVE
 from shared.messages import ChatRequest, WireError, decode
-from shared.sessions import SessionSave
+from shared.sessions import SessionSave, with_history
 from shared.supervise import Loops
 
 log = structlog.get_logger(__name__)
@@ -100,7 +100,8 @@ class Worker:
         dropped: list[bytes] = []
         for entry_id, raw in entries:
             try:
-                requests.append((entry_id, decode(ChatRequest, raw)))
+                # A request published by the key script: its session's turns still to prepend.
+                requests.append((entry_id, with_history(decode(ChatRequest, raw))))
             except WireError as exc:
                 log.error("dropping undecodable request", entry_id=entry_id.decode(), error=str(exc))
                 dropped.append(entry_id)

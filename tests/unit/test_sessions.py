@@ -6,10 +6,20 @@ from __future__ import annotations
 import pytest
 
 from services.cache.keys import request_keys
-from services.gateway.sessions import Session, session_id_of, session_key, split_preamble
+from services.gateway.sessions import Session, session_id_of, session_key
 from shared.chat_request import ChatCompletionRequest
 from shared.errors import InvalidRequest
-from shared.sessions import SessionSave, StreamedAnswer, Turn, answer_message, estimate_tokens, fit
+from shared.messages import ChatRequest
+from shared.sessions import (
+    SessionSave,
+    StreamedAnswer,
+    Turn,
+    answer_message,
+    estimate_tokens,
+    fit,
+    split_preamble,
+    with_history,
+)
 
 
 def msg(role: str, content: str) -> dict[str, str]:
@@ -72,6 +82,23 @@ def test_a_turn_stores_the_request_s_own_messages_and_the_answer_not_the_preambl
     assert turn.messages == [msg("user", "q"), msg("assistant", "a")]
     assert Turn.decode(turn.encode()) == turn
     assert saving.history_tokens == (12,) and saving.keep(turn) == 2
+
+
+def test_a_request_published_with_its_stored_turns_is_composed_by_the_router_as_the_gateway_would() -> None:
+    stored = [Turn([msg("user", "oldest"), msg("assistant", "long ago")], 90),
+              Turn([msg("user", "old"), msg("assistant", "old answer")], 12)]
+    own = [msg("system", "sys"), msg("user", "q")]
+    by_gateway = Session("s", "k", fit(stored, 100))
+    composed = by_gateway.compose(own)
+    deferred = Session("s", "k", [])  # the gateway that let the key script read the turns and publish
+    published = ChatRequest(request_id="r", reply_to="x", body={"model": "auto", "messages": deferred.compose(own)},
+                            session=deferred.saving(max_tokens=100, ttl_s=60).to_wire(),
+                            # as the script's msgpack array brings them (str), one entry not a turn at all
+                            history=[raw.decode() for raw in (b"garbage", *(turn.encode() for turn in stored))])
+    routed = with_history(published)
+    assert routed.body == {"model": "auto", "messages": composed} and routed.history is None
+    assert routed.session == by_gateway.saving(max_tokens=100, ttl_s=60).to_wire()
+    assert with_history(routed) is routed  # a body already whole stays as it is
 
 
 def test_a_save_keeps_the_turns_the_next_request_can_use_and_at_least_its_own() -> None:
@@ -153,7 +180,7 @@ def test_a_session_s_cache_keys_are_those_of_the_whole_conversation() -> None:
     keys = []
     for country in ("France", "Japan"):
         earlier = Turn([msg("user", f"Tell me about {country}."), msg("assistant", "Sure.")], 9)
-        session = Session("s", "k", [earlier], [])
+        session = Session("s", "k", [earlier])
         keys.append(request_keys({"model": "auto", "messages": session.compose(question)}, "t"))
     assert len({alone.partition, *(k.partition for k in keys)}) == 3
     assert len({alone.exact, *(k.exact for k in keys)}) == 3
