@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -49,8 +50,12 @@ def session_id_of(body_id: str | None, headers: Mapping[str, str]) -> str | None
 
 def session_key(key_id: str, tenant: str, session_id: str) -> str:
     """The Redis list of one session, private to the key and tenant that own it."""
-    owner = hashlib.sha256(f"{key_id}\x00{tenant}".encode()).hexdigest()[:24]
-    return f"{SESSION_PREFIX}{owner}:{session_id}"
+    return f"{SESSION_PREFIX}{_owner(key_id, tenant)}:{session_id}"
+
+
+@functools.lru_cache(maxsize=4096)  # the callers a gateway sees again and again: one hash each
+def _owner(key_id: str, tenant: str) -> str:
+    return hashlib.sha256(f"{key_id}\x00{tenant}".encode()).hexdigest()[:24]
 
 
 def caller_session_key(found: Principal | KeyLookup, session_id: str) -> str:
