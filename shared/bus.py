@@ -8,27 +8,21 @@ encodes and decodes them. Works on Redis 6.2 and 7.x.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from shared.keys import MESSAGE_FIELD
 
 log = structlog.get_logger(__name__)
 
 Entry = tuple[bytes, bytes]  # (stream entry id, payload)
-
-# The replies' one command (reply.lua), run by its SHA: loaded again when a restarted Redis lost it.
-REPLY_SCRIPT = Path(__file__).with_name("reply.lua").read_text()
-REPLY_SHA = hashlib.sha1(REPLY_SCRIPT.encode()).hexdigest()
 
 # Handing entries back sets their idle time this high, so any live consumer's next reclaim pass
 # takes them over at once instead of after reclaim_idle_ms.
@@ -99,49 +93,36 @@ async def publish(redis: Redis, stream: str, payload: bytes, maxlen: int) -> byt
 
 async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], ttl_s: int,
                 ack: Ack | None = None, also: Sequence[SideWrite] = ()) -> Written:
-    """Append replies to a gateway's stream and push back its expiry, in one command (reply.lua:
-    redis-py runs one command for much less CPU than a pipeline of four); with `ack`, acknowledge
-    the request they finish, and run `also` in the same round trip.
+    """Append replies to a gateway's stream and push back its expiry, in one round trip; with
+    `ack`, acknowledge the request they finish, and append `also` to their streams, in it too.
 
     Reply streams are never trimmed here: their reader trims what it has read, so a lagging
     gateway loses nothing; the length returned lets the writer notice one that stopped reading.
-    Nor are they created here (StreamGone if missing: then nothing was written nor acknowledged,
-    though side writes were). Raises if a reply or the ack was not written. `also` is best effort:
-    its failures are returned, not raised, so a side write never costs the client its answer. A
-    gateway that died stops reading and refreshing its stream, which then expires ttl_s after its
-    last read.
+    Nor are they created here (StreamGone if missing). Raises if a reply or the ack was not
+    written. `also` is best effort: its failures are returned, not raised, so a side write never
+    costs the client its answer. A gateway that died stops reading and refreshing its stream,
+    which then expires ttl_s after its last read.
     """
-    command = ["EVALSHA", REPLY_SHA, 2, stream, ack.stream if ack else "", ttl_s, ack.group if ack else "",
-               ack.entry_id if ack else b"", *payloads]
-    sides: list[RedisError | None] = []
-    if not also:
-        length = await _run_reply(redis, command)
-    else:  # the side writes ride in the same round trip, after the replies' command
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.execute_command(*command)
-            counts = [side.queue(pipe) for side in also]
-            results = await pipe.execute(raise_on_error=False)
-        length = results[0]
-        if isinstance(length, NoScriptError):  # a restarted Redis: the replies alone, again (the sides went)
-            await redis.script_load(REPLY_SCRIPT)
-            length = await redis.execute_command(*command)
-        elif isinstance(length, Exception):
-            raise length
-        start = 1
-        for count in counts:
-            sides.append(next((r for r in results[start:start + count] if isinstance(r, RedisError)), None))
-            start += count
-    if length is None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for payload in payloads:
+            pipe.xadd(stream, {MESSAGE_FIELD: payload}, nomkstream=True)
+        pipe.expire(stream, ttl_s)
+        pipe.xlen(stream)
+        if ack is not None:
+            pipe.xack(ack.stream, ack.group, ack.entry_id)
+        counts = [side.queue(pipe) for side in also]
+        results = await pipe.execute(raise_on_error=False)
+    required = len(payloads) + 2 + (ack is not None)
+    for result in results[:required]:
+        if isinstance(result, Exception):
+            raise result
+    if any(result is None for result in results[:len(payloads)]):
         raise StreamGone(stream)
-    return Written([error for error in sides if error is not None], int(length), sides)
-
-
-async def _run_reply(redis: Redis, command: list[object]) -> int | None:
-    try:
-        return await redis.execute_command(*command)
-    except NoScriptError:
-        await redis.script_load(REPLY_SCRIPT)
-        return await redis.execute_command(*command)
+    sides, start = [], required
+    for count in counts:
+        sides.append(next((r for r in results[start:start + count] if isinstance(r, RedisError)), None))
+        start += count
+    return Written([error for error in sides if error is not None], results[len(payloads) + 1], sides)
 
 
 async def read_group(redis: Redis, stream: str, group: str, consumer: str, count: int,

@@ -52,25 +52,6 @@ async def test_replies_push_back_the_streams_expiry_and_report_its_length(redis_
     assert 0 < await redis_client.ttl(replies) <= 30
 
 
-@pytest.mark.parametrize("with_side_write", [False, True], ids=["alone", "with a side write"])
-async def test_replies_and_their_ack_are_one_command_that_survives_redis_losing_its_scripts(
-        redis_client: Redis, replies: str, with_side_write: bool) -> None:
-    await bus.ensure_group(redis_client, STREAM, GROUP)
-    await bus.publish(redis_client, STREAM, b"request", maxlen=100)
-    ((entry_id, _),) = await bus.read_group(redis_client, STREAM, GROUP, "a", count=10, block_ms=100)
-    await redis_client.script_flush()  # as after a restart: the script is loaded again, nothing is lost
-    side = [bus.Publication("test:side", b"side", maxlen=100)] if with_side_write else []
-    await redis_client.config_resetstat()
-    written = await bus.reply(redis_client, replies, [b"a"], ttl_s=30, ack=bus.Ack(STREAM, GROUP, entry_id),
-                              also=side)
-    assert written.length == 2 and written.failures == []
-    assert [fields[MESSAGE_FIELD] for _, fields in await redis_client.xrange(replies)] == [b"", b"a"]
-    assert (await redis_client.xpending(STREAM, GROUP))["pending"] == 0  # acknowledged
-    assert await redis_client.xlen("test:side") == (1 if with_side_write else 0)  # once, not again on the retry
-    stats = await redis_client.info("commandstats")
-    assert stats["cmdstat_evalsha"]["calls"] == 2 and "cmdstat_xack" in stats  # NOSCRIPT, loaded, run again
-
-
 async def test_replies_are_never_trimmed_by_their_writer(redis_client: Redis, replies: str) -> None:
     for _ in range(300):
         await bus.reply(redis_client, replies, [b"x"] * 10, ttl_s=30)
