@@ -171,23 +171,26 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
                if _publishes_unchanged(config, chat, deployment) else None)
     stored_turns: list[bytes] | None = None
     if pending is None:
-        admitted = await limits.admit_call(request.app, found, targets, token_given, caller, session_key=key)
-        stored_turns = admitted.session_turns
-        waiting, tenant, key_id = None, caller.tenant, caller.key_id
-    else:
-        (waiting, tenant), key_id = pending, found.key_id
+        stored_turns = (await limits.admit_call(request.app, found, targets, token_given, caller,
+                                                session_key=key)).session_turns
     call = Call(request=request, request_id=request_id, routing_id=routing_id, started=started, chat=chat,
-                body=chat.upstream_body(), tier=tier, tenant=tenant,
+                body=chat.upstream_body(), tier=tier, tenant=caller.tenant if pending is None else pending.tenant,
                 directives=cache_client.cache_directives(request.headers.get("Cache-Control")), deployment=deployment,
-                key_id=key_id, template_id=chat.template_id or "", session_id=session_id or "", outcome=outcome,
-                principal=caller.principal, pending=waiting)
+                key_id=caller.key_id if pending is None else found.key_id, template_id=chat.template_id or "",
+                session_id=session_id or "", outcome=outcome, principal=caller.principal, pending=pending)
     if chat.template_id is not None or chat.variables is not None:
         call.body["messages"] = await conversation.with_template(request.app, chat, call.body["messages"])
     if session_id is not None and key is not None:
-        call.session = sessions.opened(session_id, key, stored_turns or [],
-                                       config.gateway.session_max_tokens)
-        call.body["messages"] = call.session.compose(call.body["messages"])
+        _continue_session(call, session_id, key, stored_turns)
     return call
+
+
+def _continue_session(call: Call, session_id: str, key: str, stored_turns: list[bytes] | None) -> None:
+    """The session's stored turns (none yet when the admission will read them into the published request
+    for the router to prepend) before the request's own messages."""
+    call.session = sessions.opened(session_id, key, stored_turns or [],
+                                   call.request.app[CONFIG].gateway.session_max_tokens)
+    call.body["messages"] = call.session.compose(call.body["messages"])
 
 
 def _publishes_unchanged(config: Config, chat: ChatCompletionRequest, deployment: str) -> bool:
@@ -372,9 +375,7 @@ async def _publish(call: Call, payload: bytes) -> bytes:
     # request goes as it would have without the wait: the key's tenant, the session's turns composed here.
     call.tenant = admitted.principal.tenant
     if call.session is not None:
-        call.session = sessions.opened(call.session.id, call.session.key, admitted.session_turns or [],
-                                       config.gateway.session_max_tokens)
-        call.body["messages"] = call.session.compose(call.body["messages"])
+        _continue_session(call, call.session.id, call.session.key, admitted.session_turns)
     return await bus.publish(app[REDIS], publication.stream, _encode_request(_message(call)), publication.maxlen)
 
 

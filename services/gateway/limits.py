@@ -408,6 +408,7 @@ class PendingAdmission:
     caller: Named
     session_key: str | None
     record_tenant: str  # a virtual key's record's tenant the request was encoded for ("" for the rest)
+    tenant: str  # the tenant the request goes by (the record's, X-Tenant-ID appended; a Principal's own)
 
     async def publishing(self, app: web.Application, publish: Publication) -> Admitted:
         return await admit_call(app, self.found, self.targets, self.token_given, self.caller, self.session_key,
@@ -419,20 +420,19 @@ class PendingAdmission:
 
 
 def pending_admission(app: web.Application, found: Principal | KeyLookup, targets: tuple[str, ...],
-                      token_given: bool, caller: Named, session_key: str | None) -> tuple[PendingAdmission, str] | None:
-    """The admission to leave to the request's publication, and the tenant the request goes by; None when
-    there is nothing to leave (a static key or an anonymous caller without a session: no round trip at
-    all), or the tenant is not known before the admission (a virtual key this gateway has not admitted yet,
-    or a token only open mode asks about)."""
+                      token_given: bool, caller: Named, session_key: str | None) -> PendingAdmission | None:
+    """The admission to leave to the request's publication; None when there is nothing to leave (a static
+    key or an anonymous caller without a session: no round trip at all), or the tenant is not known before
+    the admission (a virtual key this gateway has not admitted yet, or a token only open mode asks about)."""
     if isinstance(found, Principal):
         if session_key is None:
             return None
-        return PendingAdmission(found, targets, token_given, caller, session_key, ""), found.tenant
+        return PendingAdmission(found, targets, token_given, caller, session_key, "", found.tenant)
     record_tenant = app[LIMITER].tenant_of(found.key_id) if found.virtual else None
     if record_tenant is None:
         return None
-    return (PendingAdmission(found, targets, token_given, caller, session_key, record_tenant),
-            found.tenant_of_key(record_tenant))
+    return PendingAdmission(found, targets, token_given, caller, session_key, record_tenant,
+                            found.tenant_of_key(record_tenant))
 
 
 def sessions_unavailable() -> Unavailable:

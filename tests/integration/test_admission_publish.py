@@ -56,27 +56,23 @@ def commands_while(redis_url: str, action: Callable[[], Any]) -> tuple[Any, list
     after the action comes through, so nothing ran during the action is missed."""
     marker = f"end-of-action-{uuid.uuid4().hex}"
     seen: list[tuple[str, str]] = []
-    monitor_client = redis.Redis.from_url(redis_url)
-    monitor = monitor_client.monitor().__enter__()
     done = threading.Event()
+    with redis.Redis.from_url(redis_url) as monitor_client, monitor_client.monitor() as monitor:
 
-    def listen() -> None:
-        for command in monitor.listen():
-            if marker in command["command"]:
-                break
-            seen.append((command.get("client_type", ""), command["command"]))
-        done.set()
+        def listen() -> None:
+            for command in monitor.listen():
+                if marker in command["command"]:
+                    break
+                seen.append((command.get("client_type", ""), command["command"]))
+            done.set()
 
-    reader = threading.Thread(target=listen, daemon=True)
-    reader.start()
-    try:
-        result = action()
-    finally:
-        with redis.Redis.from_url(redis_url) as other:
-            other.echo(marker)
-        assert done.wait(10), "MONITOR never showed the marker"
-        monitor.__exit__()
-        monitor_client.close()
+        threading.Thread(target=listen, daemon=True).start()
+        try:
+            result = action()
+        finally:
+            with redis.Redis.from_url(redis_url) as other:
+                other.echo(marker)
+            assert done.wait(10), "MONITOR never showed the marker"
     return result, seen
 
 
