@@ -69,7 +69,13 @@ class Written:
 
 class StreamGone(Exception):
     """A reply stream no longer exists: its reader is gone, or Redis restarted and the reader has
-    not recreated it yet. Only a stream's reader creates it, so the reader can tell it was lost."""
+    not recreated it yet. Only a stream's reader creates it, so the reader can tell it was lost.
+    `written`: what the same round trip's ack and side writes did (they ran: a pipeline is no
+    transaction), so a retry of the replies does not make them again."""
+
+    def __init__(self, stream: str, written: Written | None = None) -> None:
+        super().__init__(stream)
+        self.written = written
 
 
 def is_nogroup(exc: BaseException) -> bool:
@@ -116,13 +122,14 @@ async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], ttl_s: int
     for result in results[:required]:
         if isinstance(result, Exception):
             raise result
-    if any(result is None for result in results[:len(payloads)]):
-        raise StreamGone(stream)
     sides, start = [], required
     for count in counts:
         sides.append(next((r for r in results[start:start + count] if isinstance(r, RedisError)), None))
         start += count
-    return Written([error for error in sides if error is not None], results[len(payloads) + 1], sides)
+    written = Written([error for error in sides if error is not None], results[len(payloads) + 1], sides)
+    if any(result is None for result in results[:len(payloads)]):
+        raise StreamGone(stream, written)
+    return written
 
 
 async def read_group(redis: Redis, stream: str, group: str, consumer: str, count: int,

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -180,12 +180,18 @@ class ReplyWriter:
     async def _write(self, payloads: list[bytes], ack: bus.Ack | None = None,
                      also: Sequence[bus.SideWrite] = ()) -> bus.Written:
         """bus.reply, waiting (with backoff) for a reply stream that is missing to be recreated by
-        its gateway; StreamGone if it is not within STREAM_WAIT_S."""
+        its gateway; StreamGone if it is not within STREAM_WAIT_S. The ack and the side writes went
+        with the first try (a session's turn is stored once): the retries carry the replies alone."""
         delay, waited = 0.05, 0.0
+        made: bus.Written | None = None  # what the first try's ack and side writes did
         while True:
             try:
-                return await bus.reply(self.redis, self.stream, payloads, self.ttl_s, ack=ack, also=also)
-            except bus.StreamGone:
+                if made is None:
+                    return await bus.reply(self.redis, self.stream, payloads, self.ttl_s, ack=ack, also=also)
+                written = await bus.reply(self.redis, self.stream, payloads, self.ttl_s)
+                return replace(made, length=written.length)
+            except bus.StreamGone as gone:
+                made = made or gone.written
                 if waited >= STREAM_WAIT_S:
                     raise
             await asyncio.sleep(delay)

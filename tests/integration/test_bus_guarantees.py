@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from services.gateway.metrics import GatewayMetrics, create_metrics
 from services.gateway.replies import ReplyReader
@@ -393,3 +395,44 @@ async def eventually_async(probe: Callable[[], Awaitable[object]], done: Callabl
     while not done(await probe()):
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+@dataclass(frozen=True)
+class Push:
+    """A side write: one RPUSH, as a session's turn is stored with an answer's last replies."""
+
+    key: str
+
+    def queue(self, pipe: Pipeline) -> int:
+        pipe.rpush(self.key, b"turn")
+        return 1
+
+
+async def test_a_last_write_that_waits_for_its_stream_acks_and_makes_its_side_writes_once(
+        redis_client: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reply stream is missing at the answer's end (Redis restarted): the first try's ack and side
+    writes ran anyway (a pipeline is no transaction), so the tries after it carry the replies alone; a
+    session's turn is stored once, not once per try."""
+    monkeypatch.setattr(router_replies, "STREAM_WAIT_S", 5.0)
+    stream = reply_stream("restarted")
+    entry = await redis_client.xadd("test:requests", {MESSAGE_FIELD: b"request"})
+    await redis_client.xgroup_create("test:requests", "routers", id="0")
+    await redis_client.xreadgroup("routers", "router-1", {"test:requests": ">"})
+    out = ReplyWriter(redis_client, stream, "r1", maxlen=100, ttl_s=30,
+                      ack=bus.Ack("test:requests", "routers", entry))
+    tries = 0
+    real_reply = bus.reply
+
+    async def counted(*args: object, **kwargs: object) -> bus.Written:
+        nonlocal tries
+        tries += 1
+        if tries == 3:  # the gateway's reader makes its stream again between the second and third try
+            await redis_client.xadd(stream, {MESSAGE_FIELD: encode(ReplyBatch(replies=[]))})
+        return await real_reply(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bus, "reply", counted)
+    await out.finish(out.error(500, {}), also=[Push("test:session")])
+    assert tries == 3
+    assert await redis_client.lrange("test:session", 0, -1) == [b"turn"]
+    assert await replies_on(redis_client, stream) == [[1, 2]]
+    assert (await redis_client.xpending("test:requests", "routers"))["pending"] == 0
