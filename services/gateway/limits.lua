@@ -44,10 +44,7 @@ local buckets, spends = {}, {}
 
 local function bucket_levels(key, rpm, tpm)
   local bucket = buckets[key]
-  if not bucket then
-    local r, k = gcra_levels(key, rpm, tpm, now)
-    return r, k
-  end
+  if not bucket then return gcra_levels(key, rpm, tpm, now) end
   return rpm > 0 and bucket.r or 0, tpm > 0 and bucket.k or 0
 end
 
