@@ -11,14 +11,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from shared.keys import MESSAGE_FIELD
+from shared.redis_client import Command, pipelined
 
 log = structlog.get_logger(__name__)
 
@@ -39,10 +39,9 @@ class Ack:
 
 
 class SideWrite(Protocol):
-    """A best-effort write that rides along with the replies: queue() adds its commands to the
-    replies' pipeline and says how many."""
+    """A best-effort write that rides along with the replies: its commands, sent in their round trip."""
 
-    def queue(self, pipe: Pipeline) -> int: ...
+    def commands(self) -> list[Command]: ...
 
 
 @dataclass(frozen=True)
@@ -53,9 +52,8 @@ class Publication:
     payload: bytes
     maxlen: int
 
-    def queue(self, pipe: Pipeline) -> int:
-        pipe.xadd(self.stream, {MESSAGE_FIELD: self.payload}, maxlen=self.maxlen, approximate=True)
-        return 1
+    def commands(self) -> list[Command]:
+        return [("XADD", self.stream, "MAXLEN", "~", self.maxlen, "*", MESSAGE_FIELD, self.payload)]
 
 
 @dataclass(frozen=True)
@@ -109,23 +107,22 @@ async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], ttl_s: int
     costs the client its answer. A gateway that died stops reading and refreshing its stream,
     which then expires ttl_s after its last read.
     """
-    async with redis.pipeline(transaction=False) as pipe:
-        for payload in payloads:
-            pipe.xadd(stream, {MESSAGE_FIELD: payload}, nomkstream=True)
-        pipe.expire(stream, ttl_s)
-        pipe.xlen(stream)
-        if ack is not None:
-            pipe.xack(ack.stream, ack.group, ack.entry_id)
-        counts = [side.queue(pipe) for side in also]
-        results = await pipe.execute(raise_on_error=False)
-    required = len(payloads) + 2 + (ack is not None)
+    commands: list[Command] = [("XADD", stream, "NOMKSTREAM", "*", MESSAGE_FIELD, payload) for payload in payloads]
+    commands += [("EXPIRE", stream, ttl_s), ("XLEN", stream)]
+    if ack is not None:
+        commands.append(("XACK", ack.stream, ack.group, ack.entry_id))
+    required = len(commands)
+    side_commands = [side.commands() for side in also]
+    for queued in side_commands:
+        commands += queued
+    results = await pipelined(redis, commands)
     for result in results[:required]:
         if isinstance(result, Exception):
             raise result
     sides, start = [], required
-    for count in counts:
-        sides.append(next((r for r in results[start:start + count] if isinstance(r, RedisError)), None))
-        start += count
+    for queued in side_commands:
+        sides.append(next((r for r in results[start:start + len(queued)] if isinstance(r, RedisError)), None))
+        start += len(queued)
     written = Written([error for error in sides if error is not None], results[len(payloads) + 1], sides)
     if any(result is None for result in results[:len(payloads)]):
         raise StreamGone(stream, written)
@@ -142,14 +139,16 @@ async def read_own(redis: Redis, stream: str, last_id: bytes | str, count: int, 
                    trim_below: bytes | None = None) -> tuple[bool, list[Entry]]:
     """A reader's turn on its own stream, in one round trip: push back the stream's expiry (False
     if the stream is gone: Redis restarted or was flushed), drop what it already read, read on."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.expire(stream, ttl_s)
-        if trim_below is not None:
-            # Exact, so the stream's length is what is unread (plus the last entry read).
-            pipe.xtrim(stream, minid=trim_below, approximate=False)
-        pipe.xread({stream: last_id}, count=count, block=block_ms)
-        results = await pipe.execute()
-    return bool(results[0]), _entries(results[-1])
+    commands: list[Command] = [("EXPIRE", stream, ttl_s)]
+    if trim_below is not None:
+        # Exact, so the stream's length is what is unread (plus the last entry read).
+        commands.append(("XTRIM", stream, "MINID", trim_below))
+    commands.append(("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", stream, last_id))
+    results = await pipelined(redis, commands)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return bool(results[0]), _raw_entries(results[-1])
 
 
 async def ack(redis: Redis, stream: str, group: str, *entry_ids: bytes) -> None:
@@ -208,6 +207,23 @@ def _entries(response: list | dict | None) -> list[Entry]:
     streams = response.items() if isinstance(response, dict) else response
     return [(entry_id, fields[MESSAGE_FIELD]) for _, entries in streams for entry_id, fields in entries
             if fields and MESSAGE_FIELD in fields]
+
+
+def _raw_entries(response: dict[bytes, Any] | list[Any] | None) -> list[Entry]:
+    """_entries of an XREAD reply as the server sent it: {stream: [[id, [field, value, ...]], ...]} (RESP3,
+    redis-py's default protocol), or [[stream, [...]], ...] (RESP2)."""
+    if not response:
+        return []
+    found = []
+    for _, entries in response.items() if isinstance(response, dict) else response:
+        for entry_id, fields in entries:
+            if not fields:
+                continue
+            for index in range(0, len(fields) - 1, 2):
+                if fields[index] == MESSAGE_FIELD:
+                    found.append((entry_id, fields[index + 1]))
+                    break
+    return found
 
 
 Handler = Callable[[list[Entry], bool], Awaitable[None]]  # (entries, reclaimed from another consumer)

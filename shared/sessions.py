@@ -1,6 +1,6 @@
 """A session's turns, as the gateway reads them and whoever answers stores them (the router, in the
-round trip of the answer's last replies; the gateway for an answer from the cache). Pure, but for
-`queue_save`, which adds the save's commands to a pipeline the caller sends.
+round trip of the answer's last replies; the gateway for an answer from the cache). Pure: a save is
+`save_commands`, the Redis commands for the caller to send.
 
 - Stored per turn, as one list entry: the request's own messages (after its leading system and
   developer messages, which are the request's preamble and are never stored) and the answer.
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio.client import Pipeline
 
 from shared.messages import ChatRequest
+from shared.redis_client import Command
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
@@ -200,12 +200,10 @@ class SessionSave:
             kept, total = kept + 1, total + tokens
         return kept if turn.tokens <= self.max_tokens else 1
 
-    def queue_save(self, pipe: Pipeline, turn: Turn) -> int:
-        """Append the turn and trim the list to what the next request can use; the commands queued."""
-        pipe.rpush(self.key, turn.encode())
-        pipe.ltrim(self.key, -self.keep(turn), -1)
-        pipe.expire(self.key, self.ttl_s)
-        return 3
+    def save_commands(self, turn: Turn) -> list[Command]:
+        """Append the turn and trim the list to what the next request can use."""
+        return [("RPUSH", self.key, turn.encode()), ("LTRIM", self.key, -self.keep(turn), -1),
+                ("EXPIRE", self.key, self.ttl_s)]
 
 
 @dataclass(frozen=True)
@@ -215,5 +213,5 @@ class TurnSave:
     saving: SessionSave
     turn: Turn
 
-    def queue(self, pipe: Pipeline) -> int:
-        return self.saving.queue_save(pipe, self.turn)
+    def commands(self) -> list[Command]:
+        return self.saving.save_commands(self.turn)

@@ -102,5 +102,6 @@ async def save(redis: Redis, session: Session, messages: list[dict[str, Any]], a
     as compose() made them) and `answer`, the list trimmed to what the next request can use."""
     saving = session.saving(max_tokens, ttl_s)
     async with redis.pipeline(transaction=True) as pipe:
-        saving.queue_save(pipe, saving.turn(messages, answer))
+        for command in saving.save_commands(saving.turn(messages, answer)):
+            pipe.execute_command(*command)
         await pipe.execute()

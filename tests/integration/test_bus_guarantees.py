@@ -20,7 +20,6 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from services.gateway.metrics import GatewayMetrics, create_metrics
 from services.gateway.replies import ReplyReader
@@ -30,7 +29,7 @@ from shared import bus
 from shared.config import RedisConfig
 from shared.keys import CANCELLED_PREFIX, MESSAGE_FIELD, REQUEST_STREAM, ROUTER_GROUP, reply_stream
 from shared.messages import Reply, ReplyBatch, ReplyKind, decode, encode
-from shared.redis_client import connect
+from shared.redis_client import Command, connect
 from tests.fakes.scripts import confident
 from tests.fakes.upstream import FakeUpstream
 from tests.integration.stack import Stack, ask, start_stack
@@ -403,9 +402,8 @@ class Push:
 
     key: str
 
-    def queue(self, pipe: Pipeline) -> int:
-        pipe.rpush(self.key, b"turn")
-        return 1
+    def commands(self) -> list[Command]:
+        return [("RPUSH", self.key, b"turn")]
 
 
 async def test_a_last_write_that_waits_for_its_stream_acks_and_makes_its_side_writes_once(

@@ -5,9 +5,10 @@ as a script's arguments."""
 from __future__ import annotations
 
 import pytest
+from redis.exceptions import ResponseError
 
 from shared.config import RedisConfig
-from shared.redis_client import HiredisPacking, connect
+from shared.redis_client import HiredisPacking, connect, pipelined
 
 pytestmark = pytest.mark.redis_flavours
 
@@ -49,3 +50,29 @@ async def test_a_scripts_keys_and_arguments_arrive_as_sent(redis_url: str) -> No
         assert await client.xrange("stream") == [(entry, {b"m": b"\xc0payload"})]
     finally:
         await client.aclose()
+
+
+async def test_pipelined_sends_every_command_and_puts_a_refusal_in_its_place(redis_url: str) -> None:
+    client = connect(RedisConfig(url=redis_url))
+    try:
+        await client.set("text", "not a list")
+        replies = await pipelined(client, [("RPUSH", "list", b"\xc0one"), ("LPUSH", "text", "x"),
+                                           ("EXPIRE", "list", 60), ("LRANGE", "list", 0, -1)])
+        assert replies[0] == 1 and replies[2] == 1 and replies[3] == [b"\xc0one"]
+        assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])
+        assert await client.ttl("list") > 0  # the command after the refusal ran
+    finally:
+        await client.aclose()
+
+
+async def test_pipelined_resends_on_a_new_connection_when_the_server_dropped_the_old(redis_url: str) -> None:
+    client, admin = connect(RedisConfig(url=redis_url)), connect(RedisConfig(url=redis_url))
+    try:
+        assert await pipelined(client, [("SET", "before", 1)]) == [b"OK"]  # as sent: no callbacks
+        own = await client.client_id()
+        await admin.client_kill_filter(_id=own)
+        assert await pipelined(client, [("INCR", "counter"), ("GET", "counter")]) == [1, b"1"]
+        assert await client.client_id() != own
+    finally:
+        await client.aclose()
+        await admin.aclose()
