@@ -110,7 +110,8 @@ def with_history(request: ChatRequest) -> ChatRequest:
               if isinstance(raw, str | bytes))
     history = fit([turn for turn in stored if turn is not None], saving.max_tokens)
     messages, own_from = compose(request.body.get("messages") or [], history)
-    saving = dataclasses.replace(saving, own_from=own_from, history_tokens=tuple(turn.tokens for turn in history))
+    saving = dataclasses.replace(saving, own_from=own_from, history_tokens=tuple(turn.tokens for turn in history),
+                                 stored=len(request.history))
     return dataclasses.replace(request, body={**request.body, "messages": messages}, session=saving.to_wire(),
                                history=None)
 
@@ -166,24 +167,27 @@ class StreamedAnswer:
 class SessionSave:
     """What the answerer needs to store a request's turn (ChatRequest.session, as to_wire() makes it):
     the session's Redis list, where the request's own messages start in its body, the tokens of the
-    history it was sent with, and the session's limits."""
+    history it was sent with, the session's limits, and how many turns the list held when read."""
 
     key: str
     own_from: int  # index in body["messages"] of the first of the request's own messages
     history_tokens: tuple[int, ...]
     max_tokens: int
     ttl_s: int
+    # Turns in the list when it was read (the history is the newest of them that fit); -1: not known (a
+    # sender from before this field), and the save always trims.
+    stored: int = -1
 
     def to_wire(self) -> dict[str, Any]:
         return {"key": self.key, "own_from": self.own_from, "history_tokens": list(self.history_tokens),
-                "max_tokens": self.max_tokens, "ttl_s": self.ttl_s}
+                "max_tokens": self.max_tokens, "ttl_s": self.ttl_s, "stored": self.stored}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> SessionSave:
         """Raises ValueError for a map that is not one."""
         try:
             return cls(str(data["key"]), int(data["own_from"]), tuple(int(t) for t in data["history_tokens"]),
-                       int(data["max_tokens"]), int(data["ttl_s"]))
+                       int(data["max_tokens"]), int(data["ttl_s"]), int(data.get("stored", -1)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a session save: {exc!r}") from None
 
@@ -201,9 +205,13 @@ class SessionSave:
         return kept if turn.tokens <= self.max_tokens else 1
 
     def save_commands(self, turn: Turn) -> list[Command]:
-        """Append the turn and trim the list to what the next request can use."""
-        return [("RPUSH", self.key, turn.encode()), ("LTRIM", self.key, -self.keep(turn), -1),
-                ("EXPIRE", self.key, self.ttl_s)]
+        """Append the turn and trim the list to what the next request can use: no LTRIM when that is
+        every turn it held and this one (a turn stored meanwhile by a concurrent request of the session
+        stays until the next save that trims, and the next read's fit() leaves out what does not fit)."""
+        keep = self.keep(turn)
+        append: list[Command] = [("RPUSH", self.key, turn.encode())]
+        trim: list[Command] = [] if keep == self.stored + 1 else [("LTRIM", self.key, -keep, -1)]
+        return [*append, *trim, ("EXPIRE", self.key, self.ttl_s)]
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,7 @@ async def _accept_call(request: web.Request, request_id: str, routing_id: str, s
 def _continue_session(call: Call, session_id: str, key: str, stored_turns: list[bytes] | None) -> None:
     """The session's stored turns (none yet when the admission will read them into the published request
     for the router to prepend) before the request's own messages."""
-    call.session = sessions.opened(session_id, key, stored_turns or [],
+    call.session = sessions.opened(session_id, key, stored_turns,
                                    call.request.app[CONFIG].gateway.session_max_tokens)
     call.body["messages"] = call.session.compose(call.body["messages"])
 

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from shared.keys import LEDGER_STREAM, MESSAGE_FIELD
 from shared.messages import LedgerRecord, encode
+from shared.redis_client import pipelined
 
 log = structlog.get_logger(__name__)
 
@@ -66,11 +67,11 @@ class LedgerOut:
         count = min(len(self.buffer), self.batch)
         if not count:
             return 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for index in range(count):
-                pipe.xadd(LEDGER_STREAM, {MESSAGE_FIELD: encode(self.buffer[index])}, maxlen=self.maxlen,
-                          approximate=True)
-            await pipe.execute()
+        appends = [("XADD", LEDGER_STREAM, "MAXLEN", "~", self.maxlen, "*", MESSAGE_FIELD, encode(self.buffer[index]))
+                   for index in range(count)]
+        for reply in await pipelined(self.redis, appends):
+            if isinstance(reply, Exception):
+                raise reply
         for _ in range(count):
             self.buffer.popleft()
         self.records.labels("emitted").inc(count)

@@ -75,6 +75,7 @@ class Session:
     key: str
     history: list[Turn]
     own_from: int = 0  # set by compose(): the index of the request's own first message in the upstream's messages
+    stored: int = -1  # the turns read (the history is those that fit); -1: not read here (the router reads them)
 
     def compose(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The upstream's messages: the request's preamble, the history, the request's own messages."""
@@ -87,13 +88,17 @@ class Session:
 
     def saving(self, max_tokens: int, ttl_s: int) -> SessionSave:
         """How the answerer stores this turn (ChatRequest.session)."""
-        return SessionSave(self.key, self.own_from, tuple(turn.tokens for turn in self.history), max_tokens, ttl_s)
+        return SessionSave(self.key, self.own_from, tuple(turn.tokens for turn in self.history), max_tokens, ttl_s,
+                           self.stored)
 
 
-def opened(session_id: str, key: str, stored: list[bytes], max_tokens: int) -> Session:
-    """A session from its stored turns (as read by limits.admit_call): the newest that fit max_tokens."""
+def opened(session_id: str, key: str, stored: list[bytes] | None, max_tokens: int) -> Session:
+    """A session from its stored turns (as read by limits.admit_call): the newest that fit max_tokens;
+    None: not read here (the admission publishes the request with them, for the router to prepend)."""
+    if stored is None:
+        return Session(session_id, key, [])
     turns = [turn for turn in map(Turn.decode, stored) if turn is not None]
-    return Session(session_id, key, fit(turns, max_tokens))
+    return Session(session_id, key, fit(turns, max_tokens), stored=len(stored))
 
 
 async def save(redis: Redis, session: Session, messages: list[dict[str, Any]], answer: dict[str, Any], ttl_s: int,

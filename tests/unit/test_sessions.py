@@ -88,7 +88,7 @@ def test_a_request_published_with_its_stored_turns_is_composed_by_the_router_as_
     stored = [Turn([msg("user", "oldest"), msg("assistant", "long ago")], 90),
               Turn([msg("user", "old"), msg("assistant", "old answer")], 12)]
     own = [msg("system", "sys"), msg("user", "q")]
-    by_gateway = Session("s", "k", fit(stored, 100))
+    by_gateway = Session("s", "k", fit(stored, 100), stored=3)  # it would have read the garbage too
     composed = by_gateway.compose(own)
     deferred = Session("s", "k", [])  # the gateway that let the key script read the turns and publish
     published = ChatRequest(request_id="r", reply_to="x", body={"model": "auto", "messages": deferred.compose(own)},
@@ -107,6 +107,25 @@ def test_a_save_keeps_the_turns_the_next_request_can_use_and_at_least_its_own() 
     assert saving.keep(Turn([], 70)) == 1
     assert saving.keep(Turn([], 500)) == 1  # too long for any next request, still stored alone
     assert [len(fit([Turn([], 30)] * 3 + [Turn([], 10)], 70))] == [saving.keep(Turn([], 10))]  # as fit() reads
+
+
+def test_a_save_trims_only_when_the_list_holds_a_turn_the_next_request_cannot_use() -> None:
+    turn = Turn([msg("user", "q"), msg("assistant", "a")], 10)
+    every_turn_kept = SessionSave("k", 0, (30, 20), max_tokens=70, ttl_s=60, stored=2)
+    assert [command[0] for command in every_turn_kept.save_commands(turn)] == ["RPUSH", "EXPIRE"]
+    assert every_turn_kept.save_commands(turn)[0] == ("RPUSH", "k", turn.encode())
+    # The read held a turn that did not fit (or was no turn at all), or this turn pushes one out:
+    for saving in (SessionSave("k", 0, (30, 20), max_tokens=70, ttl_s=60, stored=3),
+                   SessionSave("k", 0, (30, 30), max_tokens=50, ttl_s=60, stored=2)):
+        commands = saving.save_commands(turn)
+        assert [command[0] for command in commands] == ["RPUSH", "LTRIM", "EXPIRE"]
+        assert commands[1] == ("LTRIM", "k", -saving.keep(turn), -1)
+    # Not known (a sender from before `stored`): always trimmed.
+    unknown = SessionSave.from_wire({"key": "k", "own_from": 0, "history_tokens": [30, 20], "max_tokens": 70,
+                                     "ttl_s": 60})
+    assert unknown.stored == -1 and [command[0] for command in unknown.save_commands(turn)] == [
+        "RPUSH", "LTRIM", "EXPIRE"]
+    assert SessionSave.from_wire(every_turn_kept.to_wire()) == every_turn_kept
 
 
 @pytest.mark.parametrize("bad", [{}, {"key": "k"}, {"key": "k", "own_from": "x", "history_tokens": [],
