@@ -15,14 +15,19 @@ local function gcra_now(arg)
   return tonumber(arg)
 end
 
--- Both buckets of KEY, drained up to NOW.
-local function gcra_levels(key, rpm, tpm, now)
-  local state = redis.call('HMGET', key, 'r', 'k', 't')
-  local r, k = tonumber(state[1]) or 0, tonumber(state[2]) or 0
-  local elapsed = math.max(0, now - (tonumber(state[3]) or now))
+-- Both buckets as stored (r, k, t: strings or nil), drained up to NOW.
+local function gcra_drain(r, k, t, rpm, tpm, now)
+  r, k = tonumber(r) or 0, tonumber(k) or 0
+  local elapsed = math.max(0, now - (tonumber(t) or now))
   if rpm > 0 then r = math.max(0, r - elapsed * rpm / WINDOW_MS) else r = 0 end
   if tpm > 0 then k = math.max(0, k - elapsed * tpm / WINDOW_MS) else k = 0 end
   return r, k
+end
+
+-- Both buckets of KEY, drained up to NOW.
+local function gcra_levels(key, rpm, tpm, now)
+  local state = redis.call('HMGET', key, 'r', 'k', 't')
+  return gcra_drain(state[1], state[2], state[3], rpm, tpm, now)
 end
 
 -- ms until AMOUNT more fits a bucket at LEVEL of size LIMIT; 0: it fits now (or no limit).

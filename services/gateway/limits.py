@@ -44,7 +44,7 @@ from shared.bus import Publication
 from shared.config import Config
 from shared.errors import ApiError, Unavailable
 from shared.gcra import with_gcra
-from shared.keys import VIRTUAL_KEY_IDS, key_limit, key_spend, virtual_key
+from shared.keys import VIRTUAL_KEY_IDS, key_usage, virtual_key
 from shared.messages import Account, Tier
 from shared.sessions import MAX_STORED_TURNS
 
@@ -116,7 +116,7 @@ class KeyLimiter:
         op, args = ("auth", []) if targets is None else ("admit", list(targets))
         if targets is None:
             publish = None
-        keys = [*_keys(lookup.digest, lookup.key_id, when), session_key or "", _stream(publish)]
+        keys = [*_keys(lookup.digest, lookup.key_id), session_key or "", _stream(publish)]
         reply = await self._evalsha(keys, [op, self._now_ms(), *_publication(publish, tenant)], charges, when, args)
         verdict = _text(reply[0])
         if lookup.open and verdict == "unknown":
@@ -133,7 +133,7 @@ class KeyLimiter:
     async def publish_session(self, session_key: str, publish: Publication) -> bytes:
         """For a caller admitted without Redis (a static key, anonymous): its session's stored turns read
         into the request and the request published, in one command; the entry's id."""
-        keys = ["", "", "", "", "", session_key, publish.stream]
+        keys = ["", "", "", session_key, publish.stream]
         reply = await self._evalsha(keys, ["publish", self._now_ms(), *_publication(publish, "")], (), time.time(), [])
         return reply[1]
 
@@ -144,25 +144,26 @@ class KeyLimiter:
         """Answers' charges in one round trip: one command, SETTLE_CHUNK charges at most (then the next)."""
         when = self._now_s(now)
         for start in range(0, len(charges), SETTLE_CHUNK):
-            await self._evalsha(["", "", "", "", "", "", ""], ["settle", self._now_ms(), "", "", ""],
+            await self._evalsha(["", "", "", "", ""], ["settle", self._now_ms(), "", "", ""],
                                 charges[start:start + SETTLE_CHUNK], when, [])
 
     async def _evalsha(self, keys: list[str], head: list[str], charges: Sequence[Charge], when: float,
                        tail: list[str]) -> list[Any]:
         """The script, by its SHA (loaded again if a restarted Redis lost it), as one command: `keys`
-        (the admission's seven), ARGV `head` (op, now, and the publication's three), the charges (their
-        keys after `keys`), `tail`."""
-        day_end, month_end = period_ends(when)
-        keep_day, keep_month = math.ceil(day_end - when) + PERIOD_GRACE_S, math.ceil(month_end - when) + PERIOD_GRACE_S
+        (the admission's five), ARGV `head` (op, now, and the publication's three), the UTC day and month
+        of `when` and how long a usage hash first written now is kept, the charges (their keys after
+        `keys`), `tail`."""
+        _, month_end = period_ends(when)
         day, month = periods(when)
         charge_keys: list[str] = []
         charge_args: list[object] = []
         for charge in charges:
-            key_id, limits = charge.principal.key_id, charge.principal.limits
-            charge_keys += [key_limit(key_id), key_spend(key_id, day), key_spend(key_id, month)]
-            charge_args += [limits.rpm or 0, limits.tpm or 0, charge.tokens, repr(charge.cost_usd), keep_day,
-                            keep_month]
-        command = [len(keys) + len(charge_keys), *keys, *charge_keys, *head, len(charges), *charge_args, *tail]
+            limits = charge.principal.limits
+            charge_keys.append(key_usage(charge.principal.key_id))
+            charge_args += [limits.rpm or 0, limits.tpm or 0, charge.tokens, repr(charge.cost_usd)]
+        periods_args = [day, month, math.ceil(month_end - when) + PERIOD_GRACE_S]
+        command = [len(keys) + len(charge_keys), *keys, *charge_keys, *head, *periods_args, len(charges), *charge_args,
+                   *tail]
         try:
             return await self._redis.execute_command("EVALSHA", self._script.sha, *command)
         except NoScriptError:  # a restarted Redis: nothing ran; load the script and send it again
@@ -205,9 +206,8 @@ def _publication(publish: Publication | None, tenant: str) -> list[bytes | str |
     return [publish.payload, publish.maxlen, tenant]
 
 
-def _keys(digest: str, key_id: str, now: float) -> list[str]:
-    day, month = periods(now)
-    return [virtual_key(digest), VIRTUAL_KEY_IDS, key_limit(key_id), key_spend(key_id, day), key_spend(key_id, month)]
+def _keys(digest: str, key_id: str) -> list[str]:
+    return [virtual_key(digest), VIRTUAL_KEY_IDS, key_usage(key_id)]
 
 
 def route_targets(tier: str, deployment: str, config: Config) -> tuple[str, ...]:

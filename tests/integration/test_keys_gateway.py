@@ -195,7 +195,7 @@ def test_tpm_is_charged_from_the_answers_usage_and_refuses_the_next_request(edge
     made = create(edge, tpm=5)
     store = redis.Redis.from_url(edge.redis_url)
     assert chat(edge, made["key"]).parse().usage.total_tokens > 5  # admitted: the bucket was empty
-    wait_for(lambda: float(store.hget(f"draftgate:keylimit:{made['id']}", "k") or 0) > 5, "the usage to be charged")
+    wait_for(lambda: float(store.hget(f"draftgate:keyusage:{made['id']}", "k") or 0) > 5, "the usage to be charged")
     with pytest.raises(openai.RateLimitError) as caught:
         client(edge, made["key"]).chat.completions.create(model="auto", messages=ask("Capital?"))
     assert caught.value.type == "tokens" and caught.value.code == "rate_limit_exceeded"

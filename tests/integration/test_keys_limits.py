@@ -19,7 +19,7 @@ from services.gateway.keys.model import KeySpec, periods
 from services.gateway.limits import Charge, KeyLimiter, Settlements
 from services.gateway.limits_reply import Refused
 from shared.errors import AuthenticationFailed, PermissionDenied, QuotaExceeded, RateLimited, TokensRateLimited
-from shared.keys import key_limit, key_spend
+from shared.keys import key_usage
 
 pytestmark = pytest.mark.redis_flavours
 
@@ -115,7 +115,7 @@ async def test_tpm_is_charged_after_the_answer_and_refuses_the_next_request(gate
     assert refusal.error.headers["x-ratelimit-remaining-tokens"] == "0"
     clock.now += 30.1
     assert admitted(await second.admit(key, TARGETS, True)).used_tokens == pytest.approx(599)
-    assert await redis.exists(key_limit(key_id))
+    assert await redis.exists(key_usage(key_id))
 
 
 async def test_a_spent_budget_refuses_the_next_request_until_the_next_day(gateways: Gateways,
@@ -135,6 +135,25 @@ async def test_a_spent_budget_refuses_the_next_request_until_the_next_day(gatewa
     principal = admitted(await first.admit(key, TARGETS, True))
     await first.settle(principal, 0, 0.009, clock.now)  # today's 0.009 is within 0.01, the month's 0.021 is not
     assert "this month" in refused(await second.admit(key, TARGETS, True)).error.message
+
+
+async def test_a_new_month_starts_the_keys_usage_afresh_and_keeps_it_until_that_month_ends(
+        gateways: Gateways, clock: FrozenClock) -> None:
+    """One usage hash per key: a spend of a past day or month reads as 0, and the month's first write sets
+    the hash's expiry to the month's end (the admin's view reads the same)."""
+    first, _, redis = gateways
+    key, key_id = await make(redis, limits=KeyLimits(rpm=60, budget_usd_month=0.01))
+    principal = admitted(await first.admit(key, TARGETS, True))
+    await first.settle(principal, 0, 0.02, NOW)  # November's budget spent
+    assert isinstance(refused(await first.admit(key, TARGETS, True)).error, QuotaExceeded)
+    clock.now = NOW + 7 * 86_400  # 2025-12-01 16:00 UTC
+    again = admitted(await first.admit(key, TARGETS, True))
+    assert await redis.hmget(key_usage(key_id), "d", "m", "ms") == [b"2025-12-01", b"2025-12", b"0"]
+    # Kept until December ends (30 days and 8 hours from now) and the grace after it, not November's end.
+    assert 30 * 86_400 < await redis.ttl(key_usage(key_id)) <= 30 * 86_400 + 8 * 3600 + 3600
+    await first.settle(again, 0, 0.004, clock.now)
+    shown = await store.show(redis, key_id, clock.now)
+    assert shown is not None and (shown["spend_usd_day"], shown["spend_usd_month"]) == (0.004, 0.004)
 
 
 async def test_unknown_revoked_and_expired_keys_are_401s(gateways: Gateways, clock: FrozenClock) -> None:
@@ -205,11 +224,12 @@ async def test_answers_charges_go_in_batches_in_the_background_and_all_arrive(ga
         await settlements.add(Charge(principals[i % 2], 100, 0.001))
     await settlements.drain(10)
     for _, key_id in keys:
-        assert float(await redis.hget(key_limit(key_id), "k")) == pytest.approx(500)
-        assert float(await redis.get(key_spend(key_id, periods(NOW)[0]))) == pytest.approx(0.005)
+        assert float(await redis.hget(key_usage(key_id), "k")) == pytest.approx(500)
+        assert await redis.hmget(key_usage(key_id), "d", "m") == [period.encode() for period in periods(NOW)]
+        assert float(await redis.hget(key_usage(key_id), "ds")) == pytest.approx(0.005)
     await redis.script_flush()  # as after a Redis restart: the batch loads the script and goes again
     await first.settle(principals[0], 100, 0.0)
-    assert float(await redis.hget(key_limit(keys[0][1]), "k")) == pytest.approx(600)
+    assert float(await redis.hget(key_usage(keys[0][1]), "k")) == pytest.approx(600)
 
 
 async def script_calls(redis: Redis) -> dict[str, int]:
@@ -228,9 +248,9 @@ async def test_admission_is_one_round_trip_and_the_keys_expire(gateways: Gateway
     await first.settle(principal, 10, 0.001, NOW)
     for name in await redis.keys("draftgate:*"):
         name = name.decode()
-        if name.startswith(("draftgate:keylimit:", "draftgate:spend:")):
+        if name.startswith("draftgate:keyusage:"):
             assert await redis.ttl(name) > 0, name  # state that would otherwise pile up expires
-    assert key_id in (await redis.keys("draftgate:keylimit:*"))[0].decode()
+    assert key_id in (await redis.keys("draftgate:keyusage:*"))[0].decode()
 
 
 async def test_the_charges_waiting_and_the_session_ride_in_the_admissions_round_trip(gateways: Gateways) -> None:
@@ -251,7 +271,7 @@ async def test_the_charges_waiting_and_the_session_ride_in_the_admissions_round_
         assert isinstance(admission.verdict, Principal)
         calls = await script_calls(redis)
         assert calls.get("evalsha") == 1 and calls.get("lrange") == 1, calls  # one command: charge, admit, read
-        assert float(await redis.hget(key_limit(key_id), "k")) == pytest.approx(300)
+        assert float(await redis.hget(key_usage(key_id), "k")) == pytest.approx(300)
         assert settlements.take() == []
 
         await settlements.add(Charge(principal, 10, 0.007))  # the budget is spent: the next request sees it
@@ -261,9 +281,8 @@ async def test_the_charges_waiting_and_the_session_ride_in_the_admissions_round_
         await settlements.drain(5)
 
 
-async def key_state(redis: Redis, key_id: str) -> tuple[dict[bytes, bytes], list[bytes | None]]:
-    spend = [await redis.get(key_spend(key_id, period)) for period in periods(NOW)]
-    return await redis.hgetall(key_limit(key_id)), spend
+async def key_state(redis: Redis, key_id: str) -> dict[bytes, bytes]:
+    return await redis.hgetall(key_usage(key_id))
 
 
 async def test_a_charge_riding_with_its_keys_admission_leaves_what_two_commands_would(gateways: Gateways,
@@ -286,7 +305,8 @@ async def test_a_charge_riding_with_its_keys_admission_leaves_what_two_commands_
 
     assert (together.used_requests, together.used_tokens) == (separately.used_requests, separately.used_tokens)
     assert await key_state(redis, riding_id) == await key_state(redis, alone_id)
-    assert abs(await redis.pttl(key_limit(riding_id)) - await redis.pttl(key_limit(alone_id))) < 1000
-    # The bucket read once and written once; each spend counter read once and written once.
-    assert (calls.get("hmget"), calls.get("hset"), calls.get("pexpire"), calls.get("get"), calls.get("set")) == (
-        2, 1, 1, 2, 2), calls
+    assert abs(await redis.pttl(key_usage(riding_id)) - await redis.pttl(key_usage(alone_id))) < 1000
+    # The usage read once and written once (the record's HMGET is the other); its expiry was set by the month's
+    # first write, long before; nothing else touches Redis.
+    assert (calls.get("hmget"), calls.get("hset"), calls.get("expire"), calls.get("pexpire"), calls.get("get"),
+            calls.get("set")) == (2, 1, None, None, None, None), calls

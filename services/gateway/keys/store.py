@@ -12,7 +12,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from services.gateway.keys.model import KeySpec, VirtualKey, make_key, periods
-from shared.keys import VIRTUAL_KEY_IDS, key_spend, virtual_key
+from shared.keys import VIRTUAL_KEY_IDS, key_usage, virtual_key
 
 
 async def create(redis: Redis, spec: KeySpec, now: float) -> tuple[VirtualKey, str]:
@@ -58,8 +58,17 @@ async def _with_spend(redis: Redis, keys: list[VirtualKey], now: float) -> list[
     if not keys:
         return []
     day, month = periods(now)
-    spend = await redis.mget([key_spend(key.id, period) for key in keys for period in (day, month)])
-    return [key.public(float(spend[2 * i] or 0), float(spend[2 * i + 1] or 0), now) for i, key in enumerate(keys)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hmget(key_usage(key.id), "d", "ds", "m", "ms")
+        usages = await pipe.execute()
+    return [key.public(_spent(usage[0], usage[1], day), _spent(usage[2], usage[3], month), now)
+            for key, usage in zip(keys, usages, strict=True)]
+
+
+def _spent(period: bytes | None, usd: bytes | None, current: str) -> float:
+    """A usage hash's spend in `current` (a day or a month): 0 when what it holds is another period's."""
+    return float(usd or 0) if period is not None and _str(period) == current else 0.0
 
 
 async def revoke(redis: Redis, key_id: str, now: float) -> VirtualKey | None:
