@@ -92,7 +92,11 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
 
 
 async def publish(redis: Redis, stream: str, payload: bytes, maxlen: int) -> bytes:
-    return await redis.xadd(stream, {MESSAGE_FIELD: payload}, maxlen=maxlen, approximate=True)
+    """Append to a stream (approximate MAXLEN); the entry's id."""
+    (entry_id,) = await pipelined(redis, Publication(stream, payload, maxlen).commands())
+    if isinstance(entry_id, Exception):
+        raise entry_id
+    return entry_id
 
 
 async def reply(redis: Redis, stream: str, payloads: Sequence[bytes], ttl_s: int,
