@@ -93,9 +93,7 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
 
 async def publish(redis: Redis, stream: str, payload: bytes, maxlen: int) -> bytes:
     """Append to a stream (approximate MAXLEN); the entry's id."""
-    (entry_id,) = await pipelined(redis, Publication(stream, payload, maxlen).commands())
-    if isinstance(entry_id, Exception):
-        raise entry_id
+    (entry_id,) = await pipelined(redis, Publication(stream, payload, maxlen).commands(), raise_on_error=True)
     return entry_id
 
 
@@ -148,10 +146,7 @@ async def read_own(redis: Redis, stream: str, last_id: bytes | str, count: int, 
         # Exact, so the stream's length is what is unread (plus the last entry read).
         commands.append(("XTRIM", stream, "MINID", trim_below))
     commands.append(("XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", stream, last_id))
-    results = await pipelined(redis, commands)
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
+    results = await pipelined(redis, commands, raise_on_error=True)
     return bool(results[0]), _raw_entries(results[-1])
 
 

@@ -52,12 +52,13 @@ def connect(config: RedisConfig) -> Redis:
 Command = tuple[EncodableT, ...]  # a command's name and arguments, as Redis takes them
 
 
-async def pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
+async def pipelined(redis: Redis, commands: Sequence[Command], raise_on_error: bool = False) -> list[Any]:
     """`commands` in one round trip on one of the client's pooled connections, without redis-py's
     Pipeline: each reply as the server sent it (no response callbacks: EXPIRE gives 1 or 0, LTRIM
-    b"OK", XREAD lists of lists), an error reply as its ResponseError in its place, as
-    `Pipeline.execute(raise_on_error=False)` has it. redis-py's retries apply as to a pipeline: a
-    connection that failed is dropped and everything is sent again on a new one.
+    b"OK", XREAD lists of lists), an error reply as its ResponseError in its place, or, with
+    `raise_on_error`, the first of them raised once every command has run (as `Pipeline.execute` has it).
+    redis-py's retries apply as to a pipeline: a connection that failed is dropped and everything is
+    sent again on a new one.
 
     For the hot paths (a router's replies, a gateway's reads): redis-py's Pipeline costs about 6 us of
     Python per command beyond this (its command stack, response callbacks, field-set and
@@ -65,10 +66,15 @@ async def pipelined(redis: Redis, commands: Sequence[Command]) -> list[Any]:
     pool = redis.connection_pool
     connection = await pool.get_connection()
     try:
-        return await connection.retry.call_with_retry(lambda: _round_trip(connection, commands),
-                                                      lambda _error: connection.disconnect())
+        replies = await connection.retry.call_with_retry(lambda: _round_trip(connection, commands),
+                                                         lambda _error: connection.disconnect())
     finally:
         await pool.release(connection)
+    if raise_on_error:
+        refused = next((reply for reply in replies if isinstance(reply, ResponseError)), None)
+        if refused is not None:
+            raise refused
+    return replies
 
 
 async def _round_trip(connection: AbstractConnection, commands: Sequence[Command]) -> list[Any]:

@@ -209,9 +209,8 @@ class SessionSave:
         every turn it held and this one (a turn stored meanwhile by a concurrent request of the session
         stays until the next save that trims, and the next read's fit() leaves out what does not fit)."""
         keep = self.keep(turn)
-        append: list[Command] = [("RPUSH", self.key, turn.encode())]
         trim: list[Command] = [] if keep == self.stored + 1 else [("LTRIM", self.key, -keep, -1)]
-        return [*append, *trim, ("EXPIRE", self.key, self.ttl_s)]
+        return [("RPUSH", self.key, turn.encode()), *trim, ("EXPIRE", self.key, self.ttl_s)]
 
 
 @dataclass(frozen=True)

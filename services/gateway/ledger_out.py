@@ -69,9 +69,7 @@ class LedgerOut:
             return 0
         appends = [("XADD", LEDGER_STREAM, "MAXLEN", "~", self.maxlen, "*", MESSAGE_FIELD, encode(self.buffer[index]))
                    for index in range(count)]
-        for reply in await pipelined(self.redis, appends):
-            if isinstance(reply, Exception):
-                raise reply
+        await pipelined(self.redis, appends, raise_on_error=True)
         for _ in range(count):
             self.buffer.popleft()
         self.records.labels("emitted").inc(count)

@@ -61,6 +61,9 @@ async def test_pipelined_sends_every_command_and_puts_a_refusal_in_its_place(red
         assert replies[0] == 1 and replies[2] == 1 and replies[3] == [b"\xc0one"]
         assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])
         assert await client.ttl("list") > 0  # the command after the refusal ran
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await pipelined(client, [("LPUSH", "text", "x"), ("EXPIRE", "list", 120)], raise_on_error=True)
+        assert await client.ttl("list") > 60  # raised once every command had run
     finally:
         await client.aclose()
 
