@@ -38,8 +38,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,10 @@ BEFORE = "draftgate-before"
 FEATURE_DEPLOYMENTS = ("drafter-a", "drafter-b")  # what features_on names the drafter's two
 DEFAULT_VARIANTS = "uvicorn:2,granian:1,granian:2"
 CLIENT_KEEPALIVE_S = 2.0
+# Dropped before an answer came: tried again (and counted). LiteLLM's uvicorn dropped one of 32
+# clients' connections mid-run on 2026-12-04, which voided the run.
+RETRIED_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+MAX_RETRIES = 2
 ROUTERS = 2  # one per core, as bench/overhead.py runs them
 EXPECTED_TEXT = "".join(answer_words(ANSWER_TOKENS))
 
@@ -87,6 +92,7 @@ class Target:
     endpoint: str
     model: str
     proxy: Proxy | None = None
+    retried: Counter[str] = field(default_factory=Counter, compare=False)  # mode -> requests tried again
 
     def body(self, stream: bool) -> dict[str, Any]:
         return {"model": self.model, "messages": MESSAGES, **({"stream": True} if stream else {})}
@@ -101,15 +107,26 @@ class Target:
 # The load.
 
 async def post(session: aiohttp.ClientSession, target: Target, stream: bool) -> tuple[float, bytes, Mapping[str, str]]:
+    """One request, timed from its first try. A connection the server dropped before answering (a
+    pooled keep-alive it closed, a worker it replaced) is tried again, at most MAX_RETRIES times, as
+    any HTTP client's retry would; every retry is counted in `target.retried` and reported, so a peer
+    that needed them is seen, not hidden, and no single dropped connection voids a run."""
     started = time.perf_counter()
-    try:
-        async with session.post(target.endpoint, json=target.body(stream)) as response:
-            raw = await response.read()
-            if response.status != 200:
-                raise RuntimeError(f"{target.name} answered {response.status}: {raw[:500]!r}")
-            return (time.perf_counter() - started) * 1000, raw, response.headers
-    except aiohttp.ClientError as exc:
-        raise RuntimeError(f"{target.name} ({'stream' if stream else 'plain'}): {exc!r}") from exc
+    mode = "stream" if stream else "plain"
+    for attempt in range(MAX_RETRIES + 1):
+        try:
+            async with session.post(target.endpoint, json=target.body(stream)) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{target.name} answered {response.status}: {raw[:500]!r}")
+                return (time.perf_counter() - started) * 1000, raw, response.headers
+        except RETRIED_ERRORS as exc:
+            if attempt == MAX_RETRIES:
+                raise RuntimeError(f"{target.name} ({mode}): {exc!r}, {MAX_RETRIES} retries") from exc
+            target.retried[mode] += 1
+        except aiohttp.ClientError as exc:
+            raise RuntimeError(f"{target.name} ({mode}): {exc!r}") from exc
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 async def sequential(session: aiohttp.ClientSession, target: Target, stream: bool, count: int) -> list[float]:
@@ -240,6 +257,7 @@ async def measure(running: Systems, args: argparse.Namespace) -> dict[str, Any]:
     replaced = {t.name: len(pids[t.name] - t.pids()) for t in targets}
     return {"decisions": decisions, "idle_cpu_ms_per_s": idle, "latencies": latencies, "cpu": cpu,
             "rate_limited_deployments": rate_limited,
+            "requests_retried": {t.name: dict(t.retried) for t in targets if t.retried},
             "processes_replaced": {name: count for name, count in replaced.items() if count}}
 
 
@@ -413,6 +431,7 @@ def document(args: argparse.Namespace, commit: str, running: Systems, measured: 
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "routing_decisions": measured["decisions"], "idle_cpu_ms_per_s": measured["idle_cpu_ms_per_s"],
         "processes_replaced_while_measured": measured["processes_replaced"],
+        "requests_retried": measured["requests_retried"],
         "modes": modes, "checks": {c.name: c.as_dict() for c in found}, "verdict": report.verdict(found),
     }
 
@@ -459,6 +478,8 @@ def print_summary(result: Mapping[str, Any], path: Path) -> None:
             print(f"    {name}/LiteLLM: cpu {r['cpu']}, added p50 {r['added_p50']}")
     if result["processes_replaced_while_measured"]:
         print(f"  WARNING processes replaced while measured: {result['processes_replaced_while_measured']}")
+    if result["requests_retried"]:
+        print(f"  WARNING requests retried after a dropped connection: {result['requests_retried']}")
     for name, check in result["checks"].items():
         print(f"  {'PASS' if check['passed'] else 'FAIL'} {name}: {check['detail']}")
     print(f"peers: {result['verdict']} -> {path}")

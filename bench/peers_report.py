@@ -188,6 +188,10 @@ def markdown(result: Mapping[str, Any]) -> str:
             lines += ["| ratio to LiteLLM's best | CPU per request | added p50 |", "| --- | --- | --- |"]
             lines += [f"| {name} | {r['cpu']} | {r['added_p50']} |" for name, r in by_target.items()]
             lines.append("")
+    retried = result.get("requests_retried") or {}
+    if retried:
+        lines += ["Requests tried again after the proxy dropped their connection: " + ", ".join(
+            f"{name} {counts}" for name, counts in retried.items()), ""]
     lines += ["## Checks", ""]
     lines += [f"- {'PASS' if c['passed'] else 'FAIL'} {name}: {c['detail']}" for name, c in result["checks"].items()]
     lines += ["", f"**{result['verdict']}**", ""]

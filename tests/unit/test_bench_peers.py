@@ -3,15 +3,17 @@ check, LiteLLM's best variant, the two targets and the verdict, and how LiteLLM 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import aiohttp
 import orjson
 import pytest
 
 from bench import peers_report as report
+from bench.peers import MAX_RETRIES, Target, mode_result, parse_settings, post, rotated
 from bench.peers import checks as run_checks
-from bench.peers import mode_result, parse_settings, rotated
 from bench.peers_stack import FEATURE_RPM, features_on, litellm_command, litellm_config, litellm_env, redis_db
 from bench.peers_upstream import answer_words, call_key, counting_state
 from tests.fakes.upstream import _parse_args, cli_state
@@ -259,3 +261,55 @@ def test_the_peers_fake_answers_as_the_standard_fake_and_only_counts_calls() -> 
     state.record("fake-drafter", {}, stream=False)
     assert dict(state.counts) == {call_key("fake-drafter", True, True): 1, "fake-drafter plain": 2}
     assert state.snapshot() == []
+
+
+class DropsFirst(asyncio.Protocol):
+    """A server that closes its first `drops` connections once a request arrives, then answers 200."""
+
+    served: ClassVar[list[str]] = []
+    drops: ClassVar[int] = 1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert isinstance(self.transport, asyncio.Transport)
+        if len(DropsFirst.served) < DropsFirst.drops:
+            DropsFirst.served.append("dropped")
+            self.transport.close()
+            return
+        DropsFirst.served.append("answered")
+        body = b'{"choices": []}'
+        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+@pytest.mark.parametrize(("drops", "answered"), [(1, True), (MAX_RETRIES, True), (MAX_RETRIES + 1, False)])
+async def test_a_dropped_connection_is_tried_again_and_counted_until_the_retries_run_out(
+        drops: int, answered: bool) -> None:
+    DropsFirst.served, DropsFirst.drops = [], drops
+    server = await asyncio.get_running_loop().create_server(DropsFirst, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    target = Target("peer", f"http://127.0.0.1:{port}/v1/chat/completions", "m")
+    try:
+        async with aiohttp.ClientSession() as session:
+            if answered:
+                _, raw, _ = await post(session, target, stream=False)
+                assert raw == b'{"choices": []}'
+                assert target.retried == {"plain": drops}
+                assert DropsFirst.served == ["dropped"] * drops + ["answered"]
+            else:
+                with pytest.raises(RuntimeError, match=f"{MAX_RETRIES} retries"):
+                    await post(session, target, stream=False)
+                assert target.retried == {"plain": MAX_RETRIES}
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_the_markdown_names_the_requests_tried_again() -> None:
+    text = report.markdown({"recorded_at": "now", "draftgate": {"commit": "abc"},
+                            "litellm": {"version": "1.0", "variants": [LITELLM_2]}, "load": {"cpu_clients": 16},
+                            "load_average_before": [1.0], "load_average_after": [2.0], "modes": {},
+                            "requests_retried": {LITELLM_2: {"stream": 1}}, "checks": {}, "verdict": "PASS"})
+    assert f"connection: {LITELLM_2} {{'stream': 1}}" in text
