@@ -46,6 +46,7 @@ from shared.errors import ApiError, Unavailable
 from shared.gcra import with_gcra
 from shared.keys import VIRTUAL_KEY_IDS, key_usage, virtual_key
 from shared.messages import Account, Tier
+from shared.redis_client import pipelined
 from shared.sessions import MAX_STORED_TURNS
 
 log = structlog.get_logger(__name__)
@@ -165,10 +166,11 @@ class KeyLimiter:
         command = [len(keys) + len(charge_keys), *keys, *charge_keys, *head, *periods_args, len(charges), *charge_args,
                    *tail]
         try:
-            return await self._redis.execute_command("EVALSHA", self._script.sha, *command)
+            (reply,) = await pipelined(self._redis, [("EVALSHA", self._script.sha, *command)], raise_on_error=True)
         except NoScriptError:  # a restarted Redis: nothing ran; load the script and send it again
             await self.prepare()
-            return await self._redis.execute_command("EVALSHA", self._script.sha, *command)
+            (reply,) = await pipelined(self._redis, [("EVALSHA", self._script.sha, *command)], raise_on_error=True)
+        return reply
 
     def _now_ms(self) -> str:
         return "" if self._clock is None else repr(self._clock() * 1000)
