@@ -128,6 +128,9 @@ class UpstreamCall:
     cost_usd: float | None = None  # priced at this deployment's own price; None: unpriced
 
 
+_CALL_FIELDS = tuple(f.name for f in dataclasses.fields(UpstreamCall))
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """What one answer cost: every call it made, and the heavyweight-alone baseline."""
@@ -141,14 +144,14 @@ class Account:
         return None if self.cost_usd is None or self.baseline_usd is None else self.baseline_usd - self.cost_usd
 
     def to_wire(self) -> dict[str, Any]:
-        return {"calls": [dataclasses.asdict(call) for call in self.calls], "cost_usd": self.cost_usd,
-                "baseline_usd": self.baseline_usd}
+        # Field by field, not dataclasses.asdict (which deep-copies every value, on every answer).
+        return {"calls": [{name: getattr(call, name) for name in _CALL_FIELDS} for call in self.calls],
+                "cost_usd": self.cost_usd, "baseline_usd": self.baseline_usd}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Account:
         try:
-            known = {f.name for f in dataclasses.fields(UpstreamCall)}
-            calls = tuple(UpstreamCall(**{k: v for k, v in call.items() if k in known})
+            calls = tuple(UpstreamCall(**{k: v for k, v in call.items() if k in _CALL_FIELDS})
                           for call in data.get("calls") or ())
         except TypeError as exc:
             raise WireError(f"malformed account: {exc}") from exc
