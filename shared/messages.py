@@ -7,6 +7,8 @@ newer sender can add fields; a missing required field raises WireError.
 from __future__ import annotations
 
 import dataclasses
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -240,14 +242,32 @@ Message = (ChatRequest | Reply | ReplyBatch | CacheWrite | Cancel | LedgerRecord
 _TYPE_NAMES: dict[type, str] = {ChatRequest: "chat_request", Reply: "reply", ReplyBatch: "reply_batch",
                                 CacheWrite: "cache_write", Cancel: "cancel", LedgerRecord: "ledger_record",
                                 Feedback: "feedback", AuditSample: "audit_sample", AuditLabel: "audit_label"}
-_FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {cls: dataclasses.fields(cls) for cls in _TYPE_NAMES}
+@dataclass(frozen=True)
+class _Shape:
+    """A message class's fields, as encode and decode walk them (worked out once per class)."""
+
+    names: tuple[str, ...]  # every field, in order
+    values: Callable[[Any], tuple[Any, ...]]  # a message -> its fields' values, in that order
+    required: frozenset[str]  # the fields without a default
+
+    @classmethod
+    def of(cls, message_class: type) -> _Shape:
+        fields = dataclasses.fields(message_class)
+        names = tuple(f.name for f in fields)
+        getter = operator.attrgetter(*names)
+        return cls(names, getter if len(names) > 1 else lambda message: (getter(message),),
+                   frozenset(f.name for f in fields
+                             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING))
+
+
+_SHAPES: dict[type, _Shape] = {cls: _Shape.of(cls) for cls in _TYPE_NAMES}
 
 
 def encode(message: Message) -> bytes:
     cls = type(message)
+    shape = _SHAPES[cls]
     payload: dict[str, Any] = {"v": WIRE_VERSION, "type": _TYPE_NAMES[cls]}
-    for f in _FIELDS[cls]:
-        payload[f.name] = getattr(message, f.name)
+    payload.update(zip(shape.names, shape.values(message), strict=True))
     return msgpack.packb(payload, use_bin_type=True)
 
 
@@ -263,10 +283,8 @@ def decode(cls: type[T], raw: bytes) -> T:
         raise WireError(f"expected a {expected} message, got {payload.get('type')!r}")
     if payload.get("v") != WIRE_VERSION:
         raise WireError(f"unsupported wire version {payload.get('v')!r} for {expected}")
-    kwargs = {}
-    for f in _FIELDS[cls]:
-        if f.name in payload:
-            kwargs[f.name] = payload[f.name]
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise WireError(f"{expected} message is missing required field {f.name!r}")
-    return cls(**kwargs)
+    shape = _SHAPES[cls]
+    if not shape.required <= payload.keys():
+        missing = next(name for name in shape.names if name in shape.required and name not in payload)
+        raise WireError(f"{expected} message is missing required field {missing!r}")
+    return cls(**{name: payload[name] for name in shape.names if name in payload})
