@@ -131,6 +131,7 @@ class UpstreamCall:
 
 
 _CALL_FIELDS = tuple(f.name for f in dataclasses.fields(UpstreamCall))
+_CALL_NAMES = frozenset(_CALL_FIELDS)  # a call from a newer sender may carry more: those are left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,8 @@ class Account:
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Account:
         try:
-            calls = tuple(UpstreamCall(**{k: v for k, v in call.items() if k in _CALL_FIELDS})
+            calls = tuple(UpstreamCall(**(call if call.keys() <= _CALL_NAMES else
+                                          {k: v for k, v in call.items() if k in _CALL_NAMES}))
                           for call in data.get("calls") or ())
         except TypeError as exc:
             raise WireError(f"malformed account: {exc}") from exc
