@@ -40,6 +40,25 @@ class ReplyKind(StrEnum):
     END = "end"  # no more replies for this request
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """A message class's fields, as encode and decode walk them (worked out once per class)."""
+
+    names: tuple[str, ...]  # every field, in order
+    values: Callable[[Any], tuple[Any, ...]]  # a message -> its fields' values, in that order
+    known: frozenset[str]  # every field
+    required: frozenset[str]  # the fields without a default
+
+    @classmethod
+    def of(cls, message_class: type) -> _Shape:
+        fields = dataclasses.fields(message_class)
+        names = tuple(f.name for f in fields)
+        getter = operator.attrgetter(*names)
+        return cls(names, getter if len(names) > 1 else lambda message: (getter(message),), frozenset(names),
+                   frozenset(f.name for f in fields
+                             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING))
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """Gateway -> router: one client request to answer."""
@@ -130,8 +149,7 @@ class UpstreamCall:
     cost_usd: float | None = None  # priced at this deployment's own price; None: unpriced
 
 
-_CALL_FIELDS = tuple(f.name for f in dataclasses.fields(UpstreamCall))
-_CALL_NAMES = frozenset(_CALL_FIELDS)  # a call from a newer sender may carry more: those are left out
+_CALL = _Shape.of(UpstreamCall)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +166,15 @@ class Account:
 
     def to_wire(self) -> dict[str, Any]:
         # Field by field, not dataclasses.asdict (which deep-copies every value, on every answer).
-        return {"calls": [{name: getattr(call, name) for name in _CALL_FIELDS} for call in self.calls],
+        return {"calls": [dict(zip(_CALL.names, _CALL.values(call), strict=True)) for call in self.calls],
                 "cost_usd": self.cost_usd, "baseline_usd": self.baseline_usd}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Account:
         try:
-            calls = tuple(UpstreamCall(**(call if call.keys() <= _CALL_NAMES else
-                                          {k: v for k, v in call.items() if k in _CALL_NAMES}))
+            # A call from a newer sender may carry more fields: those are left out.
+            calls = tuple(UpstreamCall(**(call if call.keys() <= _CALL.known else
+                                          {k: v for k, v in call.items() if k in _CALL.known}))
                           for call in data.get("calls") or ())
         except TypeError as exc:
             raise WireError(f"malformed account: {exc}") from exc
@@ -244,24 +263,6 @@ Message = (ChatRequest | Reply | ReplyBatch | CacheWrite | Cancel | LedgerRecord
 _TYPE_NAMES: dict[type, str] = {ChatRequest: "chat_request", Reply: "reply", ReplyBatch: "reply_batch",
                                 CacheWrite: "cache_write", Cancel: "cancel", LedgerRecord: "ledger_record",
                                 Feedback: "feedback", AuditSample: "audit_sample", AuditLabel: "audit_label"}
-@dataclass(frozen=True)
-class _Shape:
-    """A message class's fields, as encode and decode walk them (worked out once per class)."""
-
-    names: tuple[str, ...]  # every field, in order
-    values: Callable[[Any], tuple[Any, ...]]  # a message -> its fields' values, in that order
-    required: frozenset[str]  # the fields without a default
-
-    @classmethod
-    def of(cls, message_class: type) -> _Shape:
-        fields = dataclasses.fields(message_class)
-        names = tuple(f.name for f in fields)
-        getter = operator.attrgetter(*names)
-        return cls(names, getter if len(names) > 1 else lambda message: (getter(message),),
-                   frozenset(f.name for f in fields
-                             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING))
-
-
 _SHAPES: dict[type, _Shape] = {cls: _Shape.of(cls) for cls in _TYPE_NAMES}
 
 
@@ -287,6 +288,6 @@ def decode(cls: type[T], raw: bytes) -> T:
         raise WireError(f"unsupported wire version {payload.get('v')!r} for {expected}")
     shape = _SHAPES[cls]
     if not shape.required <= payload.keys():
-        missing = next(name for name in shape.names if name in shape.required and name not in payload)
+        missing = next(name for name in shape.names if name in shape.required - payload.keys())
         raise WireError(f"{expected} message is missing required field {missing!r}")
     return cls(**{name: payload[name] for name in shape.names if name in payload})

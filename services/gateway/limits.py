@@ -165,11 +165,12 @@ class KeyLimiter:
         periods_args = [day, month, math.ceil(month_end - when) + PERIOD_GRACE_S]
         command = [len(keys) + len(charge_keys), *keys, *charge_keys, *head, *periods_args, len(charges), *charge_args,
                    *tail]
+        evalsha = [("EVALSHA", self._script.sha, *command)]
         try:
-            (reply,) = await pipelined(self._redis, [("EVALSHA", self._script.sha, *command)], raise_on_error=True)
+            (reply,) = await pipelined(self._redis, evalsha, raise_on_error=True)
         except NoScriptError:  # a restarted Redis: nothing ran; load the script and send it again
             await self.prepare()
-            (reply,) = await pipelined(self._redis, [("EVALSHA", self._script.sha, *command)], raise_on_error=True)
+            (reply,) = await pipelined(self._redis, evalsha, raise_on_error=True)
         return reply
 
     def _now_ms(self) -> str:
