@@ -79,3 +79,54 @@ async def test_pipelined_resends_on_a_new_connection_when_the_server_dropped_the
     finally:
         await client.aclose()
         await admin.aclose()
+
+
+async def test_pipelined_reads_one_reply_the_library_way_and_takes_the_rest_from_its_buffer(redis_url: str) -> None:
+    client = connect(RedisConfig(url=redis_url))
+    try:
+        await pipelined(client, [("PING",)])
+        connection = client.connection_pool._available_connections[0]
+        reads = 0
+        library_read = connection.read_response
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            nonlocal reads
+            reads += 1
+            return await library_read(*args, **kwargs)
+
+        connection.read_response = counted  # type: ignore[method-assign]
+        replies = await pipelined(client, [("RPUSH", "list", "a"), ("LPUSH", "list", "b"), ("LLEN", "list"),
+                                           ("HSET", "list", "f", "v"), ("EXPIRE", "list", 60),
+                                           ("LRANGE", "list", 0, -1)])
+        assert replies[:3] == [1, 2, 2] and replies[4:] == [1, [b"b", b"a"]]
+        assert isinstance(replies[3], ResponseError) and "WRONGTYPE" in str(replies[3])
+        assert reads == 1  # the first reply's read brought the other five
+    finally:
+        await client.aclose()
+
+
+async def test_pipelined_replies_larger_than_one_read_arrive_whole_and_in_order(redis_url: str) -> None:
+    client = connect(RedisConfig(url=redis_url))
+    try:
+        values = [bytes([index]) * 100_000 for index in range(12)]  # 1.2 MB: many reads of 64 KB
+        await pipelined(client, [("SET", f"big:{index}", value) for index, value in enumerate(values)])
+        replies = await pipelined(client, [command for index in range(12)
+                                           for command in (("GET", f"big:{index}"), ("STRLEN", f"big:{index}"))])
+        assert replies == [reply for value in values for reply in (value, len(value))]
+    finally:
+        await client.aclose()
+
+
+async def test_a_push_message_between_pipelined_replies_is_skipped(redis_url: str) -> None:
+    """RESP3 (redis-py's default): with client tracking on, changing a key this connection read sends it an
+    invalidation push in the middle of its own pipeline's replies."""
+    client = connect(RedisConfig(url=redis_url))
+    try:
+        assert await pipelined(client, [("CLIENT TRACKING", "ON"), ("SET", "tracked", "one")]) == [b"OK", b"OK"]
+        for turn in range(3):
+            replies = await pipelined(client, [("GET", "tracked"), ("SET", "tracked", f"v{turn}"), ("GET", "tracked"),
+                                               ("ECHO", "after")])
+            assert replies == [b"one" if turn == 0 else f"v{turn - 1}".encode(), b"OK", f"v{turn}".encode(), b"after"]
+        assert await client.get("tracked") == b"v2"
+    finally:
+        await client.aclose()
