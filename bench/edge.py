@@ -27,7 +27,8 @@ not in the throughput), and after every on round of either phase before off's tu
 throughput drop and the CPU added are taken round by round (on against off of the same round); their
 medians count. Each side's Redis commands per request (INFO commandstats over the round, by command,
 those a Lua script runs included: an EVALSHA is one round trip) show what each feature asks of Redis:
-a count the machine's load does not move.
+a count the machine's load does not move; beside them, the µs Redis spent running each command per
+request (the commands' own work, not the connections' reads and writes).
 Checked, else the run is INVALID: on's answers carry the key's x-ratelimit-* headers and the session
 id; an unknown key gets 401; every request sent to on is a row in the ledger's database and off's Redis
 has no ledger stream; each draftgate made exactly one upstream call per request.
@@ -203,7 +204,8 @@ def side_summary(cpu_rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "requests_per_s_by_round": [r["requests_per_s"] for r in cpu_rounds],
             "cpu_ms": report.median_round(cpu_rounds)["cpu_ms"],
             "cpu_ms_total_by_round": [r["cpu_ms"]["total"] for r in cpu_rounds],
-            "redis_commands_per_request": median_by_total(cpu_rounds, "redis_commands_per_request")}
+            "redis_commands_per_request": median_by_total(cpu_rounds, "redis_commands_per_request"),
+            "redis_usec_per_request": median_by_total(cpu_rounds, "redis_usec_per_request")}
 
 
 def median_by_total(rounds: Sequence[Mapping[str, Any]], key: str) -> Mapping[str, float]:
@@ -246,22 +248,26 @@ def verdict(found: Sequence[report.Check]) -> str:
 
 
 def commands_per_request(before: Mapping[str, int], after: Mapping[str, int], requests: int) -> dict[str, float]:
-    """Redis commands per request by command (from two INFO commandstats readings), and their `total`:
-    a figure the machine's load does not move, where each command is a round trip somebody waits for."""
+    """Per request by command (from two INFO commandstats readings of one figure, its calls or its µs),
+    and their `total`. Calls are a figure the machine's load does not move, where each command is a
+    round trip somebody waits for."""
     grown = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     found = {name: round(count / requests, 3) for name, count in sorted(grown.items()) if count > 0}
     return {**found, "total": round(sum(grown.values()) / requests, 3)}
 
 
-def redis_commands(redis_url: str) -> dict[str, int]:
-    """Calls so far per command (INFO commandstats), the INFO itself left out."""
+def redis_commands(redis_url: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Calls so far per command, and the µs Redis spent running them (INFO commandstats: the command's
+    own work, a script's commands included in its EVALSHA, not the reading and writing of the
+    connection), the INFO itself left out."""
     client = redis.Redis.from_url(redis_url)
     try:
         stats = client.info("commandstats")
     finally:
         client.close()
-    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()
-            if name not in ("cmdstat_info",)}
+    found = {name.removeprefix("cmdstat_"): value for name, value in stats.items() if name != "cmdstat_info"}
+    return ({name: int(value["calls"]) for name, value in found.items()},
+            {name: int(value["usec"]) for name, value in found.items()})
 
 
 def one_call(counts_before: Mapping[str, int], counts_after: Mapping[str, int], requests: int) -> tuple[bool, str]:
@@ -412,7 +418,7 @@ async def latency_phase(session: aiohttp.ClientSession, targets: Sequence[Target
 
 async def cpu_round(session: aiohttp.ClientSession, target: Target, tally: Tally, clients: int,
                     requests: int) -> dict[str, Any]:
-    commands_before = redis_commands(target.redis_url)
+    commands_before, usec_before = redis_commands(target.redis_url)
     before = target.cpu_s()
     elapsed = await closed_loop(session, target, clients, requests)
     tally.sent[target.name] += requests
@@ -422,10 +428,11 @@ async def cpu_round(session: aiohttp.ClientSession, target: Target, tally: Tally
         await ledger_caught_up(target.ledger_db, tally.ledger_rows_expected())
         waited = time.monotonic() - started
     after = target.cpu_s()
-    commands = commands_per_request(commands_before, redis_commands(target.redis_url), requests)
+    commands_after, usec_after = redis_commands(target.redis_url)
     return {"requests": requests, "requests_per_s": round(requests / elapsed, 1),
             "cpu_ms": report.cpu_ms_per_request(before, after, requests), "ledger_wait_s": round(waited, 3),
-            "redis_commands_per_request": commands}
+            "redis_commands_per_request": commands_per_request(commands_before, commands_after, requests),
+            "redis_usec_per_request": commands_per_request(usec_before, usec_after, requests)}
 
 
 async def cpu_phase(session: aiohttp.ClientSession, targets: Sequence[Target], tally: Tally, rounds: int,
@@ -614,7 +621,9 @@ def summary(result: Mapping[str, Any]) -> str:
             f"{sides[ON]['cpu_ms']['total']} against {sides[OFF]['cpu_ms']['total']} ms per request "
             f"(+{result['cpu_ms_added']}, the ledger service {sides[ON]['cpu_ms'].get('ledger', 0)}); Redis commands "
             f"{sides[ON].get('redis_commands_per_request', {}).get('total')} against "
-            f"{sides[OFF].get('redis_commands_per_request', {}).get('total')} per request")
+            f"{sides[OFF].get('redis_commands_per_request', {}).get('total')} per request, taking "
+            f"{sides[ON].get('redis_usec_per_request', {}).get('total')} against "
+            f"{sides[OFF].get('redis_usec_per_request', {}).get('total')} µs of Redis's time")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
