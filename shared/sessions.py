@@ -59,7 +59,7 @@ class Turn:
         return orjson.dumps({"messages": self.messages, "tokens": self.tokens})
 
     @classmethod
-    def decode(cls, raw: bytes) -> Turn | None:
+    def decode(cls, raw: bytes | str) -> Turn | None:
         try:
             data = orjson.loads(raw)
             return cls(list(data["messages"]), int(data["tokens"]))
@@ -106,12 +106,11 @@ def with_history(request: ChatRequest) -> ChatRequest:
         saving = SessionSave.from_wire(request.session or {})
     except ValueError:  # no session to fit the turns to: the request as it was sent (the router logs it)
         return dataclasses.replace(request, history=None)
-    stored = (Turn.decode(raw.encode() if isinstance(raw, str) else raw) for raw in request.history
-              if isinstance(raw, str | bytes))
+    stored = (Turn.decode(raw) for raw in request.history if isinstance(raw, str | bytes))
     history = fit([turn for turn in stored if turn is not None], saving.max_tokens)
     messages, own_from = compose(request.body.get("messages") or [], history)
-    saving = dataclasses.replace(saving, own_from=own_from, history_tokens=tuple(turn.tokens for turn in history),
-                                 stored=len(request.history))
+    saving = SessionSave(saving.key, own_from, tuple(turn.tokens for turn in history), saving.max_tokens,
+                         saving.ttl_s, stored=len(request.history))
     return dataclasses.replace(request, body={**request.body, "messages": messages}, session=saving.to_wire(),
                                history=None)
 
