@@ -274,9 +274,26 @@ def encode(message: Message) -> bytes:
     return msgpack.packb(payload, use_bin_type=True)
 
 
+def _unpack(cls: type, raw: bytes) -> Any:
+    """The payload; text that is not UTF-8 raises (UnicodeDecodeError), but in a request's `history`: it holds
+    a session's stored turns as the key script read them from Redis (msgpack str, whatever their bytes), and
+    an entry some other writer put in the list is kept with surrogates, which Turn.decode refuses like any
+    entry that is no turn, instead of making the whole request undecodable. Anywhere else in the request
+    such text still raises (UnicodeEncodeError, on packing the rest again: this path only)."""
+    try:
+        return msgpack.unpackb(raw, raw=False)
+    except UnicodeDecodeError:
+        if cls is not ChatRequest:
+            raise
+        payload = msgpack.unpackb(raw, raw=False, unicode_errors="surrogateescape")
+        if isinstance(payload, dict):
+            msgpack.packb({name: value for name, value in payload.items() if name != "history"})
+        return payload
+
+
 def decode(cls: type[T], raw: bytes) -> T:
     try:
-        payload = msgpack.unpackb(raw, raw=False)
+        payload = _unpack(cls, raw)
     except (msgpack.UnpackException, ValueError, TypeError) as exc:
         raise WireError(f"not a msgpack payload: {exc}") from exc
     if not isinstance(payload, dict):

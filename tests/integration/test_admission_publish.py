@@ -156,3 +156,23 @@ def test_a_refused_request_is_never_published(stack: Stack) -> None:
 
     status, commands = commands_while(stack.redis_url, refused)
     assert status == 429 and [c for _, c in commands if c.startswith("EVALSHA")] and publications(commands) == []
+
+
+def test_a_stored_entry_that_is_not_utf8_is_left_out_and_the_request_answered(stack: Stack, fake: FakeUpstream) -> None:
+    """Another writer's bytes in a session's list reach the router inside the published request (the script
+    packs them as msgpack text): that entry is skipped like any entry that is no turn, and the request is
+    answered with the turns around it (before the fix: dropped as undecodable, the client timed out)."""
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    assert turn(stack, STATIC, "utf8 first turn", session).status_code == 200
+    with redis.Redis.from_url(stack.redis_url) as client:
+        [list_key] = client.keys(f"*:{session}")
+        client.rpush(list_key, b"\xff\xfe not text at all")
+    second, commands = commands_while(stack.redis_url, lambda: turn(stack, STATIC, "utf8 second turn", session))
+    assert second.status_code == 200 and publications(commands) == ["lua"]
+    assert upstream_messages(fake, "utf8 second turn") == [{"role": "user", "content": "utf8 first turn"},
+                                                           {"role": "assistant", "content": "Noted."},
+                                                           {"role": "user", "content": "utf8 second turn"}]
+    assert turn(stack, STATIC, "utf8 third turn", session).status_code == 200  # the session goes on
+    assert upstream_messages(fake, "utf8 third turn")[-3:] == [{"role": "user", "content": "utf8 second turn"},
+                                                               {"role": "assistant", "content": "Noted."},
+                                                               {"role": "user", "content": "utf8 third turn"}]

@@ -52,3 +52,17 @@ def test_missing_required_field_is_a_clear_error() -> None:
 def test_bad_payloads_raise_wire_error(raw: bytes, message: str) -> None:
     with pytest.raises(WireError, match=message):
         decode(Cancel, raw)
+
+
+def test_a_history_entry_that_is_not_utf8_decodes_and_text_elsewhere_that_is_not_refuses_the_request() -> None:
+    """The key script splices a session's stored entries into the request as msgpack text, whatever their
+    bytes (shared/sessions.with_history skips an entry that is no turn); any other field must be UTF-8."""
+    published = encode(ChatRequest(request_id="req-1", reply_to="replies:g", body={"messages": []}))
+    assert published[-1:] == b"\xc0"  # the history's place, as the script finds it
+    turn = '{"messages":[],"tokens":1}'
+    spliced = published[:-1] + b"\x92" + b"\xa2\xff\xfe" + msgpack.packb(turn)
+    assert decode(ChatRequest, spliced).history == ["\udcff\udcfe", turn]
+    with pytest.raises(WireError, match="not a msgpack payload"):
+        decode(ChatRequest, spliced.replace(b"req-1", b"req\xff1", 1))
+    with pytest.raises(WireError, match="not a msgpack payload"):  # other messages: strict everywhere
+        decode(Cancel, encode(Cancel(request_id="req-1")).replace(b"req-1", b"req\xff1", 1))
