@@ -88,9 +88,9 @@ async def _reply(connection: AbstractConnection) -> Any:
     already holds when it is whole there, as a pipeline's later replies mostly are (they came in the read
     of the first), else read as redis-py reads one (its timeout, its handling of a lost connection). The
     first way skips redis-py's per-reply timeout and checks: about 5 us of client CPU a reply (a 6-command
-    pipeline against a local Redis: 99 against 125 us). What redis-py
-    would raise is raised, the connection dropped; a push message (RESP3: an invalidation, a maintenance
-    notice) goes to redis-py's handler and the reply after it is taken, as redis-py does."""
+    pipeline against a local Redis: 99 against 125 us). What redis-py would raise is raised, the
+    connection dropped; a push message (RESP3: an invalidation, a maintenance notice) goes to redis-py's
+    handler and the reply after it is taken, as redis-py does."""
     parser = connection._parser
     if isinstance(parser, _AsyncHiredisParser) and parser._connected:
         push = parser._hiredis_PushNotificationType
