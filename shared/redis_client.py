@@ -90,7 +90,9 @@ async def _reply(connection: AbstractConnection) -> Any:
     first way skips redis-py's per-reply timeout and checks: about 5 us of client CPU a reply (a 6-command
     pipeline against a local Redis: 99 against 125 us). What redis-py would raise is raised, the
     connection dropped; a push message (RESP3: an invalidation, a maintenance notice) goes to redis-py's
-    handler and the reply after it is taken, as redis-py does."""
+    handler and the reply after it is taken, as redis-py does. It reads redis-py's parser (private names,
+    redis pinned in requirements.txt): if an upgrade renames them, every reply takes the library's way and
+    tests/integration/test_redis_client.py's one-read test fails."""
     parser = connection._parser
     if isinstance(parser, _AsyncHiredisParser) and parser._connected:
         push = parser._hiredis_PushNotificationType
