@@ -12,7 +12,6 @@ round trip of the answer's last replies; the gateway for an answer from the cach
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,8 +45,11 @@ def estimate_tokens(messages: list[dict[str, Any]]) -> int:
     return total
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Turn:
+    """One stored turn. Not frozen: a router builds a request's turns on every request of a session, and a
+    frozen dataclass's __init__ cost twice a plain one's."""
+
     messages: list[dict[str, Any]]
     tokens: int
 
@@ -60,11 +62,13 @@ class Turn:
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Turn | None:
+        """None for an entry that is no turn (another writer's): not JSON, no list of messages, no tokens."""
         try:
             data = orjson.loads(raw)
-            return cls(list(data["messages"]), int(data["tokens"]))
+            messages, tokens = data["messages"], int(data["tokens"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
+        return cls(messages, tokens) if isinstance(messages, list) else None
 
 
 def fit(turns: list[Turn], max_tokens: int) -> list[Turn]:
@@ -105,14 +109,13 @@ def with_history(request: ChatRequest) -> ChatRequest:
     try:
         saving = SessionSave.from_wire(request.session or {})
     except ValueError:  # no session to fit the turns to: the request as it was sent (the router logs it)
-        return dataclasses.replace(request, history=None)
+        return request.composed(request.body, request.session)
     stored = (Turn.decode(raw) for raw in request.history if isinstance(raw, str | bytes))
     history = fit([turn for turn in stored if turn is not None], saving.max_tokens)
     messages, own_from = compose(request.body.get("messages") or [], history)
     saving = SessionSave(saving.key, own_from, tuple(turn.tokens for turn in history), saving.max_tokens,
                          saving.ttl_s, stored=len(request.history))
-    return dataclasses.replace(request, body={**request.body, "messages": messages}, session=saving.to_wire(),
-                               history=None)
+    return request.composed({**request.body, "messages": messages}, saving.to_wire())
 
 
 def answer_message(completion: dict[str, Any]) -> dict[str, Any] | None:

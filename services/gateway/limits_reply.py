@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,10 +37,9 @@ def admitted(lookup: KeyLookup, token_given: bool, reply: Sequence[bytes | str])
         models = orjson.loads(detail) if detail else []
         return Refused(PermissionDenied(f"This key may not use this model; it may use {', '.join(models)}.",
                                         param="model", code="model_not_allowed"), "forbidden", known)
-    tenant, rpm, tpm, budget_day, budget_month, used_r, used_k, spent_day, spent_month, wait_ms = (
-        _str(value) for value in reply[2:12])
-    limits = KeyLimits(rpm=int(rpm) or None, tpm=int(tpm) or None, budget_usd_day=_float(budget_day),
-                       budget_usd_month=_float(budget_month))
+    tenant, rpm, tpm, budget_day, budget_month, used_r, used_k, spent_day, spent_month, wait_ms = [
+        value.decode() if isinstance(value, bytes) else str(value) for value in reply[2:12]]
+    limits = key_limits(rpm, tpm, budget_day, budget_month)
     principal = Principal(key_id=lookup.key_id, tenant=lookup.tenant_of_key(tenant),
                           virtual=True, limits=limits, used_requests=float(used_r), used_tokens=float(used_k))
     if verdict == "budget":
@@ -62,6 +62,13 @@ def admitted(lookup: KeyLookup, token_given: bool, reply: Sequence[bytes | str])
                                   f"Please try again in {duration(wait_s)}.", code="rate_limit_exceeded",
                                   headers=headers), "rate_limit", principal)
     return principal
+
+
+@functools.lru_cache(maxsize=1024)  # a key's limits change rarely: read once, not per request
+def key_limits(rpm: str, tpm: str, budget_day: str, budget_month: str) -> KeyLimits:
+    """The limits as the script read them from the key's record ("" or "0": off)."""
+    return KeyLimits(rpm=int(rpm) or None, tpm=int(tpm) or None, budget_usd_day=_float(budget_day),
+                     budget_usd_month=_float(budget_month))
 
 
 def rate_limit_headers(principal: Principal) -> dict[str, str]:

@@ -52,6 +52,7 @@ class Worker:
     stopping: bool = False
     loops: Loops = field(default_factory=Loops)
     requests: bus.Consumer = field(init=False)
+    _turn_results: dict[str, Any] = field(default_factory=dict)  # session_turns' children, by result
     cancels: CancelListener = field(init=False)
 
     def __post_init__(self) -> None:
@@ -186,7 +187,13 @@ class Worker:
             return {}
         messages = request.body.get("messages")
         return {"session": saving, "messages": messages if isinstance(messages, list) else [],
-                "turn_saved": lambda result: self.ctx.metrics.session_turns.labels(result).inc()}
+                "turn_saved": self._turn_saved}
+
+    def _turn_saved(self, result: str) -> None:
+        """ReplyWriter's turn_saved: saved | failed, counted (the counter's two children looked up once)."""
+        if not self._turn_results:
+            self._turn_results = {name: self.ctx.metrics.session_turns.labels(name) for name in ("saved", "failed")}
+        self._turn_results[result].inc()
 
     async def _finish_with(self, out: ReplyWriter, error: Unavailable | None) -> None:
         """End the answer with an error the gateway passes on; None: the router's own failure."""

@@ -3,6 +3,8 @@ messages are put together, and what a turn keeps."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from services.cache.keys import request_keys
@@ -99,6 +101,30 @@ def test_a_request_published_with_its_stored_turns_is_composed_by_the_router_as_
     assert routed.body == {"model": "auto", "messages": composed} and routed.history is None
     assert routed.session == by_gateway.saving(max_tokens=100, ttl_s=60).to_wire()
     assert with_history(routed) is routed  # a body already whole stays as it is
+
+
+def test_a_composed_request_keeps_every_field_but_its_body_session_and_history() -> None:
+    """ChatRequest.composed builds the request field by field: a field added to ChatRequest and not to it
+    would be lost on every request of a session. Every field here differs from its default."""
+    values = {"request_id": "r", "reply_to": "x", "body": {"messages": []}, "tier": "drafter", "deadline": 9.5,
+              "tenant": "t", "cache_store": False, "deployment": "d", "auditable": False, "client_request_id": "c",
+              "session": {"key": "k"}, "history": ["turn"]}
+    assert set(values) == {f.name for f in dataclasses.fields(ChatRequest)}
+    request = ChatRequest(**values)
+    defaults = ChatRequest(request_id="", reply_to="", body={})
+    assert all(getattr(request, name) != getattr(defaults, name) for name in values)
+    composed = request.composed({"messages": [msg("user", "q")]}, {"key": "other"})
+    assert composed == dataclasses.replace(request, body={"messages": [msg("user", "q")]}, session={"key": "other"},
+                                           history=None)
+
+
+def test_an_entry_that_is_no_turn_decodes_to_none() -> None:
+    assert Turn.decode(Turn([msg("user", "q")], 3).encode()) == Turn([msg("user", "q")], 3)
+    assert Turn.decode('{"messages": [], "tokens": "7"}') == Turn([], 7)  # as before: a number in a string
+    for raw in ("garbage", "[]", '{"messages": []}', '{"tokens": 3}', '{"messages": "abc", "tokens": 3}',
+                '{"messages": {"role": "user"}, "tokens": 3}', '{"messages": [], "tokens": "x"}',
+                '{"messages": [], "tokens": null}', "\udcff"):
+        assert Turn.decode(raw) is None, raw
 
 
 def test_a_save_keeps_the_turns_the_next_request_can_use_and_at_least_its_own() -> None:
