@@ -46,7 +46,7 @@ from shared.errors import ApiError, Unavailable
 from shared.gcra import with_gcra
 from shared.keys import VIRTUAL_KEY_IDS, key_usage, virtual_key
 from shared.messages import Account, Tier
-from shared.redis_client import pipelined
+from shared.redis_client import Coalescer
 from shared.sessions import MAX_STORED_TURNS
 
 log = structlog.get_logger(__name__)
@@ -69,6 +69,7 @@ class KeyLimiter:
     def __init__(self, redis: Redis, clock: Callable[[], float] | None = None) -> None:
         self._redis = redis
         self._script = redis.register_script(SCRIPT)
+        self._round_trips = Coalescer(redis)  # a turn's admissions share one round trip
         self._clock = clock
         # Open mode: whether any virtual key exists, as the script last said, and until when that is
         # believed (time.monotonic()). A token that is no virtual key then costs no round trip.
@@ -165,13 +166,16 @@ class KeyLimiter:
         periods_args = [day, month, math.ceil(month_end - when) + PERIOD_GRACE_S]
         command = [len(keys) + len(charge_keys), *keys, *charge_keys, *head, *periods_args, len(charges), *charge_args,
                    *tail]
-        evalsha = [("EVALSHA", self._script.sha, *command)]
+        evalsha = ("EVALSHA", self._script.sha, *command)
         try:
-            (reply,) = await pipelined(self._redis, evalsha, raise_on_error=True)
+            return await self._round_trips.call(evalsha)
         except NoScriptError:  # a restarted Redis: nothing ran; load the script and send it again
             await self.prepare()
-            (reply,) = await pipelined(self._redis, evalsha, raise_on_error=True)
-        return reply
+            return await self._round_trips.call(evalsha)
+
+    async def drain(self) -> None:
+        """At shutdown: the round trips under way finish."""
+        await self._round_trips.drain()
 
     def _now_ms(self) -> str:
         return "" if self._clock is None else repr(self._clock() * 1000)
@@ -322,6 +326,7 @@ async def limiter_ctx(app: web.Application) -> AsyncIterator[None]:
     settlements.start()
     yield
     await settlements.drain(SETTLE_DRAIN_S)
+    await limiter.drain()
 
 
 class Named(Protocol):

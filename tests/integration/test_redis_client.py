@@ -4,11 +4,17 @@ as a script's arguments."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from shared.config import RedisConfig
-from shared.redis_client import HiredisPacking, connect, pipelined
+from shared.redis_client import Coalescer, HiredisPacking, connect, pipelined
+from tests.support import free_port
 
 pytestmark = pytest.mark.redis_flavours
 
@@ -128,5 +134,66 @@ async def test_a_push_message_between_pipelined_replies_is_skipped(redis_url: st
                                                ("ECHO", "after")])
             assert replies == [b"one" if turn == 0 else f"v{turn - 1}".encode(), b"OK", f"v{turn}".encode(), b"after"]
         assert await client.get("tracked") == b"v2"
+    finally:
+        await client.aclose()
+
+
+async def test_commands_of_one_turn_share_one_round_trip_and_each_caller_gets_its_own_reply(redis_url: str) -> None:
+    client = connect(RedisConfig(url=redis_url))
+    try:
+        await client.set("text", "not a list")
+        coalescer = Coalescer(client)
+        sent: list[int] = []
+        pipelined_module = sys.modules[Coalescer.__module__]
+        library_pipelined = pipelined_module.pipelined
+
+        async def counted(redis: Redis, commands: list[tuple[object, ...]], **kwargs: object) -> list[object]:
+            sent.append(len(commands))
+            return await library_pipelined(redis, commands, **kwargs)
+
+        pipelined_module.pipelined = counted
+        connections = (await client.info("stats"))["total_connections_received"]
+        try:
+            replies = await asyncio.gather(*(coalescer.call(("INCRBY", "counter", index)) for index in range(1, 21)),
+                                           coalescer.call(("LPUSH", "text", "x")), coalescer.call(("GET", "text")),
+                                           return_exceptions=True)
+            assert sent == [22]  # one round trip for the turn's 22 commands
+            assert (await client.info("stats"))["total_connections_received"] == connections  # on one connection
+            assert sorted(replies[:20]) == [sum(range(1, n + 1)) for n in range(1, 21)]  # each its own, in order
+            assert replies[:20] == sorted(replies[:20])
+            assert isinstance(replies[20], ResponseError) and "WRONGTYPE" in str(replies[20])  # raised in its caller
+            assert replies[21] == b"not a list"
+            assert await coalescer.call(("GET", "counter")) == b"210" and sent == [22, 1]  # alone: at once
+        finally:
+            pipelined_module.pipelined = library_pipelined
+    finally:
+        await client.aclose()
+
+
+async def test_a_cancelled_caller_leaves_its_command_in_the_round_trip_and_the_others_get_theirs(
+        redis_url: str) -> None:
+    client = connect(RedisConfig(url=redis_url))
+    try:
+        coalescer = Coalescer(client)
+        first = asyncio.ensure_future(coalescer.call(("SET", "a", 1)))
+        second = asyncio.ensure_future(coalescer.call(("SET", "b", 2)))
+        await asyncio.sleep(0)  # both are waiting for the turn's round trip
+        first.cancel()
+        assert await second == b"OK"
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await coalescer.drain()
+        assert await client.get("a") == b"1"  # sent all the same
+    finally:
+        await client.aclose()
+
+
+async def test_every_caller_of_a_failed_round_trip_hears_the_error() -> None:
+    client = connect(RedisConfig(url=f"redis://127.0.0.1:{free_port()}", retries=0))  # nothing listens there
+    try:
+        coalescer = Coalescer(client)
+        replies = await asyncio.gather(coalescer.call(("PING",)), coalescer.call(("GET", "x")),
+                                       return_exceptions=True)
+        assert all(isinstance(reply, RedisConnectionError) for reply in replies)
     finally:
         await client.aclose()
