@@ -115,30 +115,43 @@ async def _reply(connection: AbstractConnection) -> Any:
 
 class Coalescer:
     """Commands issued in the same turn of the event loop, sent together in one round trip (`pipelined`):
-    the first schedules the send for the end of the turn, the others join it, and each caller gets its own
-    reply, its refusal raised as its ResponseError, or the round trip's RedisError. A lone command goes
-    as it would alone, with no wait: nothing else runs first. Under load a gateway's key admissions come
-    many to a turn (8 in the mean at 32 clients in bench/edge.py), and each paid the round trip's client
-    work (the pooled connection's checkout, its send, its read and their timeouts) on its own.
+    the first caller lets the turn's others join it (one yield), then sends them all, and each caller gets
+    its own reply, its refusal raised as its ResponseError, or the round trip's RedisError. A command no
+    other joined goes alone, from its caller, as `pipelined` sends it. Under load a gateway's key
+    admissions come many to a turn (8 in the mean at 32 clients in bench/edge.py), and each paid the round
+    trip's client work (the pooled connection's checkout, its send, its read and their timeouts) on its own.
 
-    A caller cancelled while it waits leaves its command in the batch: sent, its reply dropped, as a command
+    A batch goes from a task of its own, so a caller cancelled while it waits (its client left) cuts no
+    other caller's round trip short: its command stays in the batch, sent, its reply dropped, as a command
     already written to the socket would be. `drain()` waits for the batches under way (at shutdown)."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._waiting: list[tuple[Command, asyncio.Future[Any]]] = []
+        self._joining: list[tuple[Command, asyncio.Future[Any]]] | None = None  # this turn's, once one waits
         self._sending: set[asyncio.Task[None]] = set()
 
     async def call(self, command: Command) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append((command, future))
-        if len(self._waiting) == 1:
-            loop.call_soon(self._send_waiting)
-        return await future
+        if self._joining is not None:  # a caller is gathering this turn's commands: join its round trip
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._joining.append((command, future))
+            return await future
+        self._joining = []
+        try:
+            await asyncio.sleep(0)  # the turn's other callers run up to their command and join
+        finally:
+            joined, self._joining = self._joining, None
+            if joined and asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                self._start(joined)  # this caller is cancelled: the others' round trip goes without it
+        if not joined:
+            (reply,) = await pipelined(self._redis, [command])
+            if isinstance(reply, ResponseError):
+                raise reply
+            return reply
+        own: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._start([(command, own), *joined])
+        return await own
 
-    def _send_waiting(self) -> None:
-        batch, self._waiting = self._waiting, []
+    def _start(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
         task = asyncio.create_task(self._send(batch))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
