@@ -12,8 +12,8 @@ miss, a paused loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import hiredis
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
@@ -52,6 +52,7 @@ def connect(config: RedisConfig) -> Redis:
 
 
 Command = tuple[EncodableT, ...]  # a command's name and arguments, as Redis takes them
+T = TypeVar("T")
 
 
 async def pipelined(redis: Redis, commands: Sequence[Command], raise_on_error: bool = False) -> list[Any]:
@@ -113,27 +114,32 @@ async def _reply(connection: AbstractConnection) -> Any:
         return exc
 
 
-class Coalescer:
-    """Commands issued in the same turn of the event loop, sent together in one round trip (`pipelined`):
-    the first caller lets the turn's others join it (one yield), then sends them all, and each caller gets
-    its own reply, its refusal raised as its ResponseError, or the round trip's RedisError. A command no
-    other joined goes alone, from its caller, as `pipelined` sends it. Under load a gateway's key
+class Coalescer(Generic[T]):
+    """What callers ask for in the same turn of the event loop, sent together in one round trip by `send`
+    (a list of items -> their results, in order; an Exception among them is raised in its caller, as is
+    what `send` raises in every caller). The first caller lets the turn's others join it (one yield), then
+    sends them all; an item no other joined goes alone, from its caller. Under load a gateway's key
     admissions come many to a turn (8 in the mean at 32 clients in bench/edge.py), and each paid the round
-    trip's client work (the pooled connection's checkout, its send, its read and their timeouts) on its own.
+    trip's client work (the pooled connection's checkout, its send, its read and their timeouts) and
+    Redis's work per command on its own. `commands(redis)`: Redis commands pipelined, each its own reply.
 
     A batch goes from a task of its own, so a caller cancelled while it waits (its client left) cuts no
-    other caller's round trip short: its command stays in the batch, sent, its reply dropped, as a command
+    other caller's round trip short: its item stays in the batch, sent, its result dropped, as a command
     already written to the socket would be. `drain()` waits for the batches under way (at shutdown)."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
-        self._joining: list[tuple[Command, asyncio.Future[Any]]] | None = None  # this turn's, once one waits
+    def __init__(self, send: Callable[[list[T]], Awaitable[list[Any]]]) -> None:
+        self._send_items = send
+        self._joining: list[tuple[T, asyncio.Future[Any]]] | None = None  # this turn's, once one waits
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def call(self, command: Command) -> Any:
-        if self._joining is not None:  # a caller is gathering this turn's commands: join its round trip
+    @classmethod
+    def commands(cls, redis: Redis) -> Coalescer[Command]:
+        return cls(lambda commands: pipelined(redis, commands))  # type: ignore[return-value, arg-type]
+
+    async def call(self, item: T) -> Any:
+        if self._joining is not None:  # a caller is gathering this turn's items: join its round trip
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._joining.append((command, future))
+            self._joining.append((item, future))
             return await future
         self._joining = []
         try:
@@ -143,22 +149,22 @@ class Coalescer:
             if joined and asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 self._start(joined)  # this caller is cancelled: the others' round trip goes without it
         if not joined:
-            (reply,) = await pipelined(self._redis, [command])
-            if isinstance(reply, ResponseError):
-                raise reply
-            return reply
+            (result,) = await self._send_items([item])
+            if isinstance(result, Exception):
+                raise result
+            return result
         own: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._start([(command, own), *joined])
+        self._start([(item, own), *joined])
         return await own
 
-    def _start(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+    def _start(self, batch: list[tuple[T, asyncio.Future[Any]]]) -> None:
         task = asyncio.create_task(self._send(batch))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[tuple[T, asyncio.Future[Any]]]) -> None:
         try:
-            replies = await pipelined(self._redis, [command for command, _ in batch])
+            results = await self._send_items([item for item, _ in batch])
         except Exception as exc:  # the round trip failed: every caller hears it
             for _, future in batch:
                 if not future.done():
@@ -168,13 +174,13 @@ class Coalescer:
             for _, future in batch:
                 future.cancel()
             raise
-        for (_, future), reply in zip(batch, replies, strict=True):
+        for (_, future), result in zip(batch, results, strict=True):
             if future.done():  # its caller was cancelled
                 continue
-            if isinstance(reply, ResponseError):
-                future.set_exception(reply)
+            if isinstance(result, Exception):
+                future.set_exception(result)
             else:
-                future.set_result(reply)
+                future.set_result(result)
 
     async def drain(self) -> None:
         if self._sending:

@@ -25,8 +25,15 @@
 --        deployment): one must be among the key's models, when it names any
 --
 -- The charges are made first, so a budget they exhaust refuses the request that carries them. A key's usage
--- is read and written once per call (one HMGET, one HSET), however many charges and the admission touch it;
+-- is read and written once per command (one HMGET, one HSET), however many charges and admissions touch it;
 -- its expiry is set only when a month's first write makes it (a spend of another day or month reads as 0).
+-- ARGV[1] "batch": several of the calls above in one command, run in order as if sent one after another
+--        (services/gateway/limits.py: the admissions of one turn of a gateway's event loop): ARGV[2] and
+--        ARGV[6..8] as above, for all of them (the clock is read once); ARGV[9] how many calls; then per
+--        call its KEYS count, its ARGV count and its ARGV, its KEYS in KEYS in the same order. A key's
+--        record and usage are read once and its usage written once per command, whatever the calls.
+--        Returns each call's answer, in order.
+--
 -- admit / auth return {verdict, detail, tenant, rpm, tpm, budget day, budget month, requests in the
 -- bucket, tokens in the bucket, spent today, spent this month, wait ms, the session's turns, the
 -- published entry's id}, numbers as strings; verdict: ok | unknown (detail: how many keys exist; none:
@@ -36,13 +43,14 @@
 -- prepends them: its `history`), and the list is empty. The 14th, the entry's id, only when published.
 -- publish returns {'published', id}.
 local MAX_STORED_TURNS = 1000  -- shared/sessions.py's: the turns read back, whatever their size
-local op = ARGV[1]
 local now = gcra_now(ARGV[2])
 local DAY, MONTH, KEEP_S = ARGV[6], ARGV[7], ARGV[8]
 
--- Each key's usage as read (once) and changed by this call; written by written() before the script returns.
+-- Each key's usage as read (once) and changed by the command's calls; written by written() before it returns.
 -- Reading a bucket back is the same as reading it from Redis would be: stored as of `now`, nothing drains.
 local usages = {}
+-- Each key's record as read (once): the script never writes one.
+local records = {}
 
 local function usage(key)
   local found = usages[key]
@@ -72,8 +80,8 @@ end
 
 local function number(value) return string.format('%.17g', value) end
 
--- What this call changed, written (every path that returns after the charges comes through here).
-local function written(answer)
+-- What the command changed, written once, after its calls.
+local function written()
   for key, u in pairs(usages) do
     if u.changed then
       if u.bucket then
@@ -85,7 +93,6 @@ local function written(answer)
       if u.new_month then redis.call('EXPIRE', key, KEEP_S) end
     end
   end
-  return answer
 end
 
 local function charge(key, rpm, tpm, tokens, cost)
@@ -96,96 +103,122 @@ local function charge(key, rpm, tpm, tokens, cost)
   if cost > 0 then spend(key, cost) end
 end
 
-local charges = tonumber(ARGV[9])
-local at = 10
-for i = 1, charges do
-  charge(KEYS[5 + i], tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]))
-  at = at + 4
-end
-if op == 'settle' then return written({'ok'}) end
-
-local function turns()
-  return KEYS[4] ~= '' and redis.call('LRANGE', KEYS[4], -MAX_STORED_TURNS, -1) or {}
-end
--- The request on the stream, the session's turns in its last value (msgpack nil, one byte, replaced by
--- the turns as a msgpack array): the router finds them as the request's `history`.
-local function publish(stored)
-  local request = ARGV[3]
-  if #stored > 0 then request = string.sub(request, 1, -2) .. cmsgpack.pack(stored) end
-  return redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 'm', request)
-end
-if op == 'publish' then return {'published', publish(turns())} end
-
--- The admission (or the authentication) of the key, as its answer.
-local function decided()
-  local key = redis.call('HMGET', KEYS[1], 'tenant', 'models', 'rpm', 'tpm', 'budget_usd_day', 'budget_usd_month',
-    'expires_at', 'revoked', 'id')
-  if not key[9] then
-    local count = redis.call('HLEN', KEYS[2])
-    -- No key at all (open mode): the caller may be served anonymously, with its session.
-    if count == 0 then return {'unknown', '0', turns()} end
-    return {'unknown', tostring(count)}
+-- One call (admit, auth, settle or publish) with its own KEYS and ARGV; its answer.
+local function run(KEYS, ARGV)
+  local op = ARGV[1]
+  local charges = tonumber(ARGV[9])
+  local at = 10
+  for i = 1, charges do
+    charge(KEYS[5 + i], tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]))
+    at = at + 4
   end
-  if key[8] and key[8] ~= '' then return {'revoked', ''} end
-  if key[7] and key[7] ~= '' and tonumber(key[7]) * 1000 <= now then return {'expired', ''} end
+  if op == 'settle' then return {'ok'} end
 
-  local tenant, models = key[1] or '', key[2] or ''
-  local rpm, tpm = tonumber(key[3]) or 0, tonumber(key[4]) or 0
-  local budget_day, budget_month = key[5] or '', key[6] or ''
-  -- Only what the key limits is read: a key without budgets or rates costs the record's HMGET alone.
-  local r, k = 0, 0
-  if rpm > 0 or tpm > 0 then r, k = bucket_levels(KEYS[3], rpm, tpm) end
-  local spent_day, spent_month = 0, 0
-  if budget_day ~= '' or budget_month ~= '' then
-    local u = usage(KEYS[3])
-    if budget_day ~= '' then spent_day = u.day end
-    if budget_month ~= '' then spent_month = u.month end
+  local function turns()
+    return KEYS[4] ~= '' and redis.call('LRANGE', KEYS[4], -MAX_STORED_TURNS, -1) or {}
   end
-
-  local function reply(verdict, detail, wait)
-    return {verdict, detail, tenant, tostring(rpm), tostring(tpm), budget_day, budget_month,
-      string.format('%.17g', r), string.format('%.17g', k), string.format('%.17g', spent_day),
-      string.format('%.17g', spent_month), tostring(wait)}
+  -- The request on the stream, the session's turns in its last value (msgpack nil, one byte, replaced by
+  -- the turns as a msgpack array): the router finds them as the request's `history`.
+  local function publish(stored)
+    local request = ARGV[3]
+    if #stored > 0 then request = string.sub(request, 1, -2) .. cmsgpack.pack(stored) end
+    return redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 'm', request)
   end
+  if op == 'publish' then return {'published', publish(turns())} end
 
-  -- Admitted: the answer, with the session's stored turns (none asked for: an empty list), or with the
-  -- request published (its turns in it) and the entry's id.
-  local function admitted()
-    local answer = reply('ok', '', 0)
-    if op == 'admit' and KEYS[5] ~= '' and ARGV[5] == tenant then
-      answer[13] = {}
-      answer[14] = publish(turns())
-    else
-      answer[13] = turns()
+  -- The admission (or the authentication) of the key, as its answer.
+  local function decided()
+    local key = records[KEYS[1]]
+    if not key then
+      key = redis.call('HMGET', KEYS[1], 'tenant', 'models', 'rpm', 'tpm', 'budget_usd_day', 'budget_usd_month',
+        'expires_at', 'revoked', 'id')
+      records[KEYS[1]] = key
     end
-    return answer
-  end
-
-  if op ~= 'admit' then return admitted() end
-
-  if models ~= '' then
-    local allowed = {}
-    for _, name in ipairs(cjson.decode(models)) do allowed[name] = true end
-    local found = false
-    for i = at, #ARGV do
-      if ARGV[i] ~= '' and allowed[ARGV[i]] then found = true end
+    if not key[9] then
+      local count = redis.call('HLEN', KEYS[2])
+      -- No key at all (open mode): the caller may be served anonymously, with its session.
+      if count == 0 then return {'unknown', '0', turns()} end
+      return {'unknown', tostring(count)}
     end
-    if not found then return {'forbidden', models} end
-  end
-  if budget_day ~= '' and spent_day >= tonumber(budget_day) then return reply('budget', 'day', 0) end
-  if budget_month ~= '' and spent_month >= tonumber(budget_month) then return reply('budget', 'month', 0) end
+    if key[8] and key[8] ~= '' then return {'revoked', ''} end
+    if key[7] and key[7] ~= '' and tonumber(key[7]) * 1000 <= now then return {'expired', ''} end
 
-  -- rpm: one more request must fit; tpm: the answer is charged after it (settle), so a request needs
-  -- only room for one token: a key over its tpm waits until its bucket has drained below it.
-  local wait_r, wait_k = gcra_wait(r, 1, rpm), gcra_wait(k, 1, tpm)
-  if wait_r > 0 or wait_k > 0 then
-    if wait_k > wait_r then return reply('rate', 'tpm', gcra_retry_ms(wait_k)) end
-    return reply('rate', 'rpm', gcra_retry_ms(wait_r))
+    local tenant, models = key[1] or '', key[2] or ''
+    local rpm, tpm = tonumber(key[3]) or 0, tonumber(key[4]) or 0
+    local budget_day, budget_month = key[5] or '', key[6] or ''
+    -- Only what the key limits is read: a key without budgets or rates costs the record's HMGET alone.
+    local r, k = 0, 0
+    if rpm > 0 or tpm > 0 then r, k = bucket_levels(KEYS[3], rpm, tpm) end
+    local spent_day, spent_month = 0, 0
+    if budget_day ~= '' or budget_month ~= '' then
+      local u = usage(KEYS[3])
+      if budget_day ~= '' then spent_day = u.day end
+      if budget_month ~= '' then spent_month = u.month end
+    end
+
+    local function reply(verdict, detail, wait)
+      return {verdict, detail, tenant, tostring(rpm), tostring(tpm), budget_day, budget_month,
+        string.format('%.17g', r), string.format('%.17g', k), string.format('%.17g', spent_day),
+        string.format('%.17g', spent_month), tostring(wait)}
+    end
+
+    -- Admitted: the answer, with the session's stored turns (none asked for: an empty list), or with the
+    -- request published (its turns in it) and the entry's id.
+    local function admitted()
+      local answer = reply('ok', '', 0)
+      if op == 'admit' and KEYS[5] ~= '' and ARGV[5] == tenant then
+        answer[13] = {}
+        answer[14] = publish(turns())
+      else
+        answer[13] = turns()
+      end
+      return answer
+    end
+
+    if op ~= 'admit' then return admitted() end
+
+    if models ~= '' then
+      local allowed = {}
+      for _, name in ipairs(cjson.decode(models)) do allowed[name] = true end
+      local found = false
+      for i = at, #ARGV do
+        if ARGV[i] ~= '' and allowed[ARGV[i]] then found = true end
+      end
+      if not found then return {'forbidden', models} end
+    end
+    if budget_day ~= '' and spent_day >= tonumber(budget_day) then return reply('budget', 'day', 0) end
+    if budget_month ~= '' and spent_month >= tonumber(budget_month) then return reply('budget', 'month', 0) end
+
+    -- rpm: one more request must fit; tpm: the answer is charged after it (settle), so a request needs
+    -- only room for one token: a key over its tpm waits until its bucket has drained below it.
+    local wait_r, wait_k = gcra_wait(r, 1, rpm), gcra_wait(k, 1, tpm)
+    if wait_r > 0 or wait_k > 0 then
+      if wait_k > wait_r then return reply('rate', 'tpm', gcra_retry_ms(wait_k)) end
+      return reply('rate', 'rpm', gcra_retry_ms(wait_r))
+    end
+    if rpm > 0 then
+      r = r + 1
+      bucket_store(KEYS[3], r, k)
+    end
+    return admitted()
   end
-  if rpm > 0 then
-    r = r + 1
-    bucket_store(KEYS[3], r, k)
-  end
-  return admitted()
+  return decided()
 end
-return written(decided())
+
+local answer
+if ARGV[1] == 'batch' then
+  answer = {}
+  local key_at, at = 0, 10
+  for i = 1, tonumber(ARGV[9]) do
+    local key_count, arg_count = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+    local keys, args = {}, {}
+    for j = 1, key_count do keys[j] = KEYS[key_at + j] end
+    for j = 1, arg_count do args[j] = ARGV[at + 1 + j] end
+    key_at, at = key_at + key_count, at + 2 + arg_count
+    answer[i] = run(keys, args)
+  end
+else
+  answer = run(KEYS, ARGV)
+end
+written()
+return answer

@@ -9,6 +9,10 @@ does. A virtual key's request carries its tenant, which only Redis knows: the ga
 tenant an earlier admission of the key gave (KeyLimiter.tenant_of), and the script publishes only if that
 is still the key's; else nothing is published and the gateway publishes itself.
 
+The calls a gateway makes in one turn of its event loop (concurrent requests) go as one command, the
+script's `batch` (KeyLimiter._send_calls, gathered by shared/redis_client.Coalescer): run in order as if
+sent one after another, each with its own answer, each key's record and usage read once.
+
 Static keys and anonymous callers cost nothing here: auth.identify settles them without Redis (in open
 mode, a gateway asks whether any virtual key exists at most once a second).
 
@@ -33,7 +37,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from services.gateway.auth import KeyLookup, Principal, bearer_token, identify
 from services.gateway.keys.model import period_ends, periods
@@ -46,7 +50,7 @@ from shared.errors import ApiError, Unavailable
 from shared.gcra import with_gcra
 from shared.keys import VIRTUAL_KEY_IDS, key_usage, virtual_key
 from shared.messages import Account, Tier
-from shared.redis_client import Coalescer
+from shared.redis_client import Coalescer, Command, pipelined
 from shared.sessions import MAX_STORED_TURNS
 
 log = structlog.get_logger(__name__)
@@ -69,7 +73,7 @@ class KeyLimiter:
     def __init__(self, redis: Redis, clock: Callable[[], float] | None = None) -> None:
         self._redis = redis
         self._script = redis.register_script(SCRIPT)
-        self._round_trips = Coalescer(redis)  # a turn's admissions share one round trip
+        self._calls: Coalescer[ScriptCall] = Coalescer(self._send_calls)  # a turn's calls: one command
         self._clock = clock
         # Open mode: whether any virtual key exists, as the script last said, and until when that is
         # believed (time.monotonic()). A token that is no virtual key then costs no round trip.
@@ -164,18 +168,39 @@ class KeyLimiter:
             charge_keys.append(key_usage(charge.principal.key_id))
             charge_args += [limits.rpm or 0, limits.tpm or 0, charge.tokens, repr(charge.cost_usd)]
         periods_args = [day, month, math.ceil(month_end - when) + PERIOD_GRACE_S]
-        command = [len(keys) + len(charge_keys), *keys, *charge_keys, *head, *periods_args, len(charges), *charge_args,
-                   *tail]
-        evalsha = ("EVALSHA", self._script.sha, *command)
-        try:
-            return await self._round_trips.call(evalsha)
-        except NoScriptError:  # a restarted Redis: nothing ran; load the script and send it again
+        return await self._calls.call(ScriptCall([*keys, *charge_keys],
+                                                 [*head, *periods_args, len(charges), *charge_args, *tail]))
+
+    async def _send_calls(self, calls: list[ScriptCall]) -> list[Any]:
+        """The calls of one turn (Coalescer), as few commands as their size allows (a `batch` of the
+        script, or a call alone), in one round trip; each call's answer, or the refusal of its command."""
+        groups = _batches(calls)
+        commands = [self._command(group) for group in groups]
+        replies = await pipelined(self._redis, commands)
+        if any(isinstance(reply, NoScriptError) for reply in replies):  # a restarted Redis: nothing ran
             await self.prepare()
-            return await self._round_trips.call(evalsha)
+            replies = await pipelined(self._redis, commands)
+        answers: list[Any] = []
+        for group, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, ResponseError) or len(group) == 1:
+                answers += [reply] * len(group)
+            else:
+                answers += reply
+        return answers
+
+    def _command(self, group: list[ScriptCall]) -> Command:
+        if len(group) == 1:
+            (call,) = group
+            return ("EVALSHA", self._script.sha, len(call.keys), *call.keys, *call.args)
+        clock, *periods = _header(group[0])  # the same for every call of the group (_batches)
+        header = ["batch", clock, "", "", "", *periods, len(group)]
+        keys = [key for call in group for key in call.keys]
+        args = [arg for call in group for arg in (len(call.keys), len(call.args), *call.args)]
+        return ("EVALSHA", self._script.sha, len(keys), *keys, *header, *args)
 
     async def drain(self) -> None:
         """At shutdown: the round trips under way finish."""
-        await self._round_trips.drain()
+        await self._calls.drain()
 
     def _now_ms(self) -> str:
         return "" if self._clock is None else repr(self._clock() * 1000)
@@ -184,6 +209,38 @@ class KeyLimiter:
         if now is not None:
             return now
         return time.time() if self._clock is None else self._clock()
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """One call of the key script: its KEYS and its ARGV (ARGV[1] the op, ARGV[2] the clock, ARGV[6..8] the
+    periods: limits.lua's header)."""
+
+    keys: list[str]
+    args: list[Any]
+
+
+BATCH_MAX_ARGS = 4000  # the script's KEYS and ARGV in one batch at most (a settle of 500 charges has ~2,000)
+
+
+def _batches(calls: list[ScriptCall]) -> list[list[ScriptCall]]:
+    """The calls in order, grouped into commands of at most BATCH_MAX_ARGS arguments (a larger call alone),
+    each of one clock and one day and month (the batch's header: a call made as a day ends starts another)."""
+    groups: list[list[ScriptCall]] = []
+    size = BATCH_MAX_ARGS
+    for call in calls:
+        call_size = len(call.keys) + len(call.args) + 2
+        if size + call_size > BATCH_MAX_ARGS or _header(call) != _header(groups[-1][0]):
+            groups.append([])
+            size = 9
+        groups[-1].append(call)
+        size += call_size
+    return groups
+
+
+def _header(call: ScriptCall) -> list[Any]:
+    """What a batch takes from its first call for all: the clock (ARGV[2]) and the periods (ARGV[6..8])."""
+    return [call.args[1], *call.args[5:8]]
 
 
 class SessionReadFailed(RedisError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -310,3 +311,58 @@ async def test_a_charge_riding_with_its_keys_admission_leaves_what_two_commands_
     # first write, long before; nothing else touches Redis.
     assert (calls.get("hmget"), calls.get("hset"), calls.get("expire"), calls.get("pexpire"), calls.get("get"),
             calls.get("set")) == (2, 1, None, None, None, None), calls
+
+
+def outcome(result: Principal | Refused) -> tuple[object, ...]:
+    if isinstance(result, Refused):
+        return ("refused", result.reason, type(result.error).__name__, result.error.code)
+    return ("admitted", result.tenant, result.used_requests, result.used_tokens, result.limits)
+
+
+async def test_a_turns_calls_go_in_one_command_and_leave_what_they_would_one_after_another(
+        gateways: Gateways, clock: FrozenClock) -> None:
+    """The calls a gateway makes in one turn of its event loop (concurrent requests) are one `batch` of the
+    script, run in order: every answer and every key's state are those of the same calls sent one by one;
+    each key's record and usage are read once and its usage written once."""
+    first, _, redis = gateways
+
+    async def keys() -> dict[str, tuple[KeyLookup, str]]:
+        made = {"budget": await make(redis, tenant="acme", limits=KeyLimits(rpm=600, tpm=10_000, budget_usd_day=0.01)),
+                "tight": await make(redis, tenant="acme", limits=KeyLimits(rpm=2)),
+                "models": await make(redis, tenant="acme", models=("drafter",)),
+                "revoked": await make(redis, tenant="acme")}
+        assert await store.revoke(redis, made["revoked"][1], clock.now) is not None
+        return made
+
+    def calls(made: dict[str, tuple[KeyLookup, str]], principal: Principal) -> list[Any]:
+        budget, tight = made["budget"][0], made["tight"][0]
+        return [first.admit(budget, TARGETS, True), first.admit(tight, TARGETS, True),
+                first.admit_along(budget, TARGETS, True, charges=[Charge(principal, 400, 0.004)] * 3),
+                first.admit(tight, TARGETS, True), first.admit(tight, TARGETS, True),  # over its rpm
+                first.admit(made["models"][0], TARGETS, True), first.admit(made["revoked"][0], TARGETS, True),
+                first.admit(lookup("sk-dg-no-such-key"), TARGETS, True), first.admit(budget, TARGETS, True)]
+
+    def verdict(result: object) -> Principal | Refused:
+        return result.verdict if hasattr(result, "verdict") else result  # type: ignore[return-value]
+
+    results = {}
+    states = {}
+    for way in ("one by one", "one turn"):
+        made = await keys()
+        principal = admitted(await first.admit(made["budget"][0], None, True))  # to be charged (the script loaded)
+        await redis.config_resetstat()
+        if way == "one by one":
+            results[way] = [verdict(await call) for call in calls(made, principal)]
+        else:
+            results[way] = [verdict(result) for result in await asyncio.gather(*calls(made, principal))]
+            stats = await script_calls(redis)
+            assert stats.get("evalsha") == 1, stats  # one command for the nine calls
+            # each record (the unknown key's too) and each usage read once, each usage written once
+            assert stats.get("hmget") == 5 + 2 and stats.get("hset") == 2, stats
+        states[way] = [await key_state(redis, key_id) for _, key_id in made.values()]
+    assert [outcome(result) for result in results["one turn"]] == [outcome(result) for result in results["one by one"]]
+    assert [outcome(result)[:2] for result in results["one turn"]] == [
+        ("admitted", "acme"), ("admitted", "acme"), ("refused", "budget"),  # the charges it carries spend the budget
+        ("admitted", "acme"), ("refused", "rate_limit"), ("refused", "forbidden"), ("refused", "auth"),
+        ("refused", "auth"), ("refused", "budget")]
+    assert states["one turn"] == states["one by one"]

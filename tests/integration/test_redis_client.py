@@ -142,7 +142,7 @@ async def test_commands_of_one_turn_share_one_round_trip_and_each_caller_gets_it
     client = connect(RedisConfig(url=redis_url))
     try:
         await client.set("text", "not a list")
-        coalescer = Coalescer(client)
+        coalescer = Coalescer.commands(client)
         sent: list[int] = []
         pipelined_module = sys.modules[Coalescer.__module__]
         library_pipelined = pipelined_module.pipelined
@@ -176,7 +176,7 @@ async def test_a_cancelled_caller_cuts_no_other_caller_s_round_trip_short(redis_
     client = connect(RedisConfig(url=redis_url))
     try:
         for cancelled, sent in (("first", "second"), ("second", "first")):
-            coalescer = Coalescer(client)
+            coalescer = Coalescer.commands(client)
             calls = {"first": asyncio.ensure_future(coalescer.call(("SET", f"{cancelled}:first", 1))),
                      "second": asyncio.ensure_future(coalescer.call(("SET", f"{cancelled}:second", 2)))}
             await asyncio.sleep(0)  # the first gathers, the second has joined it
@@ -195,7 +195,7 @@ async def test_a_cancelled_caller_cuts_no_other_caller_s_round_trip_short(redis_
 async def test_every_caller_of_a_failed_round_trip_hears_the_error() -> None:
     client = connect(RedisConfig(url=f"redis://127.0.0.1:{free_port()}", retries=0))  # nothing listens there
     try:
-        coalescer = Coalescer(client)
+        coalescer = Coalescer.commands(client)
         replies = await asyncio.gather(coalescer.call(("PING",)), coalescer.call(("GET", "x")),
                                        return_exceptions=True)
         assert all(isinstance(reply, RedisConnectionError) for reply in replies)
