@@ -119,9 +119,9 @@ class Coalescer(Generic[T]):
     (a list of items -> their results, in order; an Exception among them is raised in its caller, as is
     what `send` raises in every caller). The first caller lets the turn's others join it (one yield), then
     sends them all; an item no other joined goes alone, from its caller. Under load a gateway's key
-    admissions come many to a turn (8 in the mean at 32 clients in bench/edge.py), and each paid the round
-    trip's client work (the pooled connection's checkout, its send, its read and their timeouts) and
-    Redis's work per command on its own. `commands(redis)`: Redis commands pipelined, each its own reply.
+    admissions come many to a turn (at 32 clients in bench/edge.py, half of them in turns of 9 or more),
+    and each paid the round trip's client work (the pooled connection's checkout, its send, its read and
+    their timeouts) and Redis's work per command on its own.
 
     A batch goes from a task of its own, so a caller cancelled while it waits (its client left) cuts no
     other caller's round trip short: its item stays in the batch, sent, its result dropped, as a command
@@ -132,10 +132,6 @@ class Coalescer(Generic[T]):
         self._joining: list[tuple[T, asyncio.Future[Any]]] | None = None  # this turn's, once one waits
         self._sending: set[asyncio.Task[None]] = set()
 
-    @classmethod
-    def commands(cls, redis: Redis) -> Coalescer[Command]:
-        return cls(lambda commands: pipelined(redis, commands))  # type: ignore[return-value, arg-type]
-
     async def call(self, item: T) -> Any:
         if self._joining is not None:  # a caller is gathering this turn's items: join its round trip
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -144,10 +140,12 @@ class Coalescer(Generic[T]):
         self._joining = []
         try:
             await asyncio.sleep(0)  # the turn's other callers run up to their command and join
-        finally:
+        except BaseException:  # cancelled: the others' round trip goes without this caller's item
             joined, self._joining = self._joining, None
-            if joined and asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                self._start(joined)  # this caller is cancelled: the others' round trip goes without it
+            if joined:
+                self._start(joined)
+            raise
+        joined, self._joining = self._joining, None
         if not joined:
             (result,) = await self._send_items([item])
             if isinstance(result, Exception):

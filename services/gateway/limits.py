@@ -177,9 +177,12 @@ class KeyLimiter:
         groups = _batches(calls)
         commands = [self._command(group) for group in groups]
         replies = await pipelined(self._redis, commands)
-        if any(isinstance(reply, NoScriptError) for reply in replies):  # a restarted Redis: nothing ran
+        unloaded = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if unloaded:  # a restarted Redis: those did not run; load the script and send them again
             await self.prepare()
-            replies = await pipelined(self._redis, commands)
+            again = await pipelined(self._redis, [commands[index] for index in unloaded])
+            for index, reply in zip(unloaded, again, strict=True):
+                replies[index] = reply
         answers: list[Any] = []
         for group, reply in zip(groups, replies, strict=True):
             if isinstance(reply, ResponseError) or len(group) == 1:

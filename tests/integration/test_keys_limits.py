@@ -366,3 +366,13 @@ async def test_a_turns_calls_go_in_one_command_and_leave_what_they_would_one_aft
         ("admitted", "acme"), ("refused", "rate_limit"), ("refused", "forbidden"), ("refused", "auth"),
         ("refused", "auth"), ("refused", "budget")]
     assert states["one turn"] == states["one by one"]
+
+
+async def test_a_turns_calls_after_a_redis_restart_load_the_script_and_run_once(gateways: Gateways) -> None:
+    first, _, redis = gateways
+    key, key_id = await make(redis, limits=KeyLimits(rpm=600))
+    admitted(await first.admit(key, TARGETS, True))
+    await redis.script_flush()  # as after a Redis restart: the turn's batch is refused unrun, loaded, sent again
+    results = await asyncio.gather(*(first.admit(key, TARGETS, True) for _ in range(5)))
+    assert [admitted(result).used_requests for result in results] == pytest.approx([2, 3, 4, 5, 6], abs=0.01)
+    assert float(await redis.hget(key_usage(key_id), "r")) == pytest.approx(6, abs=0.01)  # each charged once

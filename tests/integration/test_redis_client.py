@@ -5,7 +5,6 @@ as a script's arguments."""
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import pytest
 from redis.asyncio import Redis
@@ -13,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from shared.config import RedisConfig
-from shared.redis_client import Coalescer, HiredisPacking, connect, pipelined
+from shared.redis_client import Coalescer, Command, HiredisPacking, connect, pipelined
 from tests.support import free_port
 
 pytestmark = pytest.mark.redis_flavours
@@ -138,34 +137,32 @@ async def test_a_push_message_between_pipelined_replies_is_skipped(redis_url: st
         await client.aclose()
 
 
+def commands(client: Redis) -> Coalescer[Command]:
+    """Redis commands coalesced: pipelined, each caller with its own reply."""
+    return Coalescer(lambda items: pipelined(client, items))
+
+
 async def test_commands_of_one_turn_share_one_round_trip_and_each_caller_gets_its_own_reply(redis_url: str) -> None:
     client = connect(RedisConfig(url=redis_url))
     try:
         await client.set("text", "not a list")
-        coalescer = Coalescer.commands(client)
         sent: list[int] = []
-        pipelined_module = sys.modules[Coalescer.__module__]
-        library_pipelined = pipelined_module.pipelined
 
-        async def counted(redis: Redis, commands: list[tuple[object, ...]], **kwargs: object) -> list[object]:
-            sent.append(len(commands))
-            return await library_pipelined(redis, commands, **kwargs)
+        async def send(items: list[Command]) -> list[object]:
+            sent.append(len(items))
+            return await pipelined(client, items)
 
-        pipelined_module.pipelined = counted
+        coalescer: Coalescer[Command] = Coalescer(send)
         connections = (await client.info("stats"))["total_connections_received"]
-        try:
-            replies = await asyncio.gather(*(coalescer.call(("INCRBY", "counter", index)) for index in range(1, 21)),
-                                           coalescer.call(("LPUSH", "text", "x")), coalescer.call(("GET", "text")),
-                                           return_exceptions=True)
-            assert sent == [22]  # one round trip for the turn's 22 commands
-            assert (await client.info("stats"))["total_connections_received"] == connections  # on one connection
-            assert sorted(replies[:20]) == [sum(range(1, n + 1)) for n in range(1, 21)]  # each its own, in order
-            assert replies[:20] == sorted(replies[:20])
-            assert isinstance(replies[20], ResponseError) and "WRONGTYPE" in str(replies[20])  # raised in its caller
-            assert replies[21] == b"not a list"
-            assert await coalescer.call(("GET", "counter")) == b"210" and sent == [22, 1]  # alone: at once
-        finally:
-            pipelined_module.pipelined = library_pipelined
+        replies = await asyncio.gather(*(coalescer.call(("INCRBY", "counter", index)) for index in range(1, 21)),
+                                       coalescer.call(("LPUSH", "text", "x")), coalescer.call(("GET", "text")),
+                                       return_exceptions=True)
+        assert sent == [22]  # one round trip for the turn's 22 commands
+        assert (await client.info("stats"))["total_connections_received"] == connections  # on one connection
+        assert replies[:20] == [sum(range(1, n + 1)) for n in range(1, 21)]  # each its own, in order
+        assert isinstance(replies[20], ResponseError) and "WRONGTYPE" in str(replies[20])  # raised in its caller
+        assert replies[21] == b"not a list"
+        assert await coalescer.call(("GET", "counter")) == b"210" and sent == [22, 1]  # alone: at once
     finally:
         await client.aclose()
 
@@ -176,7 +173,7 @@ async def test_a_cancelled_caller_cuts_no_other_caller_s_round_trip_short(redis_
     client = connect(RedisConfig(url=redis_url))
     try:
         for cancelled, sent in (("first", "second"), ("second", "first")):
-            coalescer = Coalescer.commands(client)
+            coalescer = commands(client)
             calls = {"first": asyncio.ensure_future(coalescer.call(("SET", f"{cancelled}:first", 1))),
                      "second": asyncio.ensure_future(coalescer.call(("SET", f"{cancelled}:second", 2)))}
             await asyncio.sleep(0)  # the first gathers, the second has joined it
@@ -195,7 +192,7 @@ async def test_a_cancelled_caller_cuts_no_other_caller_s_round_trip_short(redis_
 async def test_every_caller_of_a_failed_round_trip_hears_the_error() -> None:
     client = connect(RedisConfig(url=f"redis://127.0.0.1:{free_port()}", retries=0))  # nothing listens there
     try:
-        coalescer = Coalescer.commands(client)
+        coalescer = commands(client)
         replies = await asyncio.gather(coalescer.call(("PING",)), coalescer.call(("GET", "x")),
                                        return_exceptions=True)
         assert all(isinstance(reply, RedisConnectionError) for reply in replies)
