@@ -32,7 +32,7 @@
 --        ARGV[6..8] as above, for all of them (the clock is read once); ARGV[9] how many calls; then per
 --        call its KEYS count, its ARGV count and its ARGV, its KEYS in KEYS in the same order. A key's
 --        record and usage are read once and its usage written once per command, whatever the calls.
---        Returns each call's answer, in order.
+--        Returns each call's answer, in order; a call that raised an error: {'failed', the error}.
 --
 -- admit / auth return {verdict, detail, tenant, rpm, tpm, budget day, budget month, requests in the
 -- bucket, tokens in the bucket, spent today, spent this month, wait ms, the session's turns, the
@@ -215,7 +215,14 @@ if ARGV[1] == 'batch' then
     for j = 1, key_count do keys[j] = KEYS[key_at + j] end
     for j = 1, arg_count do args[j] = ARGV[at + 1 + j] end
     key_at, at = key_at + key_count, at + 2 + arg_count
-    answer[i] = run(keys, args)
+    -- A call that fails (a key's record Redis holds malformed, say) fails alone: its caller hears why, the
+    -- others are answered. What it had charged before it failed stays charged.
+    local ok, result = pcall(run, keys, args)
+    if ok then
+      answer[i] = result
+    else
+      answer[i] = {'failed', type(result) == 'table' and tostring(result.err) or tostring(result)}
+    end
   end
 else
   answer = run(KEYS, ARGV)

@@ -187,8 +187,9 @@ class KeyLimiter:
         for group, reply in zip(groups, replies, strict=True):
             if isinstance(reply, ResponseError) or len(group) == 1:
                 answers += [reply] * len(group)
-            else:
-                answers += reply
+            else:  # a call of the batch that raised: its caller hears it as the call alone would have
+                answers += [ResponseError(_text(answer[1])) if answer[:1] == [b"failed"] else answer
+                            for answer in reply]
         return answers
 
     def _command(self, group: list[ScriptCall]) -> Command:

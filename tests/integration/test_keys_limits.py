@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from services.gateway.auth import KeyLimits, KeyLookup, Principal, key_digest, virtual_key_id
 from services.gateway.keys import store
@@ -20,7 +21,7 @@ from services.gateway.keys.model import KeySpec, periods
 from services.gateway.limits import Charge, KeyLimiter, Settlements
 from services.gateway.limits_reply import Refused
 from shared.errors import AuthenticationFailed, PermissionDenied, QuotaExceeded, RateLimited, TokensRateLimited
-from shared.keys import key_usage
+from shared.keys import key_usage, virtual_key
 
 pytestmark = pytest.mark.redis_flavours
 
@@ -376,3 +377,22 @@ async def test_a_turns_calls_after_a_redis_restart_load_the_script_and_run_once(
     results = await asyncio.gather(*(first.admit(key, TARGETS, True) for _ in range(5)))
     assert [admitted(result).used_requests for result in results] == pytest.approx([2, 3, 4, 5, 6], abs=0.01)
     assert float(await redis.hget(key_usage(key_id), "r")) == pytest.approx(6, abs=0.01)  # each charged once
+
+
+async def test_a_call_that_fails_in_a_turn_fails_alone(gateways: Gateways) -> None:
+    """A key whose record Redis holds malformed (its models not JSON) makes the script raise: alone, that call
+    is refused with the error, and the others of its turn are answered."""
+    first, _, redis = gateways
+    broken, _ = await make(redis, tenant="acme", models=("drafter",))
+    fine, fine_id = await make(redis, tenant="acme", limits=KeyLimits(rpm=600))
+    await redis.hset(virtual_key(broken.digest), "models", "not json")
+    await first.prepare()
+    await redis.config_resetstat()
+    results = await asyncio.gather(first.admit(fine, TARGETS, True), first.admit(broken, TARGETS, True),
+                                   first.admit(fine, TARGETS, True), return_exceptions=True)
+    assert (await script_calls(redis)).get("evalsha") == 1  # one command for the three
+    assert isinstance(results[1], ResponseError) and "invalid token" in str(results[1]), results[1]
+    assert [admitted(results[index]).used_requests for index in (0, 2)] == pytest.approx([1, 2], abs=0.01)
+    with pytest.raises(ResponseError):  # alone, as before: the script's error
+        await first.admit(broken, TARGETS, True)
+    assert float(await redis.hget(key_usage(fine_id), "r")) == pytest.approx(2, abs=0.01)
