@@ -87,7 +87,7 @@ class ChatRequest:
     def composed(self, body: dict[str, Any], session: dict[str, Any] | None) -> ChatRequest:
         """This request with its session's turns prepended (shared/sessions.with_history): `body` and
         `session` in place of its own, no `history` left. Built field by field, as dataclasses.replace
-        would (which cost a router 3 us a request); tests/unit/test_messages.py checks no field is lost."""
+        would (which cost a router 3 us a request); tests/unit/test_sessions.py checks no field is lost."""
         return ChatRequest(self.request_id, self.reply_to, body, self.tier, self.deadline, self.tenant,
                            self.cache_store, self.deployment, self.auditable, self.client_request_id, session, None)
 

@@ -158,8 +158,7 @@ local function run(KEYS, ARGV)
 
     local function reply(verdict, detail, wait)
       return {verdict, detail, tenant, tostring(rpm), tostring(tpm), budget_day, budget_month,
-        string.format('%.17g', r), string.format('%.17g', k), string.format('%.17g', spent_day),
-        string.format('%.17g', spent_month), tostring(wait)}
+        number(r), number(k), number(spent_day), number(spent_month), tostring(wait)}
     end
 
     -- Admitted: the answer, with the session's stored turns (none asked for: an empty list), or with the

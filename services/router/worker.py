@@ -52,7 +52,7 @@ class Worker:
     stopping: bool = False
     loops: Loops = field(default_factory=Loops)
     requests: bus.Consumer = field(init=False)
-    _turn_results: dict[str, Any] = field(default_factory=dict)  # session_turns' children, by result
+    _turn_results: dict[str, Any] = field(init=False)  # session_turns' children, by result: looked up once
     cancels: CancelListener = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,6 +62,7 @@ class Worker:
             capacity=lambda: self.max_in_flight - len(self.in_flight),
             owned=lambda: [item.entry_id for item in self.in_flight.values()])
         self.cancels = CancelListener(self.redis, self._cancel, self.cancel_ttl_s)
+        self._turn_results = {name: self.ctx.metrics.session_turns.labels(name) for name in ("saved", "failed")}
 
     def start(self) -> None:
         self.loops.start(REQUESTS, self.requests.step)
@@ -190,9 +191,7 @@ class Worker:
                 "turn_saved": self._turn_saved}
 
     def _turn_saved(self, result: str) -> None:
-        """ReplyWriter's turn_saved: saved | failed, counted (the counter's two children looked up once)."""
-        if not self._turn_results:
-            self._turn_results = {name: self.ctx.metrics.session_turns.labels(name) for name in ("saved", "failed")}
+        """ReplyWriter's turn_saved: saved | failed, counted."""
         self._turn_results[result].inc()
 
     async def _finish_with(self, out: ReplyWriter, error: Unavailable | None) -> None:
